@@ -1,0 +1,60 @@
+//! The `bosun` command line: flags (clap) and one function per subcommand.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod offline;
+pub mod plugin;
+
+/// Bosun: a Kubernetes operator runtime whose operators are WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "bosun", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace). `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with plugins offline: build, inspect, test.
+    #[command(subcommand)]
+    Plugin(plugin::Command),
+}
+
+/// Starts logging to stderr.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,bosun=info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Plugin(cmd) => plugin::run(cmd),
+    }
+}
+
+/// Where compiled plugin code is cached between runs: `$BOSUN_COMPILED_CACHE`, else
+/// `$XDG_CACHE_HOME/bosun/compiled`, else `~/.cache/bosun/compiled`.
+pub fn default_compiled_cache() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("BOSUN_COMPILED_CACHE") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("bosun").join("compiled"))
+}

@@ -1,0 +1,270 @@
+//! `bosun plugin …`: build, inspect and test plugins offline.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use bosun_host::contract::{EventKind, ObjectRef, ReconcileRequest};
+use bosun_host::host::{clock, commands, log};
+use bosun_host::{Engine, Revision, Services, Source, Spec, Strategy, World};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::offline::{OfflineCache, parse_documents};
+
+/// `bosun plugin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a plugin from its source folder into a component (Rust: cargo, wasm32-wasip2).
+    Build(BuildArgs),
+    /// Show a component's world, imports, exports, metadata, size and digest.
+    Inspect(InspectArgs),
+    /// Run one reconcile against an offline cache; print the commands and the outcome as JSON.
+    Test(TestArgs),
+}
+
+/// Flags of `bosun plugin build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The plugin's source folder.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// Flags of `bosun plugin inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The component (.wasm), or a plugin source folder to build first.
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Flags of `bosun plugin test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The component (.wasm), or a plugin source folder to build first.
+    pub file: PathBuf,
+    /// The object to reconcile (JSON or YAML).
+    #[arg(long)]
+    pub object: PathBuf,
+    /// A folder of objects (JSON/YAML files) the plugin sees in its cache.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// The plugin's config, as JSON.
+    #[arg(long, default_value = "{}")]
+    pub config: String,
+    /// What happened to the object.
+    #[arg(long, value_enum, default_value_t = Event::Added)]
+    pub event: Event,
+    /// The time the plugin's clock shows, in milliseconds since the Unix epoch (default: now).
+    #[arg(long)]
+    pub now_ms: Option<u64>,
+    /// Per-call deadline in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub deadline_ms: u64,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Engine flags shared by the subcommands.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Cache compiled code here (default: ~/.cache/bosun/compiled or $BOSUN_COMPILED_CACHE).
+    #[arg(long)]
+    pub compiled_cache: Option<PathBuf>,
+    /// Do not cache compiled code.
+    #[arg(long, conflicts_with = "compiled_cache")]
+    pub no_compiled_cache: bool,
+}
+
+impl EngineArgs {
+    fn engine(&self) -> anyhow::Result<Engine> {
+        let cache_dir = if self.no_compiled_cache {
+            None
+        } else {
+            self.compiled_cache.clone().or_else(crate::default_compiled_cache)
+        };
+        let config = bosun_host::engine::Config { cache_dir, max_instances: 16, ..Default::default() };
+        Ok(Engine::new(&config)?)
+    }
+}
+
+/// An event kind, as a flag value.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Event {
+    /// The object appeared.
+    Added,
+    /// The object changed.
+    Modified,
+    /// The object is gone (the cache still returns its last state).
+    Deleted,
+    /// Periodic resync.
+    Resync,
+}
+
+impl From<Event> for EventKind {
+    fn from(e: Event) -> Self {
+        match e {
+            Event::Added => EventKind::Added,
+            Event::Modified => EventKind::Modified,
+            Event::Deleted => EventKind::Deleted,
+            Event::Resync => EventKind::Resync,
+        }
+    }
+}
+
+/// Runs a `bosun plugin` subcommand.
+pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Build(args) => {
+            let wasm = build(&args.dir)?;
+            println!("{}", wasm.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect(args) => inspect(&args),
+        Command::Test(args) => test(&args),
+    }
+}
+
+/// A component path: the file itself, or the output of building a source folder.
+fn component(path: &Path) -> anyhow::Result<Source> {
+    let file = if path.is_dir() { build(path)? } else { path.to_path_buf() };
+    Source::file(&file).with_context(|| format!("cannot read the plugin {}", file.display()))
+}
+
+/// Builds a plugin source folder; returns the component's path.
+pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.exists() {
+        bail!(
+            "{} is not a plugin source folder: no Cargo.toml (only Rust plugins can be built so far)",
+            dir.display()
+        );
+    }
+    eprintln!("building {} (cargo, wasm32-wasip2)…", dir.display());
+    let output = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics", "--manifest-path"])
+        .arg(&manifest)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo: is the Rust toolchain installed (https://rustup.rs)?")?;
+    if !output.status.success() {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if stdout.contains("wasm32-wasip2") || !output.stderr.is_empty() {
+            bail!("the build failed (see above); if the target is missing, run `rustup target add wasm32-wasip2`");
+        }
+        bail!("the build failed (see above)");
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let manifest = manifest.canonicalize().unwrap_or(manifest);
+    let manifest = manifest.to_str();
+    let wasm = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["manifest_path"].as_str() == manifest)
+        .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .find(|f| f.extension().is_some_and(|e| e == "wasm"));
+    wasm.context("the build produced no .wasm file: is the crate a `cdylib`?")
+}
+
+fn inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
+    let source = component(&args.file)?;
+    let engine = args.engine.engine()?;
+    let revision = Revision::inspect(&engine, &source, Spec::new(Services::offline()))?;
+    let info = revision.info();
+    let meta = revision.metadata();
+    if args.json {
+        let out = json!({ "info": info, "metadata": meta });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("plugin       {} {}", meta.name, meta.version);
+    if !meta.description.is_empty() {
+        println!("description  {}", meta.description);
+    }
+    println!("world        bosun:operator/{}@0.1.0", info.world);
+    println!("digest       {}", info.digest);
+    println!("size         {} bytes", info.size);
+    println!("load         {:.1} ms ({:?})", info.load_micros as f64 / 1000.0, info.compiled);
+    for s in &meta.subscriptions {
+        let ns = s.namespace.as_deref().map(|n| format!(" in {n}")).unwrap_or_default();
+        let sel = s.label_selector.as_deref().map(|l| format!(" where {l}")).unwrap_or_default();
+        println!("subscribes   {}/{}{ns}{sel}", s.api_version, s.kind);
+    }
+    for p in &meta.permissions {
+        let verbs: Vec<_> = p.verbs.iter().map(|v| v.as_str()).collect();
+        println!("may          {} on {}/{}", verbs.join(", "), p.api_version, p.kind);
+    }
+    for i in &info.imports {
+        println!("imports      {i}");
+    }
+    for e in &info.exports {
+        println!("exports      {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
+    let mut cache = OfflineCache::default();
+    if let Some(dir) = &args.cache {
+        cache.load_dir(dir)?;
+    }
+    let text = std::fs::read_to_string(&args.object)
+        .with_context(|| format!("cannot read the object {}", args.object.display()))?;
+    let object = parse_documents(&text)
+        .with_context(|| format!("{} is not valid JSON or YAML", args.object.display()))?
+        .into_iter()
+        .next()
+        .context("no object")?;
+    let target: ObjectRef = cache
+        .insert(&object)
+        .with_context(|| format!("in {}", args.object.display()))?;
+    serde_json::from_str::<Value>(&args.config).context("--config is not valid JSON")?;
+
+    let recorder = Arc::new(commands::Recorder::default());
+    let logs = Arc::new(log::Memory::default());
+    let now = args.now_ms.unwrap_or_else(|| clock::Clock::now_ms(&clock::System));
+    let services = Services {
+        cache: Arc::new(cache),
+        commands: recorder.clone(),
+        log: logs.clone(),
+        clock: Arc::new(clock::Fixed(now)),
+        ..Services::offline()
+    };
+    let mut spec = Spec::new(services);
+    spec.config = args.config.clone();
+    spec.strategy = Strategy::Fresh;
+    spec.limits.deadline = std::time::Duration::from_millis(args.deadline_ms);
+
+    let source = component(&args.file)?;
+    let engine = args.engine.engine()?;
+    let revision = Revision::load(&engine, &source, spec)?;
+    if revision.info().world != World::Controller {
+        bail!("{} is a {} plugin; `plugin test` runs controller plugins", source.origin, revision.info().world);
+    }
+    let request = ReconcileRequest { target, events: vec![args.event.into()], outcomes: vec![], attempt: 0 };
+    let result = revision.reconcile(&request);
+    let commands: Vec<Value> = recorder.take().into_iter().map(|c| json!({ "id": c.id, "command": c.command.to_json() })).collect();
+    let logs: Vec<Value> = logs.take().into_iter().map(|l| json!({ "level": l.level.as_str(), "message": l.message })).collect();
+    let (status, outcome) = match &result {
+        Ok(o) => ("ok", json!({ "requeueAfterMs": o.requeue_after_ms })),
+        Err(e) => ("error", json!({ "kind": e.kind(), "message": e.to_string() })),
+    };
+    let out = json!({
+        "plugin": revision.name(),
+        "revision": revision.digest(),
+        "target": request.target.key(),
+        "status": status,
+        "outcome": outcome,
+        "commands": commands,
+        "logs": logs,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(if result.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,142 @@
+//! What a plugin declares about itself, checked at load time and consulted on every
+//! cache read and command.
+
+use crate::contract::{PluginMetadata, Verb};
+use crate::selector::{Selector, is_dns_label};
+
+/// A plugin's metadata that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(pub String);
+
+/// Validated metadata.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    raw: PluginMetadata,
+}
+
+impl Metadata {
+    /// Validates what the plugin's `metadata` export returned.
+    pub fn new(raw: PluginMetadata) -> Result<Self, Error> {
+        if !is_dns_label(&raw.name) {
+            return Err(Error(format!(
+                "name {:?} is not a DNS label (lowercase letters, digits and '-', at most 63 characters)",
+                raw.name
+            )));
+        }
+        for (i, s) in raw.subscriptions.iter().enumerate() {
+            check_kind(&s.api_version, &s.kind, false)
+                .map_err(|e| Error(format!("subscription {i}: {e}")))?;
+            if let Some(ns) = &s.namespace
+                && !is_dns_label(ns)
+            {
+                return Err(Error(format!("subscription {i}: namespace {ns:?} is not a DNS label")));
+            }
+            if let Some(sel) = &s.label_selector {
+                Selector::parse(sel).map_err(|e| Error(format!("subscription {i}: {e}")))?;
+            }
+        }
+        for (i, p) in raw.permissions.iter().enumerate() {
+            check_kind(&p.api_version, &p.kind, true)
+                .map_err(|e| Error(format!("permission {i}: {e}")))?;
+        }
+        Ok(Metadata { raw })
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.raw.name
+    }
+
+    /// The metadata as the plugin returned it.
+    pub fn raw(&self) -> &PluginMetadata {
+        &self.raw
+    }
+
+    /// Whether the plugin declared `verb` on `api_version`/`kind`.
+    pub fn permits(&self, verb: Verb, api_version: &str, kind: &str) -> bool {
+        self.raw.permissions.iter().any(|p| {
+            p.api_version == api_version && (p.kind == kind || p.kind == "*") && p.verbs.contains(&verb)
+        })
+    }
+
+    /// Whether the plugin may read `api_version`/`kind` from the cache: it subscribes to
+    /// the kind or holds `read` on it.
+    pub fn can_read(&self, api_version: &str, kind: &str) -> bool {
+        self.raw.subscriptions.iter().any(|s| s.api_version == api_version && s.kind == kind)
+            || self.permits(Verb::Read, api_version, kind)
+    }
+}
+
+fn check_kind(api_version: &str, kind: &str, wildcard: bool) -> Result<(), String> {
+    if !valid_api_version(api_version) {
+        return Err(format!(
+            "api-version {api_version:?} is not valid (expected `v1` or `group/version` such as `apps/v1`)"
+        ));
+    }
+    let valid_kind = kind.starts_with(|c: char| c.is_ascii_uppercase())
+        && kind.chars().all(|c| c.is_ascii_alphanumeric())
+        && kind.len() <= 63;
+    if !(valid_kind || (wildcard && kind == "*")) {
+        return Err(format!("kind {kind:?} is not valid (expected UpperCamelCase such as `Pod`)"));
+    }
+    Ok(())
+}
+
+fn valid_api_version(s: &str) -> bool {
+    let (group, version) = match s.split_once('/') {
+        Some((g, v)) => (Some(g), v),
+        None => (None, s),
+    };
+    let group_ok = group.is_none_or(|g| g.len() <= 253 && g.split('.').all(is_dns_label));
+    let version_ok = version.starts_with('v')
+        && version.len() > 1
+        && version.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && version[1..].starts_with(|c: char| c.is_ascii_digit());
+    group_ok && version_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::{Permission, Subscription};
+
+    fn meta(api_version: &str, kind: &str) -> PluginMetadata {
+        PluginMetadata {
+            name: "demo".into(),
+            version: "0.1.0".into(),
+            description: String::new(),
+            subscriptions: vec![Subscription {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                namespace: None,
+                label_selector: Some("app=web".into()),
+            }],
+            permissions: vec![Permission {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                verbs: vec![Verb::Patch],
+            }],
+        }
+    }
+
+    #[test]
+    fn accepts_well_formed_metadata() {
+        let m = Metadata::new(meta("apps/v1", "StatefulSet")).expect("valid");
+        assert!(m.permits(Verb::Patch, "v1", "Pod"));
+        assert!(!m.permits(Verb::Delete, "v1", "Pod"));
+        assert!(m.can_read("apps/v1", "StatefulSet"));
+        assert!(!m.can_read("v1", "Secret"));
+    }
+
+    #[test]
+    fn rejects_malformed_kinds() {
+        let err = Metadata::new(meta("not a version!", "")).unwrap_err();
+        assert!(err.0.contains("api-version \"not a version!\""), "{err}");
+        assert!(Metadata::new(meta("v1", "pod")).is_err());
+        assert!(Metadata::new(meta("bosun.dev/v1alpha1", "Plugin")).is_ok());
+        let mut bad_name = meta("v1", "Pod");
+        bad_name.name = "Bad_Name".into();
+        assert!(Metadata::new(bad_name).is_err());
+    }
+}

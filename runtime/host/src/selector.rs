@@ -1,0 +1,225 @@
+//! Kubernetes label selectors (`app=web,tier in (a,b),!legacy`): parsing and matching.
+//!
+//! Plugins declare selectors in their metadata and pass them to `cache.list`; the host
+//! validates them at load time and the offline cache matches with them.
+
+use std::collections::BTreeMap;
+
+/// A label selector that failed to parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid label selector {selector:?}: {reason}")]
+pub struct Error {
+    /// The selector as given.
+    pub selector: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// One requirement of a selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requirement {
+    /// `key=value` or `key==value`.
+    Equals(String, String),
+    /// `key!=value`.
+    NotEquals(String, String),
+    /// `key in (a,b)`.
+    In(String, Vec<String>),
+    /// `key notin (a,b)`.
+    NotIn(String, Vec<String>),
+    /// `key`.
+    Exists(String),
+    /// `!key`.
+    NotExists(String),
+}
+
+/// A parsed selector: every requirement must hold. The empty selector matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    requirements: Vec<Requirement>,
+}
+
+impl Selector {
+    /// Parses Kubernetes selector syntax.
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let err = |reason: &str| Error { selector: input.to_owned(), reason: reason.to_owned() };
+        let mut requirements = Vec::new();
+        for part in split_top_level(input).map_err(|r| err(&r))? {
+            let part = part.trim();
+            if part.is_empty() {
+                if input.trim().is_empty() {
+                    continue;
+                }
+                return Err(err("empty requirement"));
+            }
+            requirements.push(parse_requirement(part).map_err(|r| err(&r))?);
+        }
+        Ok(Selector { requirements })
+    }
+
+    /// Whether labels (a `metadata.labels` map) satisfy every requirement.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.requirements.iter().all(|r| match r {
+            Requirement::Equals(k, v) => labels.get(k) == Some(v),
+            Requirement::NotEquals(k, v) => labels.get(k) != Some(v),
+            Requirement::In(k, vs) => labels.get(k).is_some_and(|l| vs.contains(l)),
+            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|l| !vs.contains(l)),
+            Requirement::Exists(k) => labels.contains_key(k),
+            Requirement::NotExists(k) => !labels.contains_key(k),
+        })
+    }
+
+    /// Whether a JSON object's `metadata.labels` satisfy the selector.
+    pub fn matches_object(&self, object: &serde_json::Value) -> bool {
+        let labels = object
+            .pointer("/metadata/labels")
+            .and_then(serde_json::Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.matches(&labels)
+    }
+}
+
+fn split_top_level(input: &str) -> Result<Vec<&str>, String> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in input.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("unbalanced ')'".to_owned());
+                }
+            }
+            ',' if depth == 0 => {
+                parts.push(&input[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced '('".to_owned());
+    }
+    parts.push(&input[start..]);
+    Ok(parts)
+}
+
+fn parse_requirement(part: &str) -> Result<Requirement, String> {
+    if let Some(key) = part.strip_prefix('!') {
+        return Ok(Requirement::NotExists(label_key(key.trim())?));
+    }
+    for (op, is_eq) in [("!=", false), ("==", true), ("=", true)] {
+        if let Some((k, v)) = part.split_once(op) {
+            let (k, v) = (label_key(k.trim())?, label_value(v.trim())?);
+            return Ok(if is_eq { Requirement::Equals(k, v) } else { Requirement::NotEquals(k, v) });
+        }
+    }
+    let words: Vec<&str> = part.splitn(2, char::is_whitespace).collect();
+    if words.len() == 2 {
+        let key = label_key(words[0])?;
+        let rest = words[1].trim();
+        let (negate, list) = if let Some(l) = rest.strip_prefix("notin") {
+            (true, l)
+        } else if let Some(l) = rest.strip_prefix("in") {
+            (false, l)
+        } else {
+            return Err(format!("expected 'in' or 'notin' after {key:?}"));
+        };
+        let list = list
+            .trim()
+            .strip_prefix('(')
+            .and_then(|l| l.strip_suffix(')'))
+            .ok_or_else(|| format!("the values of {key:?} must be in parentheses"))?;
+        let values = list
+            .split(',')
+            .map(|v| label_value(v.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(if negate { Requirement::NotIn(key, values) } else { Requirement::In(key, values) });
+    }
+    Ok(Requirement::Exists(label_key(part)?))
+}
+
+fn label_key(key: &str) -> Result<String, String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix
+        && (p.is_empty() || p.len() > 253 || !p.split('.').all(is_dns_label))
+    {
+        return Err(format!("label key prefix {p:?} is not a DNS subdomain"));
+    }
+    if name.is_empty() || name.len() > 63 || !is_label_chars(name) {
+        return Err(format!("label key {key:?} is not valid"));
+    }
+    Ok(key.to_owned())
+}
+
+fn label_value(value: &str) -> Result<String, String> {
+    if value.len() > 63 || !(value.is_empty() || is_label_chars(value)) {
+        return Err(format!("label value {value:?} is not valid"));
+    }
+    Ok(value.to_owned())
+}
+
+fn is_label_chars(s: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    s.starts_with(alnum)
+        && s.ends_with(alnum)
+        && s.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
+}
+
+/// Whether `s` is a DNS-1123 label: lowercase alphanumerics and `-`, at most 63 characters,
+/// starting and ending alphanumeric.
+pub fn is_dns_label(s: &str) -> bool {
+    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(ok)
+        && s.ends_with(ok)
+        && s.chars().all(|c| ok(c) || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn matches_every_operator() {
+        let s = Selector::parse("app=web, tier in (a, b),env!=prod,!legacy,zone").expect("valid");
+        assert!(s.matches(&labels(&[("app", "web"), ("tier", "a"), ("zone", "z1")])));
+        assert!(!s.matches(&labels(&[("app", "web"), ("tier", "c"), ("zone", "z1")])));
+        assert!(!s.matches(&labels(&[("app", "web"), ("tier", "a"), ("zone", "z1"), ("legacy", "")])));
+        assert!(!s.matches(&labels(&[("app", "web"), ("tier", "a"), ("zone", "z1"), ("env", "prod")])));
+        let notin = Selector::parse("tier notin (a)").expect("valid");
+        assert!(notin.matches(&labels(&[])));
+        assert!(!notin.matches(&labels(&[("tier", "a")])));
+    }
+
+    #[test]
+    fn empty_selector_matches_all() {
+        assert!(Selector::parse("").expect("valid").matches(&labels(&[("a", "b")])));
+    }
+
+    #[test]
+    fn rejects_malformed_selectors() {
+        for bad in ["app=", "=x", "tier in a,b", "tier in (a", "a,,b", "bad key=1", "-x=1"] {
+            let parsed = Selector::parse(bad);
+            // `app=` is valid in Kubernetes (empty value); everything else must fail.
+            if bad == "app=" {
+                assert!(parsed.is_ok(), "{bad}");
+            } else {
+                assert!(parsed.is_err(), "{bad} parsed as {parsed:?}");
+            }
+        }
+    }
+}
