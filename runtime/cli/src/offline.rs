@@ -21,26 +21,44 @@ pub struct OfflineCache {
 impl OfflineCache {
     /// Adds one object.
     pub fn insert(&mut self, object: &Value) -> anyhow::Result<ObjectRef> {
-        let r = ObjectRef::of(object)
-            .context("an object needs apiVersion, kind and metadata.name")?;
-        let key = (r.api_version.clone(), r.kind.clone(), r.namespace.clone(), r.name.clone());
+        let r =
+            ObjectRef::of(object).context("an object needs apiVersion, kind and metadata.name")?;
+        let key = (
+            r.api_version.clone(),
+            r.kind.clone(),
+            r.namespace.clone(),
+            r.name.clone(),
+        );
         self.objects.insert(key, Arc::from(object.to_string()));
         Ok(r)
     }
 
     /// Adds every object of a file; returns their references.
     pub fn load_file(&mut self, path: &Path) -> anyhow::Result<Vec<ObjectRef>> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let docs = parse_documents(&text).with_context(|| format!("{} is not valid JSON or YAML", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let docs = parse_documents(&text)
+            .with_context(|| format!("{} is not valid JSON or YAML", path.display()))?;
         let mut refs = Vec::new();
         for doc in docs {
             match doc.get("items").and_then(Value::as_array) {
-                Some(items) if doc.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) => {
+                Some(items)
+                    if doc
+                        .get("kind")
+                        .and_then(Value::as_str)
+                        .is_some_and(|k| k.ends_with("List")) =>
+                {
                     for item in items {
-                        refs.push(self.insert(item).with_context(|| format!("in {}", path.display()))?);
+                        refs.push(
+                            self.insert(item)
+                                .with_context(|| format!("in {}", path.display()))?,
+                        );
                     }
                 }
-                _ => refs.push(self.insert(&doc).with_context(|| format!("in {}", path.display()))?),
+                _ => refs.push(
+                    self.insert(&doc)
+                        .with_context(|| format!("in {}", path.display()))?,
+                ),
             }
         }
         Ok(refs)
@@ -48,11 +66,17 @@ impl OfflineCache {
 
     /// Adds every `.json`, `.yaml` and `.yml` file of a folder.
     pub fn load_dir(&mut self, dir: &Path) -> anyhow::Result<usize> {
-        let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read the cache folder {}", dir.display()))?;
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read the cache folder {}", dir.display()))?;
         let mut paths: Vec<_> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "yaml" | "yml")))
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("json" | "yaml" | "yml")
+                )
+            })
             .collect();
         paths.sort();
         let mut n = 0;
@@ -93,7 +117,12 @@ pub fn parse_documents(text: &str) -> anyhow::Result<Vec<Value>> {
 
 impl Cache for OfflineCache {
     fn get(&self, _: &CallInfo, target: &ObjectRef) -> Option<Arc<str>> {
-        let key = (target.api_version.clone(), target.kind.clone(), target.namespace.clone(), target.name.clone());
+        let key = (
+            target.api_version.clone(),
+            target.kind.clone(),
+            target.namespace.clone(),
+            target.name.clone(),
+        );
         self.objects.get(&key).cloned()
     }
 
@@ -101,10 +130,14 @@ impl Cache for OfflineCache {
         self.objects
             .iter()
             .filter(|((av, kind, ns, _), _)| {
-                av == query.api_version && kind == query.kind && query.namespace.is_none_or(|q| ns.as_deref() == Some(q))
+                av == query.api_version
+                    && kind == query.kind
+                    && query.namespace.is_none_or(|q| ns.as_deref() == Some(q))
             })
             .filter(|(_, json)| {
-                query.selector.is_none_or(|s| serde_json::from_str::<Value>(json).is_ok_and(|v| s.matches_object(&v)))
+                query.selector.is_none_or(|s| {
+                    serde_json::from_str::<Value>(json).is_ok_and(|v| s.matches_object(&v))
+                })
             })
             .map(|(_, json)| json.clone())
             .collect()

@@ -87,9 +87,15 @@ impl EngineArgs {
         let cache_dir = if self.no_compiled_cache {
             None
         } else {
-            self.compiled_cache.clone().or_else(crate::default_compiled_cache)
+            self.compiled_cache
+                .clone()
+                .or_else(crate::default_compiled_cache)
         };
-        let config = bosun_host::engine::Config { cache_dir, max_instances: 16, ..Default::default() };
+        let config = bosun_host::engine::Config {
+            cache_dir,
+            max_instances: 16,
+            ..Default::default()
+        };
         Ok(Engine::new(&config)?)
     }
 }
@@ -133,7 +139,11 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 
 /// A component path: the file itself, or the output of building a source folder.
 fn component(path: &Path) -> anyhow::Result<Source> {
-    let file = if path.is_dir() { build(path)? } else { path.to_path_buf() };
+    let file = if path.is_dir() {
+        build(path)?
+    } else {
+        path.to_path_buf()
+    };
     Source::file(&file).with_context(|| format!("cannot read the plugin {}", file.display()))
 }
 
@@ -147,16 +157,27 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         );
     }
     eprintln!("building {} (cargo, wasm32-wasip2)…", dir.display());
-    let output = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics", "--manifest-path"])
-        .arg(&manifest)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("cannot run cargo: is the Rust toolchain installed (https://rustup.rs)?")?;
+    let output =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args([
+                "build",
+                "--profile",
+                "plugin",
+                "--target",
+                "wasm32-wasip2",
+                "--message-format=json-render-diagnostics",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("cannot run cargo: is the Rust toolchain installed (https://rustup.rs)?")?;
     if !output.status.success() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         if stdout.contains("wasm32-wasip2") || !output.stderr.is_empty() {
-            bail!("the build failed (see above); if the target is missing, run `rustup target add wasm32-wasip2`");
+            bail!(
+                "the build failed (see above); if the target is missing, run `rustup target add wasm32-wasip2`"
+            );
         }
         bail!("the build failed (see above)");
     }
@@ -191,15 +212,32 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
     println!("world        bosun:operator/{}@0.1.0", info.world);
     println!("digest       {}", info.digest);
     println!("size         {} bytes", info.size);
-    println!("load         {:.1} ms ({:?})", info.load_micros as f64 / 1000.0, info.compiled);
+    println!(
+        "load         {:.1} ms ({:?})",
+        info.load_micros as f64 / 1000.0,
+        info.compiled
+    );
     for s in &meta.subscriptions {
-        let ns = s.namespace.as_deref().map(|n| format!(" in {n}")).unwrap_or_default();
-        let sel = s.label_selector.as_deref().map(|l| format!(" where {l}")).unwrap_or_default();
+        let ns = s
+            .namespace
+            .as_deref()
+            .map(|n| format!(" in {n}"))
+            .unwrap_or_default();
+        let sel = s
+            .label_selector
+            .as_deref()
+            .map(|l| format!(" where {l}"))
+            .unwrap_or_default();
         println!("subscribes   {}/{}{ns}{sel}", s.api_version, s.kind);
     }
     for p in &meta.permissions {
         let verbs: Vec<_> = p.verbs.iter().map(|v| v.as_str()).collect();
-        println!("may          {} on {}/{}", verbs.join(", "), p.api_version, p.kind);
+        println!(
+            "may          {} on {}/{}",
+            verbs.join(", "),
+            p.api_version,
+            p.kind
+        );
     }
     for i in &info.imports {
         println!("imports      {i}");
@@ -229,7 +267,9 @@ fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
 
     let recorder = Arc::new(commands::Recorder::default());
     let logs = Arc::new(log::Memory::default());
-    let now = args.now_ms.unwrap_or_else(|| clock::Clock::now_ms(&clock::System));
+    let now = args
+        .now_ms
+        .unwrap_or_else(|| clock::Clock::now_ms(&clock::System));
     let services = Services {
         cache: Arc::new(cache),
         commands: recorder.clone(),
@@ -246,15 +286,35 @@ fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
     let engine = args.engine.engine()?;
     let revision = Revision::load(&engine, &source, spec)?;
     if revision.info().world != World::Controller {
-        bail!("{} is a {} plugin; `plugin test` runs controller plugins", source.origin, revision.info().world);
+        bail!(
+            "{} is a {} plugin; `plugin test` runs controller plugins",
+            source.origin,
+            revision.info().world
+        );
     }
-    let request = ReconcileRequest { target, events: vec![args.event.into()], outcomes: vec![], attempt: 0 };
+    let request = ReconcileRequest {
+        target,
+        events: vec![args.event.into()],
+        outcomes: vec![],
+        attempt: 0,
+    };
     let result = revision.reconcile(&request);
-    let commands: Vec<Value> = recorder.take().into_iter().map(|c| json!({ "id": c.id, "command": c.command.to_json() })).collect();
-    let logs: Vec<Value> = logs.take().into_iter().map(|l| json!({ "level": l.level.as_str(), "message": l.message })).collect();
+    let commands: Vec<Value> = recorder
+        .take()
+        .into_iter()
+        .map(|c| json!({ "id": c.id, "command": c.command.to_json() }))
+        .collect();
+    let logs: Vec<Value> = logs
+        .take()
+        .into_iter()
+        .map(|l| json!({ "level": l.level.as_str(), "message": l.message }))
+        .collect();
     let (status, outcome) = match &result {
         Ok(o) => ("ok", json!({ "requeueAfterMs": o.requeue_after_ms })),
-        Err(e) => ("error", json!({ "kind": e.kind(), "message": e.to_string() })),
+        Err(e) => (
+            "error",
+            json!({ "kind": e.kind(), "message": e.to_string() }),
+        ),
     };
     let out = json!({
         "plugin": revision.name(),
@@ -266,5 +326,9 @@ fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
         "logs": logs,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(if result.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

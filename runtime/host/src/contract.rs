@@ -6,12 +6,12 @@
 
 use serde_json::{Value, json};
 
+pub use crate::bindings::iface::types::ObjectRef;
 pub use crate::bindings::iface::types::{
     Command, CommandOutcome, EventCommand, EventKind, EventType, HttpResponse, Level, NodeTaint,
     NodeUntaint, Patch, Permission, PluginMetadata, PodCommand, PodInfo, ProbeKind, ProbeResult,
     ReconcileOutcome, ReconcileRequest, Subscription, Taint, TaintEffect, Verb, Verdict,
 };
-pub use crate::bindings::iface::types::ObjectRef;
 
 /// Upper bound on the JSON payload of one command (an applied object or a patch):
 /// the API server's own request limit.
@@ -171,14 +171,19 @@ impl Command {
     pub fn target(&self) -> Option<ObjectRef> {
         let node = |name: &str| Some(ObjectRef::cluster("v1", "Node", name));
         match self {
-            Command::Apply(body) => serde_json::from_str::<Value>(body).ok().as_ref().and_then(ObjectRef::of),
+            Command::Apply(body) => serde_json::from_str::<Value>(body)
+                .ok()
+                .as_ref()
+                .and_then(ObjectRef::of),
             Command::MergePatch(p) | Command::JsonPatch(p) => Some(p.target.clone()),
             Command::Delete(r) | Command::Evict(r) => Some(r.clone()),
             Command::Cordon(n) | Command::Uncordon(n) => node(n),
             Command::Taint(t) => node(&t.node),
             Command::Untaint(u) => node(&u.node),
             Command::RecordEvent(e) => Some(e.regarding.clone()),
-            Command::PodCommand(p) => Some(ObjectRef::namespaced("v1", "Pod", &p.namespace, &p.pod)),
+            Command::PodCommand(p) => {
+                Some(ObjectRef::namespaced("v1", "Pod", &p.namespace, &p.pod))
+            }
         }
     }
 
@@ -187,7 +192,11 @@ impl Command {
     pub fn validate(&self) -> Result<Action, String> {
         let action = |verb, r: &ObjectRef| -> Result<Action, String> {
             check_ref(r)?;
-            Ok(Action { verb, api_version: r.api_version.clone(), kind: r.kind.clone() })
+            Ok(Action {
+                verb,
+                api_version: r.api_version.clone(),
+                kind: r.kind.clone(),
+            })
         };
         if self.payload_len() > MAX_COMMAND_PAYLOAD {
             return Err(format!(
@@ -216,10 +225,15 @@ impl Command {
             Command::JsonPatch(p) => {
                 let patch: Value = serde_json::from_str(&p.patch)
                     .map_err(|e| format!("json-patch: the patch is not valid JSON: {e}"))?;
-                let ops = patch.as_array().ok_or("json-patch: the patch must be a JSON array")?;
+                let ops = patch
+                    .as_array()
+                    .ok_or("json-patch: the patch must be a JSON array")?;
                 for (i, op) in ops.iter().enumerate() {
                     let name = op.get("op").and_then(Value::as_str).unwrap_or("");
-                    if !matches!(name, "add" | "remove" | "replace" | "move" | "copy" | "test") {
+                    if !matches!(
+                        name,
+                        "add" | "remove" | "replace" | "move" | "copy" | "test"
+                    ) {
                         return Err(format!("json-patch: operation {i} has no valid \"op\""));
                     }
                     if op.get("path").and_then(Value::as_str).is_none() {
@@ -260,7 +274,10 @@ impl Command {
                 if p.plugin.is_empty() {
                     return Err("pod-command: the target plugin is empty".to_owned());
                 }
-                action(Verb::PodCommand, &ObjectRef::namespaced("v1", "Pod", &p.namespace, &p.pod))
+                action(
+                    Verb::PodCommand,
+                    &ObjectRef::namespaced("v1", "Pod", &p.namespace, &p.pod),
+                )
             }
         }
     }
@@ -268,7 +285,9 @@ impl Command {
     /// A readable JSON form (`{"command":"merge-patch","target":...,"patch":{...}}`),
     /// with embedded JSON documents parsed rather than escaped.
     pub fn to_json(&self) -> Value {
-        let doc = |s: &str| serde_json::from_str::<Value>(s).unwrap_or_else(|_| Value::String(s.to_owned()));
+        let doc = |s: &str| {
+            serde_json::from_str::<Value>(s).unwrap_or_else(|_| Value::String(s.to_owned()))
+        };
         let body = match self {
             Command::Apply(body) => json!({ "object": doc(body) }),
             Command::MergePatch(p) | Command::JsonPatch(p) => {
@@ -331,7 +350,10 @@ mod tests {
 
     #[test]
     fn validate_maps_commands_to_verbs() {
-        let patch = Command::MergePatch(Patch { target: pod_ref(), patch: "{}".into() });
+        let patch = Command::MergePatch(Patch {
+            target: pod_ref(),
+            patch: "{}".into(),
+        });
         assert_eq!(patch.validate().map(|a| a.verb), Ok(Verb::Patch));
         let cordon = Command::Cordon("n1".into());
         let action = cordon.validate().expect("valid");
@@ -340,13 +362,33 @@ mod tests {
 
     #[test]
     fn validate_rejects_malformed_payloads() {
-        let bad_json = Command::MergePatch(Patch { target: pod_ref(), patch: "{".into() });
-        assert!(bad_json.validate().unwrap_err().contains("not valid JSON"));
-        let not_object = Command::MergePatch(Patch { target: pod_ref(), patch: "[1]".into() });
+        let bad_json = Command::MergePatch(Patch {
+            target: pod_ref(),
+            patch: "{".into(),
+        });
+        assert!(
+            bad_json
+                .validate()
+                .expect_err("invalid")
+                .contains("not valid JSON")
+        );
+        let not_object = Command::MergePatch(Patch {
+            target: pod_ref(),
+            patch: "[1]".into(),
+        });
         assert!(not_object.validate().is_err());
-        let bad_op = Command::JsonPatch(Patch { target: pod_ref(), patch: r#"[{"op":"frob","path":"/a"}]"#.into() });
-        assert!(bad_op.validate().unwrap_err().contains("operation 0"));
-        let nameless = Command::Apply(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}"#.into());
+        let bad_op = Command::JsonPatch(Patch {
+            target: pod_ref(),
+            patch: r#"[{"op":"frob","path":"/a"}]"#.into(),
+        });
+        assert!(
+            bad_op
+                .validate()
+                .expect_err("invalid")
+                .contains("operation 0")
+        );
+        let nameless =
+            Command::Apply(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}"#.into());
         assert!(nameless.validate().is_err());
         let evict_node = Command::Evict(ObjectRef::cluster("v1", "Node", "n1"));
         assert!(evict_node.validate().is_err());
@@ -354,7 +396,10 @@ mod tests {
 
     #[test]
     fn to_json_parses_embedded_documents() {
-        let patch = Command::MergePatch(Patch { target: pod_ref(), patch: r#"{"a":1}"#.into() });
+        let patch = Command::MergePatch(Patch {
+            target: pod_ref(),
+            patch: r#"{"a":1}"#.into(),
+        });
         let v = patch.to_json();
         assert_eq!(v["command"], "merge-patch");
         assert_eq!(v["patch"]["a"], 1);

@@ -32,7 +32,12 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { cache_dir: None, max_instances: 256, max_memory_bytes: 1 << 30, pooling: true }
+        Config {
+            cache_dir: None,
+            max_instances: 256,
+            max_memory_bytes: 1 << 30,
+            pooling: true,
+        }
     }
 }
 
@@ -88,7 +93,9 @@ pub struct Engine(Arc<Inner>);
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("cache_dir", &self.0.cache_dir).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("cache_dir", &self.0.cache_dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,7 +133,10 @@ impl Engine {
             Err(err) => return Err(Error::Engine(err.to_string())),
         };
         if let Some(dir) = &config.cache_dir {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Cache { path: dir.clone(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| Error::Cache {
+                path: dir.clone(),
+                source,
+            })?;
         }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -185,32 +195,44 @@ impl Engine {
     }
 
     /// Compiles `bytes`, or reads the compiled form from the cache.
-    pub(crate) fn compile(&self, bytes: &[u8], digest_hex: &str) -> wasmtime::Result<(Component, Compiled)> {
+    pub(crate) fn compile(
+        &self,
+        bytes: &[u8],
+        digest_hex: &str,
+    ) -> wasmtime::Result<(Component, Compiled)> {
         let _span = tracing::debug_span!("bosun.host.compile", digest = digest_hex).entered();
         let path = self.cache_path(digest_hex);
         if let Some(path) = path.as_deref().filter(|p| p.exists()) {
             match self.deserialize(path) {
                 Ok(c) => return Ok((c, Compiled::Cached)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "unusable compiled-code cache entry; recompiling"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "unusable compiled-code cache entry; recompiling")
+                }
             }
         }
         let component = Component::new(&self.0.engine, bytes)?;
-        if let Some(path) = path {
-            if let Err(e) = store_atomically(&path, &component.serialize()?) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot write the compiled-code cache");
-            }
+        if let Some(path) = path
+            && let Err(e) = store_atomically(&path, &component.serialize()?)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the compiled-code cache");
         }
         Ok((component, Compiled::Fresh))
     }
 
     fn deserialize(&self, path: &Path) -> wasmtime::Result<Component> {
-        // SAFETY: entries are written only by `compile` above, atomically (write to a
-        // temporary file, then rename), under a name carrying the sha256 of the source
-        // bytes and the engine's compatibility hash; wasmtime checks the header again.
+        // Read into memory rather than map the file: a cache file truncated or rewritten
+        // in place while the code runs must not fault the process.
+        let bytes = std::fs::read(path)?;
+        // SAFETY: entries are written only by `compile` above, atomically (a temporary
+        // file, then a rename), under a name carrying the sha256 of the source bytes and
+        // the engine's compatibility hash; wasmtime checks the header and version again.
         // The cache directory must be writable only by the runtime's user.
-        #[expect(unsafe_code, reason = "loading precompiled code is unsafe by wasmtime's contract")]
+        #[expect(
+            unsafe_code,
+            reason = "loading precompiled code is unsafe by wasmtime's contract"
+        )]
         unsafe {
-            Component::deserialize_file(&self.0.engine, path)
+            Component::deserialize(&self.0.engine, &bytes)
         }
     }
 }
@@ -239,6 +261,9 @@ fn build_linkers(engine: &wasmtime::Engine) -> wasmtime::Result<Linkers> {
     let mut admission = base()?;
     iface::cache::add_to_linker::<_, HasSelf<StoreState>>(&mut admission, |s| s)?;
     let mut pod_agent = base()?;
-    pod_agent::bosun::operator::pod::add_to_linker::<_, HasSelf<StoreState>>(&mut pod_agent, |s| s)?;
+    pod_agent::bosun::operator::pod::add_to_linker::<_, HasSelf<StoreState>>(
+        &mut pod_agent,
+        |s| s,
+    )?;
     Ok((controller, admission, pod_agent))
 }

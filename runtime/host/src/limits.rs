@@ -81,9 +81,13 @@ mod tests {
 
     #[test]
     fn limits_read_from_camel_case_json() {
-        let l: Limits = serde_json::from_str(r#"{"deadline": 250, "memoryBytes": 1048576}"#).expect("valid");
+        let l: Limits =
+            serde_json::from_str(r#"{"deadline": 250, "memoryBytes": 1048576}"#).expect("valid");
         assert_eq!(l.deadline, Duration::from_millis(250));
         assert_eq!(l.memory_bytes, 1 << 20);
-        assert_eq!(l.max_commands_per_call, Limits::default().max_commands_per_call);
+        assert_eq!(
+            l.max_commands_per_call,
+            Limits::default().max_commands_per_call
+        );
     }
 }

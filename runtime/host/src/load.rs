@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::types::ComponentItem;
 use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
 
 use crate::engine::{Compiled, Engine};
 use crate::host::Services;
@@ -39,7 +39,14 @@ impl World {
         match self {
             World::Controller => &["metadata", "init", "reconcile"],
             World::Admission => &["metadata", "init", "review"],
-            World::PodAgent => &["metadata", "init", "on-start", "probe", "on-command", "on-stop"],
+            World::PodAgent => &[
+                "metadata",
+                "init",
+                "on-start",
+                "probe",
+                "on-command",
+                "on-stop",
+            ],
         }
     }
 
@@ -70,7 +77,10 @@ pub enum Strategy {
 
 impl Default for Strategy {
     fn default() -> Self {
-        Strategy::Warm { recycle_after: 10_000, max_idle: 8 }
+        Strategy::Warm {
+            recycle_after: 10_000,
+            max_idle: 8,
+        }
     }
 }
 
@@ -86,7 +96,10 @@ pub struct Source {
 impl Source {
     /// Reads a file.
     pub fn file(path: &std::path::Path) -> std::io::Result<Self> {
-        Ok(Source { origin: path.display().to_string(), bytes: std::fs::read(path)?.into() })
+        Ok(Source {
+            origin: path.display().to_string(),
+            bytes: std::fs::read(path)?.into(),
+        })
     }
 
     /// `sha256:<hex>` of the bytes: the revision's name.
@@ -116,7 +129,12 @@ pub struct Spec {
 impl Spec {
     /// Defaults with `services`.
     pub fn new(services: Services) -> Self {
-        Spec { config: "{}".to_owned(), limits: Limits::default(), strategy: Strategy::default(), services }
+        Spec {
+            config: "{}".to_owned(),
+            limits: Limits::default(),
+            strategy: Strategy::default(),
+            services,
+        }
     }
 }
 
@@ -130,19 +148,25 @@ pub enum Cause {
     #[error("not a WebAssembly file (it does not start with \\0asm)")]
     NotWasm,
     /// A core module was given where a component is needed.
-    #[error("this is a core wasm module, not a component: build with `--target wasm32-wasip2` (Rust) or adapt it with `bosun plugin build`")]
+    #[error(
+        "this is a core wasm module, not a component: build with `--target wasm32-wasip2` (Rust) or adapt it with `bosun plugin build`"
+    )]
     CoreModule,
     /// Wasmtime could not compile it.
     #[error("cannot compile: {0}")]
     Compile(String),
     /// Its exports match no Bosun world.
-    #[error("exports [{exports}] match no Bosun world: a controller exports metadata, init and reconcile; an admission plugin metadata, init and review; a pod-agent metadata, init, on-start, probe, on-command and on-stop")]
+    #[error(
+        "exports [{exports}] match no Bosun world: a controller exports metadata, init and reconcile; an admission plugin metadata, init and review; a pod-agent metadata, init, on-start, probe, on-command and on-stop"
+    )]
     UnknownWorld {
         /// What it exports.
         exports: String,
     },
     /// It imports something the host does not provide.
-    #[error("imports `{import}`, which a {world} plugin is not given (plugins get bosun:operator@0.1 and WASI without filesystem or network)")]
+    #[error(
+        "imports `{import}`, which a {world} plugin is not given (plugins get bosun:operator@0.1 and WASI without filesystem or network)"
+    )]
     UnsupportedImport {
         /// The world it was linked as.
         world: World,
@@ -211,7 +235,9 @@ pub(crate) fn check(engine: &Engine, bytes: &[u8], digest: &str) -> Result<Check
         Some([0, b'a', b's', b'm', 0x0d, 0x00, 0x01, 0x00]) => {}
         Some([0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00]) => return Err(Cause::CoreModule),
         Some([0, b'a', b's', b'm', ..]) => {
-            return Err(Cause::Compile("unsupported WebAssembly binary version".to_owned()));
+            return Err(Cause::Compile(
+                "unsupported WebAssembly binary version".to_owned(),
+            ));
         }
         _ => return Err(Cause::NotWasm),
     }
@@ -226,15 +252,32 @@ pub(crate) fn check(engine: &Engine, bytes: &[u8], digest: &str) -> Result<Check
     let world = World::ALL
         .into_iter()
         .find(|w| w.exports().iter().all(|e| exports.iter().any(|x| x == e)))
-        .ok_or_else(|| Cause::UnknownWorld { exports: exports.join(", ") })?;
+        .ok_or_else(|| Cause::UnknownWorld {
+            exports: exports.join(", "),
+        })?;
     // Name the first import the world does not provide, before wasmtime's generic check.
-    if let Some((name, _)) = ty.imports(engine_ref).find(|(name, item)| !provided(world, name, &item.ty)) {
-        return Err(Cause::UnsupportedImport { world, import: name.to_owned() });
+    if let Some((name, _)) = ty
+        .imports(engine_ref)
+        .find(|(name, item)| !provided(world, name, &item.ty))
+    {
+        return Err(Cause::UnsupportedImport {
+            world,
+            import: name.to_owned(),
+        });
     }
     if let Err(e) = engine.linker(world).instantiate_pre(&component) {
-        return Err(Cause::WrongWorld { world, message: format!("{e:#}") });
+        return Err(Cause::WrongWorld {
+            world,
+            message: format!("{e:#}"),
+        });
     }
-    Ok(Checked { component, world, compiled, imports, exports })
+    Ok(Checked {
+        component,
+        world,
+        compiled,
+        imports,
+        exports,
+    })
 }
 
 /// Whether an import is something `world` provides: its bosun:operator interfaces and
@@ -247,9 +290,16 @@ fn provided(world: World, name: &str, item: &ComponentItem) -> bool {
     };
     let ok = match name.strip_prefix("bosun:operator/") {
         Some(rest) => bosun.contains(&rest.split('@').next().unwrap_or(rest)),
-        None => ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/", "wasi:sockets/"]
-            .iter()
-            .any(|p| name.starts_with(p)),
+        None => [
+            "wasi:cli/",
+            "wasi:io/",
+            "wasi:clocks/",
+            "wasi:random/",
+            "wasi:filesystem/",
+            "wasi:sockets/",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p)),
     };
     ok && matches!(item, ComponentItem::ComponentInstance(_))
 }

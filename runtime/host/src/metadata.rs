@@ -30,7 +30,9 @@ impl Metadata {
             if let Some(ns) = &s.namespace
                 && !is_dns_label(ns)
             {
-                return Err(Error(format!("subscription {i}: namespace {ns:?} is not a DNS label")));
+                return Err(Error(format!(
+                    "subscription {i}: namespace {ns:?} is not a DNS label"
+                )));
             }
             if let Some(sel) = &s.label_selector {
                 Selector::parse(sel).map_err(|e| Error(format!("subscription {i}: {e}")))?;
@@ -56,14 +58,19 @@ impl Metadata {
     /// Whether the plugin declared `verb` on `api_version`/`kind`.
     pub fn permits(&self, verb: Verb, api_version: &str, kind: &str) -> bool {
         self.raw.permissions.iter().any(|p| {
-            p.api_version == api_version && (p.kind == kind || p.kind == "*") && p.verbs.contains(&verb)
+            p.api_version == api_version
+                && (p.kind == kind || p.kind == "*")
+                && p.verbs.contains(&verb)
         })
     }
 
     /// Whether the plugin may read `api_version`/`kind` from the cache: it subscribes to
     /// the kind or holds `read` on it.
     pub fn can_read(&self, api_version: &str, kind: &str) -> bool {
-        self.raw.subscriptions.iter().any(|s| s.api_version == api_version && s.kind == kind)
+        self.raw
+            .subscriptions
+            .iter()
+            .any(|s| s.api_version == api_version && s.kind == kind)
             || self.permits(Verb::Read, api_version, kind)
     }
 }
@@ -78,7 +85,9 @@ fn check_kind(api_version: &str, kind: &str, wildcard: bool) -> Result<(), Strin
         && kind.chars().all(|c| c.is_ascii_alphanumeric())
         && kind.len() <= 63;
     if !(valid_kind || (wildcard && kind == "*")) {
-        return Err(format!("kind {kind:?} is not valid (expected UpperCamelCase such as `Pod`)"));
+        return Err(format!(
+            "kind {kind:?} is not valid (expected UpperCamelCase such as `Pod`)"
+        ));
     }
     Ok(())
 }
@@ -91,7 +100,9 @@ fn valid_api_version(s: &str) -> bool {
     let group_ok = group.is_none_or(|g| g.len() <= 253 && g.split('.').all(is_dns_label));
     let version_ok = version.starts_with('v')
         && version.len() > 1
-        && version.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && version
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && version[1..].starts_with(|c: char| c.is_ascii_digit());
     group_ok && version_ok
 }
@@ -131,7 +142,7 @@ mod tests {
 
     #[test]
     fn rejects_malformed_kinds() {
-        let err = Metadata::new(meta("not a version!", "")).unwrap_err();
+        let err = Metadata::new(meta("not a version!", "")).expect_err("invalid");
         assert!(err.0.contains("api-version \"not a version!\""), "{err}");
         assert!(Metadata::new(meta("v1", "pod")).is_err());
         assert!(Metadata::new(meta("bosun.dev/v1alpha1", "Plugin")).is_ok());

@@ -55,7 +55,10 @@ impl Slot {
     fn record(&self, entry: Entry) {
         let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
         if entry.outcome == Outcome::Serving || entry.outcome == Outcome::RolledBack {
-            for e in history.iter_mut().filter(|e| matches!(e.outcome, Outcome::Serving | Outcome::RolledBack)) {
+            for e in history
+                .iter_mut()
+                .filter(|e| matches!(e.outcome, Outcome::Serving | Outcome::RolledBack))
+            {
                 e.outcome = Outcome::Replaced;
             }
         }
@@ -119,14 +122,19 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("plugins", &self.names()).finish_non_exhaustive()
+        f.debug_struct("Registry")
+            .field("plugins", &self.names())
+            .finish_non_exhaustive()
     }
 }
 
 impl Registry {
     /// An empty registry on `engine`.
     pub fn new(engine: Engine) -> Self {
-        Registry { engine, plugins: RwLock::default() }
+        Registry {
+            engine,
+            plugins: RwLock::default(),
+        }
     }
 
     /// The engine revisions are loaded on.
@@ -135,7 +143,12 @@ impl Registry {
     }
 
     fn slot(&self, name: &str) -> Arc<Slot> {
-        if let Some(slot) = self.plugins.read().unwrap_or_else(PoisonError::into_inner).get(name) {
+        if let Some(slot) = self
+            .plugins
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
             return slot.clone();
         }
         let mut plugins = self.plugins.write().unwrap_or_else(PoisonError::into_inner);
@@ -146,7 +159,12 @@ impl Registry {
     /// caller knows it (e.g. from a file name), so that a failure is recorded under it;
     /// otherwise the plugin's metadata names it. Loading bytes identical to the current
     /// revision changes nothing.
-    pub fn load(&self, source: &Source, spec: Spec, expected: Option<&str>) -> Result<Arc<Revision>, Error> {
+    pub fn load(
+        &self,
+        source: &Source,
+        spec: Spec,
+        expected: Option<&str>,
+    ) -> Result<Arc<Revision>, Error> {
         let digest = source.digest();
         if let Some(name) = expected
             && let Some(current) = self.current(name)
@@ -170,7 +188,11 @@ impl Registry {
                     at: SystemTime::now(),
                     outcome: Outcome::Serving,
                 });
-                tracing::info!(plugin = revision.name(), digest = revision.digest(), "revision serving");
+                tracing::info!(
+                    plugin = revision.name(),
+                    digest = revision.digest(),
+                    "revision serving"
+                );
                 Ok(revision)
             }
             Err(error) => {
@@ -192,7 +214,10 @@ impl Registry {
     pub fn current(&self, name: &str) -> Option<Arc<Revision>> {
         let plugins = self.plugins.read().unwrap_or_else(PoisonError::into_inner);
         let slot = plugins.get(name)?;
-        slot.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+        slot.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Makes a kept revision current again: the one before the current by default, or
@@ -210,15 +235,24 @@ impl Registry {
             let kept = slot.kept.lock().unwrap_or_else(PoisonError::into_inner);
             let matches = |r: &&Arc<Revision>| match to {
                 Some(prefix) => {
-                    r.digest().starts_with(prefix) || r.digest().trim_start_matches("sha256:").starts_with(prefix)
+                    r.digest().starts_with(prefix)
+                        || r.digest().trim_start_matches("sha256:").starts_with(prefix)
                 }
                 None => Some(r.digest()) != current.as_deref(),
             };
-            kept.iter().rev().find(matches).cloned().ok_or_else(|| Error::UnknownRevision {
-                plugin: name.to_owned(),
-                wanted: to.unwrap_or("the previous revision").to_owned(),
-                kept: kept.iter().map(|r| r.digest().to_owned()).collect::<Vec<_>>().join(", "),
-            })?
+            kept.iter()
+                .rev()
+                .find(matches)
+                .cloned()
+                .ok_or_else(|| Error::UnknownRevision {
+                    plugin: name.to_owned(),
+                    wanted: to.unwrap_or("the previous revision").to_owned(),
+                    kept: kept
+                        .iter()
+                        .map(|r| r.digest().to_owned())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?
         };
         slot.swap(target.clone());
         slot.record(Entry {
@@ -232,12 +266,21 @@ impl Registry {
 
     /// Removes a plugin; calls in flight finish.
     pub fn remove(&self, name: &str) -> bool {
-        self.plugins.write().unwrap_or_else(PoisonError::into_inner).remove(name).is_some()
+        self.plugins
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name)
+            .is_some()
     }
 
     /// Names of the registered plugins.
     pub fn names(&self) -> Vec<String> {
-        self.plugins.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+        self.plugins
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Status of every plugin.
@@ -246,12 +289,22 @@ impl Registry {
         plugins
             .iter()
             .map(|(name, slot)| {
-                let current = slot.current.read().unwrap_or_else(PoisonError::into_inner).clone();
+                let current = slot
+                    .current
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
                 Status {
                     name: name.clone(),
                     current: current.as_ref().map(|r| r.info().clone()),
                     stats: current.as_ref().map(|r| r.stats()),
-                    history: slot.history.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect(),
+                    history: slot
+                        .history
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .iter()
+                        .cloned()
+                        .collect(),
                 }
             })
             .collect()

@@ -12,7 +12,9 @@ use crate::bindings::admission::{Admission, AdmissionPre};
 use crate::bindings::controller::{Controller, ControllerPre};
 use crate::bindings::pod_agent::{PodAgent, PodAgentPre};
 use crate::call::{Error, LimitExceeded};
-use crate::contract::{ObjectRef, PluginMetadata, ProbeKind, ProbeResult, ReconcileOutcome, ReconcileRequest};
+use crate::contract::{
+    ObjectRef, PluginMetadata, ProbeKind, ProbeResult, ReconcileOutcome, ReconcileRequest,
+};
 use crate::engine::{Compiled, Engine, TICK};
 use crate::limits::truncate;
 use crate::load::{self, Cause, Source, Spec, Strategy, World};
@@ -69,7 +71,10 @@ pub(crate) mod unix_ms {
     use std::time::{SystemTime, UNIX_EPOCH};
 
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        let ms = t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let ms = t
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
         s.serialize_u64(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 }
@@ -87,7 +92,9 @@ pub struct Revision {
 
 impl std::fmt::Debug for Revision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Revision").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("Revision")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,7 +106,12 @@ impl Revision {
     }
 
     /// Loads like [`Revision::load`], but fails unless the metadata names `expected`.
-    pub fn load_named(engine: &Engine, source: &Source, spec: Spec, expected: &str) -> Result<Self, load::Error> {
+    pub fn load_named(
+        engine: &Engine,
+        source: &Source,
+        spec: Spec,
+        expected: &str,
+    ) -> Result<Self, load::Error> {
         Self::load_inner(engine, source, spec, Some(expected), true)
     }
 
@@ -117,7 +129,9 @@ impl Revision {
     ) -> Result<Self, load::Error> {
         let started = std::time::Instant::now();
         let digest = source.digest();
-        let _span = tracing::info_span!("bosun.host.load", origin = %source.origin, digest = %digest).entered();
+        let _span =
+            tracing::info_span!("bosun.host.load", origin = %source.origin, digest = %digest)
+                .entered();
         let mut name = expected.unwrap_or("?").to_owned();
         let fail = |name: &str, cause: Cause| load::Error {
             plugin: name.to_owned(),
@@ -125,7 +139,10 @@ impl Revision {
             cause,
         };
         if spec.limits.memory_bytes > engine.max_memory_bytes() {
-            let cause = Cause::Limits { asked: spec.limits.memory_bytes, max: engine.max_memory_bytes() };
+            let cause = Cause::Limits {
+                asked: spec.limits.memory_bytes,
+                max: engine.max_memory_bytes(),
+            };
             return Err(fail(&name, cause));
         }
         if init && let Err(e) = serde_json::from_str::<serde_json::Value>(&spec.config) {
@@ -133,14 +150,29 @@ impl Revision {
         }
         let checked = load::check(engine, &source.bytes, &digest).map_err(|c| fail(&name, c))?;
         let linker = engine.linker(checked.world);
-        let instance_pre = linker
-            .instantiate_pre(&checked.component)
-            .map_err(|e| fail(&name, Cause::WrongWorld { world: checked.world, message: format!("{e:#}") }))?;
-        let wrong = |e: wasmtime::Error| Cause::WrongWorld { world: checked.world, message: format!("{e:#}") };
+        let instance_pre = linker.instantiate_pre(&checked.component).map_err(|e| {
+            fail(
+                &name,
+                Cause::WrongWorld {
+                    world: checked.world,
+                    message: format!("{e:#}"),
+                },
+            )
+        })?;
+        let wrong = |e: wasmtime::Error| Cause::WrongWorld {
+            world: checked.world,
+            message: format!("{e:#}"),
+        };
         let pre = match checked.world {
-            World::Controller => Pre::Controller(ControllerPre::new(instance_pre).map_err(|e| fail(&name, wrong(e)))?),
-            World::Admission => Pre::Admission(AdmissionPre::new(instance_pre).map_err(|e| fail(&name, wrong(e)))?),
-            World::PodAgent => Pre::PodAgent(PodAgentPre::new(instance_pre).map_err(|e| fail(&name, wrong(e)))?),
+            World::Controller => Pre::Controller(
+                ControllerPre::new(instance_pre).map_err(|e| fail(&name, wrong(e)))?,
+            ),
+            World::Admission => {
+                Pre::Admission(AdmissionPre::new(instance_pre).map_err(|e| fail(&name, wrong(e)))?)
+            }
+            World::PodAgent => {
+                Pre::PodAgent(PodAgentPre::new(instance_pre).map_err(|e| fail(&name, wrong(e)))?)
+            }
         };
         let shared = Arc::new(Shared {
             name: Arc::from(name.as_str()),
@@ -172,7 +204,9 @@ impl Revision {
         };
 
         // Metadata, on an instance of its own that is never initialised.
-        let mut probe = revision.instantiate().map_err(|e| fail(&name, Cause::Init(e.to_string())))?;
+        let mut probe = revision
+            .instantiate()
+            .map_err(|e| fail(&name, Cause::Init(e.to_string())))?;
         let raw = revision
             .run(&mut probe, "metadata", None, |b, s| match b {
                 Bound::Controller(c) => c.call_metadata(s).map(Ok),
@@ -186,22 +220,34 @@ impl Revision {
         if let Some(expected) = expected
             && expected != name
         {
-            let cause = Cause::NameMismatch { expected: expected.to_owned(), actual: name.clone() };
+            let cause = Cause::NameMismatch {
+                expected: expected.to_owned(),
+                actual: name.clone(),
+            };
             return Err(fail(expected, cause));
         }
         // The probe instance is gone, so the shared state is ours alone again: name it.
-        let shared = Arc::get_mut(&mut revision.shared)
-            .ok_or_else(|| fail(&name, Cause::Init("internal: revision state still shared".to_owned())))?;
+        let shared = Arc::get_mut(&mut revision.shared).ok_or_else(|| {
+            fail(
+                &name,
+                Cause::Init("internal: revision state still shared".to_owned()),
+            )
+        })?;
         shared.name = Arc::from(name.as_str());
         let _ = shared.metadata.set(metadata);
         revision.info.name = name.clone();
 
         if init {
-            let mut first = revision.instantiate().map_err(|e| fail(&name, Cause::Init(e.to_string())))?;
-            revision.init(&mut first).map_err(|e| fail(&name, Cause::Init(e.to_string())))?;
+            let mut first = revision
+                .instantiate()
+                .map_err(|e| fail(&name, Cause::Init(e.to_string())))?;
+            revision
+                .init(&mut first)
+                .map_err(|e| fail(&name, Cause::Init(e.to_string())))?;
             revision.put_back(first);
         }
-        revision.info.load_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        revision.info.load_micros =
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         tracing::info!(plugin = %name, world = %revision.info.world, compiled = ?revision.info.compiled,
             micros = revision.info.load_micros, "plugin revision loaded");
         Ok(revision)
@@ -300,7 +346,10 @@ impl Revision {
 
     /// Drops idle warm instances (their memory returns to the pool).
     pub fn drain_idle(&self) {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     fn call<R>(
@@ -340,7 +389,11 @@ impl Revision {
             Ok(Err(message)) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
                 let message = truncate(message, self.shared.limits.max_error_bytes);
-                Error::Plugin { plugin, op, message }
+                Error::Plugin {
+                    plugin,
+                    op,
+                    message,
+                }
             }
             Err(e) => self.classify(e, instance, op),
         };
@@ -353,38 +406,70 @@ impl Revision {
         let plugin = self.shared.name.clone();
         if let Some(limit) = e.downcast_ref::<LimitExceeded>() {
             counters.limit_exceeded.fetch_add(1, Ordering::Relaxed);
-            return Error::Limit { plugin, op, what: limit.0.clone() };
+            return Error::Limit {
+                plugin,
+                op,
+                what: limit.0.clone(),
+            };
         }
         if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
             counters.timeouts.fetch_add(1, Ordering::Relaxed);
-            return Error::Timeout { plugin, op, deadline: self.shared.limits.deadline };
+            return Error::Timeout {
+                plugin,
+                op,
+                deadline: self.shared.limits.deadline,
+            };
         }
         if instance.store.data().limiter.denied {
             counters.out_of_memory.fetch_add(1, Ordering::Relaxed);
-            return Error::OutOfMemory { plugin, op, limit: self.shared.limits.memory_bytes };
+            return Error::OutOfMemory {
+                plugin,
+                op,
+                limit: self.shared.limits.memory_bytes,
+            };
         }
         counters.traps.fetch_add(1, Ordering::Relaxed);
-        let message = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
-        Error::Trap { plugin, op, message: truncate(message, 2048) }
+        let message = e
+            .chain()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(": ");
+        Error::Trap {
+            plugin,
+            op,
+            message: truncate(message, 2048),
+        }
     }
 
     /// A warm instance from the pool, or a new initialised one.
     fn checkout(&self) -> Result<Instance, Error> {
         if let Strategy::Warm { .. } = self.strategy
-            && let Some(instance) = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop()
+            && let Some(instance) = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop()
         {
             return Ok(instance);
         }
         let mut instance = self.instantiate()?;
         self.init(&mut instance).map_err(|e| match e {
-            Error::Plugin { plugin, message, .. } => Error::Instantiate { plugin, message: format!("init: {message}") },
+            Error::Plugin {
+                plugin, message, ..
+            } => Error::Instantiate {
+                plugin,
+                message: format!("init: {message}"),
+            },
             other => other,
         })?;
         Ok(instance)
     }
 
     fn put_back(&self, instance: Instance) {
-        if let Strategy::Warm { recycle_after, max_idle } = self.strategy
+        if let Strategy::Warm {
+            recycle_after,
+            max_idle,
+        } = self.strategy
             && instance.calls < recycle_after
         {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
@@ -403,12 +488,25 @@ impl Revision {
             message: format!("{e:#}"),
         };
         let bound = match &self.pre {
-            Pre::Controller(p) => Bound::Controller(p.instantiate(&mut store).map_err(instantiate_err)?),
-            Pre::Admission(p) => Bound::Admission(p.instantiate(&mut store).map_err(instantiate_err)?),
-            Pre::PodAgent(p) => Bound::PodAgent(p.instantiate(&mut store).map_err(instantiate_err)?),
+            Pre::Controller(p) => {
+                Bound::Controller(p.instantiate(&mut store).map_err(instantiate_err)?)
+            }
+            Pre::Admission(p) => {
+                Bound::Admission(p.instantiate(&mut store).map_err(instantiate_err)?)
+            }
+            Pre::PodAgent(p) => {
+                Bound::PodAgent(p.instantiate(&mut store).map_err(instantiate_err)?)
+            }
         };
-        self.shared.counters.instances.fetch_add(1, Ordering::Relaxed);
-        Ok(Instance { store, bound, calls: 0 })
+        self.shared
+            .counters
+            .instances
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(Instance {
+            store,
+            bound,
+            calls: 0,
+        })
     }
 
     fn init(&self, instance: &mut Instance) -> Result<(), Error> {
@@ -424,5 +522,8 @@ impl Revision {
 
 fn ticks(deadline: Duration) -> u64 {
     let tick = TICK.as_nanos().max(1);
-    u64::try_from(deadline.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX).max(1) + 1
+    u64::try_from(deadline.as_nanos().div_ceil(tick))
+        .unwrap_or(u64::MAX)
+        .max(1)
+        + 1
 }

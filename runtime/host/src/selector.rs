@@ -41,7 +41,10 @@ pub struct Selector {
 impl Selector {
     /// Parses Kubernetes selector syntax.
     pub fn parse(input: &str) -> Result<Self, Error> {
-        let err = |reason: &str| Error { selector: input.to_owned(), reason: reason.to_owned() };
+        let err = |reason: &str| Error {
+            selector: input.to_owned(),
+            reason: reason.to_owned(),
+        };
         let mut requirements = Vec::new();
         for part in split_top_level(input).map_err(|r| err(&r))? {
             let part = part.trim();
@@ -116,7 +119,11 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
     for (op, is_eq) in [("!=", false), ("==", true), ("=", true)] {
         if let Some((k, v)) = part.split_once(op) {
             let (k, v) = (label_key(k.trim())?, label_value(v.trim())?);
-            return Ok(if is_eq { Requirement::Equals(k, v) } else { Requirement::NotEquals(k, v) });
+            return Ok(if is_eq {
+                Requirement::Equals(k, v)
+            } else {
+                Requirement::NotEquals(k, v)
+            });
         }
     }
     let words: Vec<&str> = part.splitn(2, char::is_whitespace).collect();
@@ -139,7 +146,11 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
             .split(',')
             .map(|v| label_value(v.trim()))
             .collect::<Result<Vec<_>, _>>()?;
-        return Ok(if negate { Requirement::NotIn(key, values) } else { Requirement::In(key, values) });
+        return Ok(if negate {
+            Requirement::NotIn(key, values)
+        } else {
+            Requirement::In(key, values)
+        });
     }
     Ok(Requirement::Exists(label_key(part)?))
 }
@@ -190,7 +201,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -198,8 +212,18 @@ mod tests {
         let s = Selector::parse("app=web, tier in (a, b),env!=prod,!legacy,zone").expect("valid");
         assert!(s.matches(&labels(&[("app", "web"), ("tier", "a"), ("zone", "z1")])));
         assert!(!s.matches(&labels(&[("app", "web"), ("tier", "c"), ("zone", "z1")])));
-        assert!(!s.matches(&labels(&[("app", "web"), ("tier", "a"), ("zone", "z1"), ("legacy", "")])));
-        assert!(!s.matches(&labels(&[("app", "web"), ("tier", "a"), ("zone", "z1"), ("env", "prod")])));
+        assert!(!s.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "a"),
+            ("zone", "z1"),
+            ("legacy", "")
+        ])));
+        assert!(!s.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "a"),
+            ("zone", "z1"),
+            ("env", "prod")
+        ])));
         let notin = Selector::parse("tier notin (a)").expect("valid");
         assert!(notin.matches(&labels(&[])));
         assert!(!notin.matches(&labels(&[("tier", "a")])));
@@ -207,12 +231,24 @@ mod tests {
 
     #[test]
     fn empty_selector_matches_all() {
-        assert!(Selector::parse("").expect("valid").matches(&labels(&[("a", "b")])));
+        assert!(
+            Selector::parse("")
+                .expect("valid")
+                .matches(&labels(&[("a", "b")]))
+        );
     }
 
     #[test]
     fn rejects_malformed_selectors() {
-        for bad in ["app=", "=x", "tier in a,b", "tier in (a", "a,,b", "bad key=1", "-x=1"] {
+        for bad in [
+            "app=",
+            "=x",
+            "tier in a,b",
+            "tier in (a",
+            "a,,b",
+            "bad key=1",
+            "-x=1",
+        ] {
             let parsed = Selector::parse(bad);
             // `app=` is valid in Kubernetes (empty value); everything else must fail.
             if bad == "app=" {

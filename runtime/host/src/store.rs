@@ -43,13 +43,23 @@ pub(crate) struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let ok = desired <= self.max;
         self.denied |= !ok;
         Ok(ok)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -67,7 +77,10 @@ pub(crate) struct StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -102,7 +115,10 @@ impl StoreState {
             self.shared.services.log.log(
                 &self.call,
                 Level::Warn,
-                &format!("{n} log lines over the per-call cap of {} were dropped", self.shared.limits.max_log_lines_per_call),
+                &format!(
+                    "{n} log lines over the per-call cap of {} were dropped",
+                    self.shared.limits.max_log_lines_per_call
+                ),
             );
         }
     }
@@ -126,9 +142,16 @@ pub(crate) fn new_store(engine: &Engine, shared: &Arc<Shared>) -> Store<StoreSta
     let state = StoreState {
         wasi,
         table: ResourceTable::new(),
-        limiter: MemoryLimiter { max: shared.limits.memory_bytes, denied: false },
+        limiter: MemoryLimiter {
+            max: shared.limits.memory_bytes,
+            denied: false,
+        },
         shared: shared.clone(),
-        call: CallInfo { plugin: shared.name.clone(), revision: shared.digest.clone(), key: None },
+        call: CallInfo {
+            plugin: shared.name.clone(),
+            revision: shared.digest.clone(),
+            key: None,
+        },
         counts: CallCounts::default(),
         stdout,
         stderr,

@@ -65,7 +65,10 @@ pub struct Folder {
 
 impl std::fmt::Debug for Folder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Folder").field("dir", &self.dir).field("settle", &self.settle).finish_non_exhaustive()
+        f.debug_struct("Folder")
+            .field("dir", &self.dir)
+            .field("settle", &self.settle)
+            .finish_non_exhaustive()
     }
 }
 
@@ -83,7 +86,13 @@ impl Folder {
         settle: Duration,
         spec: impl Fn(&str) -> Spec + Send + 'static,
     ) -> Self {
-        Folder { dir: dir.into(), registry, spec: Box::new(spec), settle, files: BTreeMap::new() }
+        Folder {
+            dir: dir.into(),
+            registry,
+            spec: Box::new(spec),
+            settle,
+            files: BTreeMap::new(),
+        }
     }
 
     /// Looks at the folder once and loads, reloads or removes what has settled.
@@ -104,26 +113,48 @@ impl Folder {
             if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
                 continue;
             }
-            let Some((len, modified)) = stamp(&path) else { continue };
-            let stamp = Stamp { len, modified, config: stamp(&path.with_extension("json")) };
+            let Some((len, modified)) = stamp(&path) else {
+                continue;
+            };
+            let stamp = Stamp {
+                len,
+                modified,
+                config: stamp(&path.with_extension("json")),
+            };
             present.push(path.clone());
-            let tracked = self
-                .files
-                .entry(path)
-                .or_insert_with(|| {
-                    // A file already older than the settle time is complete: load it now.
-                    let age = stamp.modified.and_then(|m| m.elapsed().ok()).unwrap_or_default();
-                    let changed_at = if age >= self.settle { now.checked_sub(self.settle).unwrap_or(now) } else { now };
-                    Tracked { stamp: stamp.clone(), changed_at, loaded: None }
-                });
+            let tracked = self.files.entry(path).or_insert_with(|| {
+                // A file already older than the settle time is complete: load it now.
+                let age = stamp
+                    .modified
+                    .and_then(|m| m.elapsed().ok())
+                    .unwrap_or_default();
+                let changed_at = if age >= self.settle {
+                    now.checked_sub(self.settle).unwrap_or(now)
+                } else {
+                    now
+                };
+                Tracked {
+                    stamp: stamp.clone(),
+                    changed_at,
+                    loaded: None,
+                }
+            });
             if tracked.stamp != stamp {
                 tracked.stamp = stamp;
                 tracked.changed_at = now;
             }
         }
-        let gone: Vec<PathBuf> = self.files.keys().filter(|p| !present.contains(p)).cloned().collect();
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !present.contains(p))
+            .cloned()
+            .collect();
         for path in gone {
-            if let Some(Tracked { loaded: Some(_), .. }) = self.files.remove(&path) {
+            if let Some(Tracked {
+                loaded: Some(_), ..
+            }) = self.files.remove(&path)
+            {
                 let name = file_name(&path);
                 self.registry.remove(&name);
                 tracing::info!(plugin = %name, "plugin file removed; plugin stopped");
@@ -138,8 +169,16 @@ impl Folder {
             tracked.loaded = Some(tracked.stamp.clone());
             let name = file_name(path);
             match load(&self.registry, path, &name, &self.spec) {
-                Ok(digest) => events.push(Event::Loaded { name, digest, path: path.clone() }),
-                Err(error) => events.push(Event::Failed { name, path: path.clone(), error }),
+                Ok(digest) => events.push(Event::Loaded {
+                    name,
+                    digest,
+                    path: path.clone(),
+                }),
+                Err(error) => events.push(Event::Failed {
+                    name,
+                    path: path.clone(),
+                    error,
+                }),
             }
         }
         events
@@ -166,7 +205,9 @@ impl Folder {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn load(

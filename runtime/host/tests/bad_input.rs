@@ -7,22 +7,39 @@ use bosun_host::load::Cause;
 use bosun_host::{Engine, Revision, Services, Source, Spec};
 
 fn engine() -> Engine {
-    Engine::new(&bosun_host::engine::Config { max_instances: 8, ..Default::default() }).expect("engine")
+    Engine::new(&bosun_host::engine::Config {
+        max_instances: 8,
+        ..Default::default()
+    })
+    .expect("engine")
 }
 
 fn source(origin: &str, bytes: Vec<u8>) -> Source {
-    Source { origin: origin.to_owned(), bytes: Arc::from(bytes) }
+    Source {
+        origin: origin.to_owned(),
+        bytes: Arc::from(bytes),
+    }
 }
 
 fn load_err(bytes: Vec<u8>) -> bosun_host::load::Error {
-    Revision::load(&engine(), &source("fixture.wasm", bytes), Spec::new(Services::offline()))
-        .expect_err("must not load")
+    Revision::load(
+        &engine(),
+        &source("fixture.wasm", bytes),
+        Spec::new(Services::offline()),
+    )
+    .expect_err("must not load")
 }
 
 /// A component exporting `names` as parameterless functions, importing `imports`.
 fn component(imports: &[&str], names: &[&str]) -> Vec<u8> {
-    let imports: String = imports.iter().map(|i| format!("(import \"{i}\" (instance))\n")).collect();
-    let exports: String = names.iter().map(|n| format!("(export \"{n}\" (func $f))\n")).collect();
+    let imports: String = imports
+        .iter()
+        .map(|i| format!("(import \"{i}\" (instance))\n"))
+        .collect();
+    let exports: String = names
+        .iter()
+        .map(|n| format!("(export \"{n}\" (func $f))\n"))
+        .collect();
     let text = format!(
         "(component {imports}
            (core module $m (func (export \"f\")))
@@ -38,7 +55,10 @@ fn not_wasm_is_named() {
     let err = load_err(b"#!/bin/sh\necho not wasm\n".to_vec());
     assert!(matches!(err.cause, Cause::NotWasm), "{err}");
     let text = err.to_string();
-    assert!(text.contains("fixture.wasm") && text.contains("not a WebAssembly file"), "{text}");
+    assert!(
+        text.contains("fixture.wasm") && text.contains("not a WebAssembly file"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -69,7 +89,10 @@ fn component_of_no_world_lists_its_exports() {
 
 #[test]
 fn unsupported_import_is_named() {
-    let err = load_err(component(&["wasi:http/outgoing-handler@0.2.0"], &["metadata", "init", "reconcile"]));
+    let err = load_err(component(
+        &["wasi:http/outgoing-handler@0.2.0"],
+        &["metadata", "init", "reconcile"],
+    ));
     match &err.cause {
         Cause::UnsupportedImport { import, world } => {
             assert_eq!(import, "wasi:http/outgoing-handler@0.2.0");
@@ -81,8 +104,14 @@ fn unsupported_import_is_named() {
 
 #[test]
 fn pod_interface_is_not_given_to_controllers() {
-    let err = load_err(component(&["bosun:operator/pod@0.1.0"], &["metadata", "init", "reconcile"]));
-    assert!(matches!(&err.cause, Cause::UnsupportedImport { import, .. } if import.starts_with("bosun:operator/pod")), "{err}");
+    let err = load_err(component(
+        &["bosun:operator/pod@0.1.0"],
+        &["metadata", "init", "reconcile"],
+    ));
+    assert!(
+        matches!(&err.cause, Cause::UnsupportedImport { import, .. } if import.starts_with("bosun:operator/pod")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -95,6 +124,7 @@ fn exports_of_the_wrong_type_are_reported() {
 fn memory_cap_over_the_engine_maximum_is_refused() {
     let mut spec = Spec::new(Services::offline());
     spec.limits.memory_bytes = usize::MAX;
-    let err = Revision::load(&engine(), &source("x.wasm", component(&[], &["a"])), spec).expect_err("refused");
+    let err = Revision::load(&engine(), &source("x.wasm", component(&[], &["a"])), spec)
+        .expect_err("refused");
     assert!(matches!(err.cause, Cause::Limits { .. }), "{err}");
 }

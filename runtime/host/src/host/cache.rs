@@ -1,8 +1,8 @@
 //! `bosun:operator/cache`: reads of the shared cache and plugin-local state.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::CallInfo;
 use crate::bindings::iface::cache::Host;
@@ -87,7 +87,10 @@ impl StoreState {
             .get()
             .is_some_and(|m| m.can_read(api_version, kind));
         if !ok {
-            self.shared.counters.undeclared_reads.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .counters
+                .undeclared_reads
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(plugin = %self.shared.name, api_version, kind, "read of an undeclared kind");
         }
         ok
@@ -99,7 +102,12 @@ impl Host for StoreState {
         if !self.readable(&target.api_version, &target.kind) {
             return Ok(None);
         }
-        Ok(self.shared.services.cache.get(&self.call, &target).map(|o| o.to_string()))
+        Ok(self
+            .shared
+            .services
+            .cache
+            .get(&self.call, &target)
+            .map(|o| o.to_string()))
     }
 
     fn list_objects(
@@ -133,10 +141,18 @@ impl Host for StoreState {
     fn state_set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
         let max = self.shared.limits.max_state_entry_bytes;
         if key.len() + value.len() > max {
-            let msg = format!("state entry {} is {} bytes, over the limit of {max}", truncate(key.clone(), 64), key.len() + value.len());
+            let msg = format!(
+                "state entry {} is {} bytes, over the limit of {max}",
+                truncate(key.clone(), 64),
+                key.len() + value.len()
+            );
             return Ok(Err(msg));
         }
-        Ok(self.shared.services.state.set(&self.shared.name, &key, value))
+        Ok(self
+            .shared
+            .services
+            .state
+            .set(&self.shared.name, &key, value))
     }
 
     fn state_delete(&mut self, key: String) -> wasmtime::Result<()> {

@@ -45,7 +45,10 @@ impl Recorder {
 
     /// How many commands are recorded.
     pub fn len(&self) -> usize {
-        self.commands.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether nothing is recorded.
@@ -58,7 +61,11 @@ impl Commands for Recorder {
     fn submit(&self, call: &CallInfo, command: Command) -> Result<u64, String> {
         let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
         let id = commands.last().map_or(1, |c| c.id + 1);
-        commands.push(Recorded { id, call: call.clone(), command });
+        commands.push(Recorded {
+            id,
+            call: call.clone(),
+            command,
+        });
         Ok(id)
     }
 }
@@ -74,9 +81,15 @@ impl Host for StoreState {
                 "submitted more than {max} commands in one call"
             ))));
         }
-        shared.counters.commands_submitted.fetch_add(1, Ordering::Relaxed);
+        shared
+            .counters
+            .commands_submitted
+            .fetch_add(1, Ordering::Relaxed);
         let refuse = |reason: String| {
-            shared.counters.commands_refused.fetch_add(1, Ordering::Relaxed);
+            shared
+                .counters
+                .commands_refused
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(plugin = %shared.name, command = cmd.name(), %reason, "command refused by the host");
             Ok(Err(reason))
         };
@@ -100,7 +113,10 @@ impl Host for StoreState {
         match shared.services.commands.submit(&self.call, cmd) {
             Ok(id) => Ok(Ok(id)),
             Err(reason) => {
-                shared.counters.commands_refused.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .counters
+                    .commands_refused
+                    .fetch_add(1, Ordering::Relaxed);
                 Ok(Err(reason))
             }
         }

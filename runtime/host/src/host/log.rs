@@ -1,7 +1,7 @@
 //! `bosun:operator/log`: plugin log lines, capped in size and count per call.
 
-use std::sync::{Mutex, PoisonError};
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, PoisonError};
 
 use super::CallInfo;
 use crate::bindings::iface::log::Host;
@@ -24,11 +24,21 @@ impl Log for Tracing {
         let key = call.key.as_ref().map(|k| k.key()).unwrap_or_default();
         let (plugin, revision) = (&*call.plugin, short(&call.revision));
         match level {
-            Level::Trace => tracing::trace!(target: "bosun.plugin", plugin, revision, key, "{message}"),
-            Level::Debug => tracing::debug!(target: "bosun.plugin", plugin, revision, key, "{message}"),
-            Level::Info => tracing::info!(target: "bosun.plugin", plugin, revision, key, "{message}"),
-            Level::Warn => tracing::warn!(target: "bosun.plugin", plugin, revision, key, "{message}"),
-            Level::Error => tracing::error!(target: "bosun.plugin", plugin, revision, key, "{message}"),
+            Level::Trace => {
+                tracing::trace!(target: "bosun.plugin", plugin, revision, key, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "bosun.plugin", plugin, revision, key, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "bosun.plugin", plugin, revision, key, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "bosun.plugin", plugin, revision, key, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(target: "bosun.plugin", plugin, revision, key, "{message}")
+            }
         }
     }
 }
@@ -65,8 +75,15 @@ impl Memory {
 
 impl Log for Memory {
     fn log(&self, call: &CallInfo, level: Level, message: &str) {
-        let line = Line { plugin: call.plugin.to_string(), level, message: message.to_owned() };
-        self.lines.lock().unwrap_or_else(PoisonError::into_inner).push(line);
+        let line = Line {
+            plugin: call.plugin.to_string(),
+            level,
+            message: message.to_owned(),
+        };
+        self.lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(line);
     }
 }
 
@@ -76,7 +93,10 @@ impl StoreState {
         let limits = &self.shared.limits;
         if self.counts.log_lines >= limits.max_log_lines_per_call {
             self.counts.log_dropped += 1;
-            self.shared.counters.log_lines_dropped.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .counters
+                .log_lines_dropped
+                .fetch_add(1, Ordering::Relaxed);
             return false;
         }
         self.counts.log_lines += 1;

@@ -12,7 +12,14 @@ pub trait Pod: Send + Sync {
     /// GET `http://127.0.0.1:{port}{path}`.
     fn http_get(&self, port: u16, path: &str, timeout_ms: u32) -> Result<HttpResponse, String>;
     /// POST `http://127.0.0.1:{port}{path}`.
-    fn http_post(&self, port: u16, path: &str, content_type: &str, body: &[u8], timeout_ms: u32) -> Result<HttpResponse, String>;
+    fn http_post(
+        &self,
+        port: u16,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+        timeout_ms: u32,
+    ) -> Result<HttpResponse, String>;
     /// Reads a file under the shared directory.
     fn read_file(&self, path: &str) -> Result<Vec<u8>, String>;
     /// Writes a file under the shared directory.
@@ -38,8 +45,15 @@ impl Host for StoreState {
         }))
     }
 
-    fn http_get(&mut self, port: u16, path: String, timeout_ms: u32) -> wasmtime::Result<Result<HttpResponse, String>> {
-        Ok(self.pod().map_or(Err(NO_POD.to_owned()), |p| p.http_get(port, &path, timeout_ms)))
+    fn http_get(
+        &mut self,
+        port: u16,
+        path: String,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<HttpResponse, String>> {
+        Ok(self.pod().map_or(Err(NO_POD.to_owned()), |p| {
+            p.http_get(port, &path, timeout_ms)
+        }))
     }
 
     fn http_post(
@@ -50,16 +64,24 @@ impl Host for StoreState {
         body: Vec<u8>,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<HttpResponse, String>> {
-        Ok(self
-            .pod()
-            .map_or(Err(NO_POD.to_owned()), |p| p.http_post(port, &path, &content_type, &body, timeout_ms)))
+        Ok(self.pod().map_or(Err(NO_POD.to_owned()), |p| {
+            p.http_post(port, &path, &content_type, &body, timeout_ms)
+        }))
     }
 
     fn read_file(&mut self, path: String) -> wasmtime::Result<Result<Vec<u8>, String>> {
-        Ok(self.pod().map_or(Err(NO_POD.to_owned()), |p| p.read_file(&path)))
+        Ok(self
+            .pod()
+            .map_or(Err(NO_POD.to_owned()), |p| p.read_file(&path)))
     }
 
-    fn write_file(&mut self, path: String, contents: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
-        Ok(self.pod().map_or(Err(NO_POD.to_owned()), |p| p.write_file(&path, &contents)))
+    fn write_file(
+        &mut self,
+        path: String,
+        contents: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        Ok(self
+            .pod()
+            .map_or(Err(NO_POD.to_owned()), |p| p.write_file(&path, &contents)))
     }
 }

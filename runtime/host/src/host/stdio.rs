@@ -23,7 +23,10 @@ pub(crate) struct Capture {
 
 impl Capture {
     pub(crate) fn new(cap: usize) -> Self {
-        Capture { cap, buffer: Arc::default() }
+        Capture {
+            cap,
+            buffer: Arc::default(),
+        }
     }
 
     fn push(&self, bytes: &[u8]) {
@@ -42,7 +45,13 @@ impl Capture {
         let dropped = b.dropped;
         b.bytes.clear();
         b.dropped = 0;
-        (text.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect(), dropped)
+        (
+            text.lines()
+                .map(str::to_owned)
+                .filter(|l| !l.is_empty())
+                .collect(),
+            dropped,
+        )
     }
 }
 
@@ -81,7 +90,11 @@ impl Pollable for Capture {
 }
 
 impl tokio::io::AsyncWrite for Capture {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }
