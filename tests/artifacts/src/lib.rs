@@ -1,0 +1,22 @@
+//! Bosun's guest plugins, built for `wasm32-wasip2` by this crate's build script and named
+//! by constants that hold the absolute path of each `.wasm` component:
+//!
+//! - [`ZONE_LABELER`]: the example controller `plugins/zone-labeler`;
+//! - [`HOSTILE`]: `tests/plugins/hostile`, a controller that misbehaves on demand
+//!   (init config `{"mode": "trap" | "loop" | "alloc" | "flood" | ...}`, see its crate docs);
+//! - [`BAD_METADATA`]: `tests/plugins/bad-metadata`, a controller whose metadata the
+//!   host must reject.
+//!
+//! Depend on this crate from tests (`[dev-dependencies] bosun-test-artifacts`) and read
+//! the files at run time: `std::fs::read(bosun_test_artifacts::HOSTILE)`. Building it
+//! needs the target: `rustup target add wasm32-wasip2`.
+#![warn(missing_docs)]
+
+include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
+
+/// Every artifact, as `(constant name, path)`.
+pub const ALL: &[(&str, &str)] = &[
+    ("ZONE_LABELER", ZONE_LABELER),
+    ("HOSTILE", HOSTILE),
+    ("BAD_METADATA", BAD_METADATA),
+];

@@ -1,0 +1,151 @@
+//! A controller plugin that misbehaves on demand, to test the host's limits and error
+//! paths. The init config `{"mode": "..."}` chooses the behaviour of `reconcile`:
+//!
+//! | mode         | reconcile                                                            |
+//! |--------------|----------------------------------------------------------------------|
+//! | `ok`         | (default) reads the target, submits one merge patch adding the label `hostile/seen: "true"`, done |
+//! | `trap`       | panics (a trap)                                                      |
+//! | `loop`       | spins forever without calling the host                               |
+//! | `alloc`      | allocates and touches memory without end                             |
+//! | `flood`      | submits 1,000,000 merge patches, ignoring refusals, then done        |
+//! | `big-error`  | returns an error of 100 MB (`"bytes": N` in the config changes the size) |
+//! | `init-fail`  | (init fails with `hostile: init refused by config`)                  |
+//! | `log-flood`  | logs 100,000 lines, then done                                        |
+//! | `stdout`     | prints 10 lines to stdout and 1 to stderr, then as `ok`              |
+//! | `error`      | returns the error `hostile: reconcile failed on purpose`             |
+//! | `requeue`    | asks to be called again after 1500 ms                                |
+//! | `state`      | increments the u64 in state key `count` (8 bytes, little-endian) and logs `count=N` |
+//! | `forbidden`  | submits a delete of its target (a verb it did not declare) and logs the refusal |
+//!
+//! An unknown mode fails `init`.
+
+use std::time::Duration;
+
+use bosun_sdk::{Command, Context, Controller, Error, Metadata, Outcome, Request, Verb};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Mode {
+    #[default]
+    Ok,
+    Trap,
+    Loop,
+    Alloc,
+    Flood,
+    BigError,
+    InitFail,
+    LogFlood,
+    Stdout,
+    Error,
+    Requeue,
+    State,
+    Forbidden,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Config {
+    mode: Mode,
+    /// The size of the `big-error` message.
+    bytes: Option<usize>,
+}
+
+/// The default size of the `big-error` message: 100 MB.
+const BIG_ERROR_BYTES: usize = 100 * 1024 * 1024;
+
+struct Hostile {
+    mode: Mode,
+    big_error_bytes: usize,
+}
+
+fn ok(ctx: &mut Context, req: &Request) -> Result<Outcome, Error> {
+    if ctx.get(req.target()).is_none() {
+        ctx.info(format!("{} is not in the cache", req.target()));
+        return Ok(Outcome::done());
+    }
+    let patch = json!({"metadata": {"labels": {"hostile/seen": "true"}}});
+    ctx.submit(Command::merge_patch(req.target(), &patch))?;
+    Ok(Outcome::done())
+}
+
+impl Controller for Hostile {
+    fn metadata() -> Metadata {
+        Metadata::new("hostile", env!("CARGO_PKG_VERSION"))
+            .description("misbehaves on demand to test the host")
+            .subscribe("v1", "Pod")
+            .permit("v1", "Pod", &[Verb::Read, Verb::Patch])
+    }
+
+    fn init(config: &str) -> Result<Self, Error> {
+        let config: Config = bosun_sdk::parse_config(config)?;
+        if let Mode::InitFail = config.mode {
+            return Err(Error::msg("hostile: init refused by config"));
+        }
+        Ok(Self {
+            mode: config.mode,
+            big_error_bytes: config.bytes.unwrap_or(BIG_ERROR_BYTES),
+        })
+    }
+
+    fn reconcile(&self, ctx: &mut Context, req: &Request) -> Result<Outcome, Error> {
+        match self.mode {
+            Mode::Ok | Mode::InitFail => ok(ctx, req),
+            Mode::Trap => panic!("hostile: trap on purpose"),
+            Mode::Loop => loop {
+                std::hint::black_box(());
+            },
+            Mode::Alloc => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    // 1 MiB at a time, every page written so it is really committed.
+                    hoard.push(vec![0xA5; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            Mode::Flood => {
+                let patch = json!({"metadata": {"labels": {"hostile/flood": "true"}}});
+                for _ in 0..1_000_000 {
+                    let _refused_or_not = ctx.submit(Command::merge_patch(req.target(), &patch));
+                }
+                Ok(Outcome::done())
+            }
+            Mode::BigError => Err(Error::msg("x".repeat(self.big_error_bytes))),
+            Mode::LogFlood => {
+                for i in 0..100_000 {
+                    ctx.info(format!("hostile log line {i}"));
+                }
+                Ok(Outcome::done())
+            }
+            Mode::Stdout => {
+                for n in 1..=10 {
+                    println!("hostile stdout line {n}");
+                }
+                eprintln!("hostile stderr line");
+                ok(ctx, req)
+            }
+            Mode::Forbidden => {
+                match ctx.submit(Command::delete(req.target())) {
+                    Ok(id) => ctx.warn(format!("delete was accepted as command {}", id.0)),
+                    Err(refused) => ctx.info(format!("delete refused: {}", refused.reason)),
+                }
+                Ok(Outcome::done())
+            }
+            Mode::Error => Err(Error::msg("hostile: reconcile failed on purpose")),
+            Mode::Requeue => Ok(Outcome::requeue_after(Duration::from_millis(1500))),
+            Mode::State => {
+                let count = ctx
+                    .state_get("count")
+                    .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+                    .map_or(0, u64::from_le_bytes)
+                    + 1;
+                ctx.state_set("count", &count.to_le_bytes())?;
+                ctx.info(format!("count={count}"));
+                Ok(Outcome::done())
+            }
+        }
+    }
+}
+
+bosun_sdk::export_controller!(Hostile);
