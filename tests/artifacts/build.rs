@@ -37,6 +37,11 @@ const PLUGINS: &[Plugin] = &[
         world: "controller",
     },
     Plugin {
+        constant: "CRD_WATCHER",
+        package: "bosun-plugin-crd-watcher",
+        world: "controller",
+    },
+    Plugin {
         constant: "BAD_METADATA",
         package: "bosun-plugin-bad-metadata",
         world: "controller",

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod offline;
 pub mod plugin;
+pub mod serve;
 
 /// Bosun: a Kubernetes operator runtime whose operators are WebAssembly components.
 #[derive(Debug, Parser)]
@@ -23,15 +24,31 @@ pub struct Cli {
 /// Top-level subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start the embedded cluster, the runtime and the built-in plugins on this machine.
+    Up(serve::UpArgs),
+    /// Run the runtime against the cluster of the current kubeconfig (or in-cluster).
+    Run(serve::RunArgs),
+    /// Show the plugins of a running runtime.
+    Status(serve::StatusArgs),
+    /// The embedded Kubernetes-compatible cluster on its own.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Work with plugins offline: build, inspect, test.
     #[command(subcommand)]
     Plugin(plugin::Command),
 }
 
+/// `bosun cluster` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Serve the embedded cluster until Ctrl-C.
+    Serve(serve::ClusterArgs),
+}
+
 /// Starts logging to stderr.
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn,bosun=info",
+        0 => "warn",
         1 => "debug",
         _ => "trace",
     };
@@ -46,6 +63,10 @@ pub fn init_tracing(verbose: u8) {
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Up(args) => serve::up(args),
+        Command::Run(args) => serve::run(args),
+        Command::Status(args) => serve::status(args),
+        Command::Cluster(ClusterCommand::Serve(args)) => serve::cluster(args),
         Command::Plugin(cmd) => plugin::run(cmd),
     }
 }

@@ -11,7 +11,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("bosun: {e:#}");
-            ExitCode::FAILURE
+            // An invalid configuration is a usage error, like a bad flag.
+            if e.downcast_ref::<bosun_cli::serve::BadConfig>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

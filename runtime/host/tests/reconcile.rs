@@ -110,7 +110,7 @@ fn commands_outside_the_declared_verbs_are_refused() {
     let logs = h.logs.take();
     assert!(
         logs.iter()
-            .any(|l| l.message.contains("not permitted") && l.message.contains("delete")),
+            .any(|l| l.message.contains("not permitted") && l.message.contains("evict")),
         "{logs:?}"
     );
 }

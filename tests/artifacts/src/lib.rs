@@ -4,6 +4,8 @@
 //! - [`ZONE_LABELER`]: the example controller `plugins/zone-labeler`;
 //! - [`HOSTILE`]: `tests/plugins/hostile`, a controller that misbehaves on demand
 //!   (init config `{"mode": "trap" | "loop" | "alloc" | "flood" | ...}`, see its crate docs);
+//! - [`CRD_WATCHER`]: `tests/plugins/crd-watcher`, a controller of a custom resource
+//!   (`example.com/v1` Widget);
 //! - [`BAD_METADATA`]: `tests/plugins/bad-metadata`, a controller whose metadata the
 //!   host must reject.
 //!
@@ -18,5 +20,6 @@ include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 pub const ALL: &[(&str, &str)] = &[
     ("ZONE_LABELER", ZONE_LABELER),
     ("HOSTILE", HOSTILE),
+    ("CRD_WATCHER", CRD_WATCHER),
     ("BAD_METADATA", BAD_METADATA),
 ];

@@ -7,7 +7,7 @@
 //! | `trap`       | panics (a trap)                                                      |
 //! | `loop`       | spins forever without calling the host                               |
 //! | `alloc`      | allocates and touches memory without end                             |
-//! | `flood`      | submits 1,000,000 merge patches, ignoring refusals, then done        |
+//! | `flood`      | submits `count` (default 1,000,000) merge patches, ignoring refusals, then done |
 //! | `big-error`  | returns an error of 100 MB (`"bytes": N` in the config changes the size) |
 //! | `init-fail`  | (init fails with `hostile: init refused by config`)                  |
 //! | `log-flood`  | logs 100,000 lines, then done                                        |
@@ -15,7 +15,11 @@
 //! | `error`      | returns the error `hostile: reconcile failed on purpose`             |
 //! | `requeue`    | asks to be called again after 1500 ms                                |
 //! | `state`      | increments the u64 in state key `count` (8 bytes, little-endian) and logs `count=N` |
-//! | `forbidden`  | submits a delete of its target (a verb it did not declare) and logs the refusal |
+//! | `overlap`    | marks its key busy in plugin state, spins, unmarks; logs `overlap on KEY` if it found the mark (two calls at once) |
+//! | `doomed`     | submits `count` (default 20) merge patches of pods that do not exist |
+//! | `peek`       | reads the Secret `default/peek` (not declared) and logs `peek: found` or `peek: nothing` |
+//! | `reap`       | deletes its target pod when it has the label `reap=true` (and is not being deleted) |
+//! | `forbidden`  | submits an eviction of its target (a verb it did not declare) and logs the refusal |
 //!
 //! An unknown mode fails `init`.
 
@@ -42,6 +46,10 @@ enum Mode {
     Requeue,
     State,
     Forbidden,
+    Overlap,
+    Doomed,
+    Peek,
+    Reap,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +58,8 @@ struct Config {
     mode: Mode,
     /// The size of the `big-error` message.
     bytes: Option<usize>,
+    /// How many commands `flood` and `doomed` submit.
+    count: Option<u32>,
 }
 
 /// The default size of the `big-error` message: 100 MB.
@@ -58,9 +68,14 @@ const BIG_ERROR_BYTES: usize = 100 * 1024 * 1024;
 struct Hostile {
     mode: Mode,
     big_error_bytes: usize,
+    count: Option<u32>,
 }
 
 fn ok(ctx: &mut Context, req: &Request) -> Result<Outcome, Error> {
+    // Report what became of earlier commands, so tests can see them arrive.
+    for o in req.outcomes() {
+        ctx.info(format!("outcome {} {:?}: {}", o.id, o.verdict, o.message));
+    }
     if ctx.get(req.target()).is_none() {
         ctx.info(format!("{} is not in the cache", req.target()));
         return Ok(Outcome::done());
@@ -75,7 +90,7 @@ impl Controller for Hostile {
         Metadata::new("hostile", env!("CARGO_PKG_VERSION"))
             .description("misbehaves on demand to test the host")
             .subscribe("v1", "Pod")
-            .permit("v1", "Pod", &[Verb::Read, Verb::Patch])
+            .permit("v1", "Pod", &[Verb::Read, Verb::Patch, Verb::Delete])
     }
 
     fn init(config: &str) -> Result<Self, Error> {
@@ -86,6 +101,7 @@ impl Controller for Hostile {
         Ok(Self {
             mode: config.mode,
             big_error_bytes: config.bytes.unwrap_or(BIG_ERROR_BYTES),
+            count: config.count,
         })
     }
 
@@ -106,7 +122,7 @@ impl Controller for Hostile {
             }
             Mode::Flood => {
                 let patch = json!({"metadata": {"labels": {"hostile/flood": "true"}}});
-                for _ in 0..1_000_000 {
+                for _ in 0..self.count.unwrap_or(1_000_000) {
                     let _refused_or_not = ctx.submit(Command::merge_patch(req.target(), &patch));
                 }
                 Ok(Outcome::done())
@@ -125,10 +141,61 @@ impl Controller for Hostile {
                 eprintln!("hostile stderr line");
                 ok(ctx, req)
             }
+            Mode::Overlap => {
+                let mark = format!("busy/{}", req.target());
+                if ctx.state_get(&mark).is_some() {
+                    ctx.warn(format!("overlap on {}", req.target()));
+                }
+                ctx.state_set(&mark, b"1")?;
+                let mut x = 0u64;
+                for i in 0..20_000_000u64 {
+                    x = std::hint::black_box(x.wrapping_add(i));
+                }
+                ctx.state_delete(&mark);
+                Ok(Outcome::done())
+            }
+            Mode::Doomed => {
+                let patch = json!({"metadata": {"labels": {"hostile/doomed": "true"}}});
+                for i in 0..self.count.unwrap_or(20) {
+                    let ghost = bosun_sdk::ObjectRef::new("v1", "Pod")
+                        .namespaced("default")
+                        .named(format!("ghost-{i}"));
+                    if let Err(refused) = ctx.submit(Command::merge_patch(&ghost, &patch)) {
+                        ctx.info(format!("refused: {}", refused.reason));
+                    }
+                }
+                Ok(Outcome::done())
+            }
+            Mode::Peek => {
+                let secret = bosun_sdk::ObjectRef::new("v1", "Secret")
+                    .namespaced("default")
+                    .named("peek");
+                let found = if ctx.get(&secret).is_some() {
+                    "found"
+                } else {
+                    "nothing"
+                };
+                ctx.info(format!("peek: {found}"));
+                Ok(Outcome::done())
+            }
+            Mode::Reap => {
+                let Some(pod) = ctx.get(req.target()) else {
+                    return Ok(Outcome::done());
+                };
+                let marked = pod
+                    .pointer("/metadata/labels/reap")
+                    .and_then(|v| v.as_str())
+                    == Some("true");
+                let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
+                if marked && !deleting {
+                    ctx.submit(Command::delete(req.target()))?;
+                }
+                Ok(Outcome::done())
+            }
             Mode::Forbidden => {
-                match ctx.submit(Command::delete(req.target())) {
-                    Ok(id) => ctx.warn(format!("delete was accepted as command {}", id.0)),
-                    Err(refused) => ctx.info(format!("delete refused: {}", refused.reason)),
+                match ctx.submit(Command::evict(req.target())) {
+                    Ok(id) => ctx.warn(format!("evict was accepted as command {}", id.0)),
+                    Err(refused) => ctx.info(format!("evict refused: {}", refused.reason)),
                 }
                 Ok(Outcome::done())
             }

@@ -1,0 +1,328 @@
+//! `bosun up`, `bosun run`, `bosun cluster serve` and `bosun status`: the long-running
+//! commands and the one that reports on them.
+
+use std::io::{IsTerminal, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bosun_runtime::up::{self, Up};
+use bosun_runtime::{Config, Runtime};
+use clap::Args;
+
+/// Flags of `bosun up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the cluster and the runtime keep their state.
+    #[arg(long, default_value = ".bosun")]
+    pub data_dir: PathBuf,
+    /// The plugins folder, hot-reloaded (default: DATA_DIR/plugins).
+    #[arg(long)]
+    pub plugins: Option<PathBuf>,
+    /// Source folders of built-in plugins to build and place in the plugins folder.
+    #[arg(long, default_value = "plugins")]
+    pub builtin: PathBuf,
+    /// Simulated nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Runtime configuration file (YAML).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Admin endpoint address (overrides the config file).
+    #[arg(long)]
+    pub admin_addr: Option<SocketAddr>,
+    /// Do not create the demo workload.
+    #[arg(long)]
+    pub no_demo: bool,
+    /// Stop after this many seconds (for scripts and smoke tests).
+    #[arg(long)]
+    pub exit_after: Option<u64>,
+}
+
+/// Flags of `bosun run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Kubeconfig of the cluster (default: KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Runtime configuration file (YAML).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The plugins folder, hot-reloaded (overrides the config file).
+    #[arg(long)]
+    pub plugins: Option<PathBuf>,
+    /// Where the runtime keeps its state (overrides the config file).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Admin endpoint address (overrides the config file).
+    #[arg(long)]
+    pub admin_addr: Option<SocketAddr>,
+}
+
+/// Flags of `bosun cluster serve`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Where the cluster keeps its state (omit to keep it in memory).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub addr: SocketAddr,
+    /// Simulated nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+}
+
+/// Flags of `bosun status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The runtime's admin endpoint.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub admin: SocketAddr,
+    /// Print the JSON as served.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An invalid configuration: reported in one line with exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadConfig(pub String);
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| BadConfig(e.to_string()).into()),
+        None => Ok(Config::default()),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// `bosun up`.
+pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let mut config = load_config(args.config.as_deref())?;
+    if let Some(addr) = args.admin_addr {
+        config.admin_addr = addr;
+    }
+    let mut seed = Vec::new();
+    if args.builtin.is_dir() {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&args.builtin)
+            .with_context(|| format!("cannot read {}", args.builtin.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("Cargo.toml").exists())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let started = std::time::Instant::now();
+            let wasm = crate::plugin::build(&dir)?;
+            eprintln!(
+                "built {} in {:.1}s",
+                dir.display(),
+                started.elapsed().as_secs_f64()
+            );
+            seed.push(wasm);
+        }
+    }
+    let plugins_dir = args
+        .plugins
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("plugins"));
+    let options = up::Options {
+        data_dir: args.data_dir.clone(),
+        plugins_dir: plugins_dir.clone(),
+        seed,
+        nodes: args.nodes,
+        runtime: config,
+        demo: !args.no_demo,
+    };
+    runtime()?.block_on(async move {
+        eprintln!(
+            "starting the embedded cluster ({} nodes) and the runtime…",
+            args.nodes
+        );
+        let up = Up::start(options).await?;
+        if let Some(kc) = up.kubeconfig() {
+            println!("cluster ready. kubeconfig: {}", kc.display());
+            println!(
+                "  kubectl --kubeconfig {} get pods -A -L topology.kubernetes.io/zone",
+                kc.display()
+            );
+        }
+        println!("plugins folder (hot-reloaded): {}", plugins_dir.display());
+        println!(
+            "admin: http://{}/plugins   (bosun status --admin {})",
+            up.runtime().admin_addr(),
+            up.runtime().admin_addr()
+        );
+        println!("Ctrl-C stops.");
+        status_loop(&up, args.exit_after.map(Duration::from_secs)).await;
+        eprintln!("\nstopping…");
+        up.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status_loop(up: &Up, exit_after: Option<Duration>) {
+    let tty = std::io::stdout().is_terminal();
+    let started = tokio::time::Instant::now();
+    let mut last = String::new();
+    let stop = up::signal();
+    tokio::pin!(stop);
+    loop {
+        let s = up.snapshot().await;
+        let line = format!(
+            "{} nodes · pods {}/{} ready · plugins: {} · reconciles {} · commands {} executed, {} refused, {} failed",
+            s.nodes,
+            s.pods.0,
+            s.pods.1,
+            if s.plugins.is_empty() {
+                "none".to_owned()
+            } else {
+                s.plugins.join(", ")
+            },
+            s.reconciles,
+            s.commands.executed,
+            s.commands.refused,
+            s.commands.failed,
+        );
+        if tty {
+            print!("\r\x1b[2K{line}");
+            let _ = std::io::stdout().flush();
+        } else if line != last {
+            println!("{line}");
+        }
+        last = line;
+        if exit_after.is_some_and(|d| started.elapsed() >= d) {
+            return;
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(up::STATUS_PERIOD) => {}
+        }
+    }
+}
+
+/// `bosun run`.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut config = load_config(args.config.as_deref())?;
+    if let Some(p) = args.plugins {
+        config.plugins_dir = Some(p);
+    }
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(a) = args.admin_addr {
+        config.admin_addr = a;
+    }
+    runtime()?.block_on(async move {
+        let client = bosun_runtime::connect::client(args.kubeconfig.as_deref()).await?;
+        let rt = Runtime::start(config, client).await?;
+        println!("runtime running; admin on http://{}", rt.admin_addr());
+        up::signal().await;
+        rt.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bosun cluster serve`.
+pub fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(bosun_cluster::serve_until_ctrl_c(bosun_cluster::Config {
+        data_dir: args.data_dir,
+        addr: args.addr,
+        nodes: args.nodes,
+        ..Default::default()
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// GET on a loopback admin endpoint (HTTP/1.0, no dependencies).
+fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .with_context(|| format!("cannot reach the runtime's admin endpoint at {addr}: is `bosun up` or `bosun run` running?"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        bail!("{path}: {}", head.lines().next().unwrap_or_default());
+    }
+    Ok(body.to_owned())
+}
+
+/// `bosun status`.
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let body = get(args.admin, "/plugins")?;
+    if args.json {
+        println!("{body}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&body).context("the admin endpoint answered with invalid JSON")?;
+    println!(
+        "leader: {}   api server: {}",
+        v["leader"],
+        v["apiServer"].as_str().unwrap_or("?")
+    );
+    println!(
+        "{:<20} {:<8} {:<14} {:>9} {:>7} {:>6} {:>8} {:>9} {:>7} {:<10}",
+        "PLUGIN",
+        "STATE",
+        "REVISION",
+        "CALLS",
+        "ERRORS",
+        "TRAPS",
+        "TIMEOUTS",
+        "REFUSED",
+        "QUEUE",
+        "BREAKER"
+    );
+    for p in v["plugins"].as_array().into_iter().flatten() {
+        let digest = p["revision"]["digest"].as_str().unwrap_or("-");
+        let short = digest
+            .trim_start_matches("sha256:")
+            .get(..12)
+            .unwrap_or(digest);
+        let s = &p["stats"];
+        let breaker = p["breaker"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| p["breaker"].to_string());
+        println!(
+            "{:<20} {:<8} {:<14} {:>9} {:>7} {:>6} {:>8} {:>9} {:>7} {:<10}",
+            p["name"].as_str().unwrap_or("?"),
+            p["state"].as_str().unwrap_or("?"),
+            short,
+            s["calls"],
+            s["errors"],
+            s["traps"],
+            s["timeouts"],
+            s["commandsRefused"],
+            p["queue"]["depth"],
+            breaker,
+        );
+        if let Some(err) = p["lastLoadError"].as_str() {
+            println!("    last load error: {err}");
+        }
+    }
+    if let Some(kinds) = v["kinds"].as_object() {
+        for (kind, state) in kinds {
+            if state["state"] != "synced" {
+                println!("kind {kind}: {}", state);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,141 @@
+//! The admin endpoint: /metrics (Prometheus text), /healthz, /readyz, /plugins (JSON).
+
+use std::sync::Weak;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::informer::KindState;
+use crate::runtime::Runtime;
+
+type Shared = Weak<Runtime>;
+
+/// Serves the admin endpoint until the runtime is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, runtime: Shared) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/plugins", get(plugins))
+        .with_state(runtime);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "admin endpoint stopped");
+    }
+}
+
+fn gone() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "runtime stopped\n").into_response()
+}
+
+async fn metrics(State(rt): State<Shared>) -> Response {
+    let Some(rt) = rt.upgrade() else {
+        return gone();
+    };
+    for (kind, n) in rt.informers.counts() {
+        if let Some((api_version, kind)) = kind.rsplit_once('/') {
+            rt.metrics.cache_objects(api_version, kind, n);
+        }
+    }
+    for (plugin, (depth, in_flight)) in rt.dispatcher.queues() {
+        rt.metrics.queue(&plugin, depth, in_flight);
+    }
+    for name in rt.registry.names() {
+        let open = !matches!(
+            rt.pipe.guardrails().breaker_state(&name),
+            crate::guardrail::breaker::State::Closed
+        );
+        rt.metrics.breaker_open(&name, open);
+        if let Some(r) = rt.registry.current(&name) {
+            rt.metrics
+                .undeclared_reads(&name, r.stats().undeclared_reads);
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        rt.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(rt): State<Shared>) -> Response {
+    if rt.upgrade().is_none() {
+        return gone();
+    }
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+/// Ready when the API server answers and every watched kind is synced; a pending kind
+/// (not served yet) does not block readiness but is named.
+async fn readyz(State(rt): State<Shared>) -> Response {
+    let Some(rt) = rt.upgrade() else {
+        return gone();
+    };
+    if let Some(problem) = rt.health.problem() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{problem}\n")).into_response();
+    }
+    let states = rt.informers.states();
+    let syncing: Vec<&String> = states
+        .iter()
+        .filter(|(_, s)| **s == KindState::Syncing)
+        .map(|(k, _)| k)
+        .collect();
+    if !syncing.is_empty() {
+        let list = syncing
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("caches syncing: {list}\n"),
+        )
+            .into_response();
+    }
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+/// Status of every plugin, as `bosun status` prints it.
+pub fn plugins_json(rt: &Runtime) -> serde_json::Value {
+    let queues = rt.dispatcher.queues();
+    let plugins: Vec<_> = rt
+        .registry
+        .status()
+        .into_iter()
+        .map(|s| {
+            let breaker = rt.pipe.guardrails().breaker_state(&s.name);
+            let (depth, in_flight) = queues.get(&s.name).copied().unwrap_or_default();
+            let last_error = s.history.iter().rev().find_map(|e| match &e.outcome {
+                bosun_host::registry::Outcome::Failed(r) => Some(r.clone()),
+                _ => None,
+            });
+            json!({
+                "name": s.name,
+                "state": if s.current.is_some() { "serving" } else { "failed" },
+                "revision": s.current,
+                "stats": s.stats,
+                "breaker": breaker,
+                "queue": { "depth": depth, "inFlight": in_flight },
+                "lastLoadError": last_error,
+                "history": s.history,
+            })
+        })
+        .collect();
+    json!({
+        "leader": rt.is_leader(),
+        "apiServer": rt.health.problem().unwrap_or_else(|| "reachable".to_owned()),
+        "kinds": rt.informers.states(),
+        "objects": rt.informers.counts(),
+        "plugins": plugins,
+    })
+}
+
+async fn plugins(State(rt): State<Shared>) -> Response {
+    let Some(rt) = rt.upgrade() else {
+        return gone();
+    };
+    axum::Json(plugins_json(&rt)).into_response()
+}

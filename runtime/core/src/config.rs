@@ -1,0 +1,169 @@
+//! The runtime's configuration file (YAML). Every field has a default, unknown fields
+//! are an error, so a typo is reported rather than ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bosun_host::limits::Limits;
+
+use crate::guardrail;
+
+/// Runtime settings.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// Where the audit log, compiled-code cache and plugin state live.
+    pub data_dir: PathBuf,
+    /// A folder of plugins (`NAME.wasm`, config in `NAME.json`), hot-reloaded.
+    pub plugins_dir: Option<PathBuf>,
+    /// The command pipe's guardrails.
+    pub guardrails: guardrail::Config,
+    /// Per-plugin work queues.
+    pub queue: QueueConfig,
+    /// Every subscribed object is reconciled again this often (0 disables).
+    pub resync_seconds: u64,
+    /// Admin endpoint: /metrics, /healthz, /readyz, /plugins.
+    pub admin_addr: SocketAddr,
+    /// Leader election on a coordination.k8s.io/v1 Lease.
+    pub leader_election: LeaderElection,
+    /// Default per-call limits of every plugin.
+    pub limits: Limits,
+    /// How long in-flight reconciles may run on shutdown.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(".bosun"),
+            plugins_dir: None,
+            guardrails: guardrail::Config::default(),
+            queue: QueueConfig::default(),
+            resync_seconds: 300,
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            leader_election: LeaderElection::default(),
+            limits: Limits::default(),
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// Work-queue settings.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Reconciles in flight per plugin.
+    pub concurrency: usize,
+    /// First retry delay after an error.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            concurrency: 4,
+            backoff_base_ms: 50,
+            backoff_max_ms: 300_000,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// As the queue module takes it.
+    pub fn to_queue(&self) -> crate::queue::Config {
+        crate::queue::Config {
+            concurrency: self.concurrency.max(1),
+            backoff_base: Duration::from_millis(self.backoff_base_ms),
+            backoff_max: Duration::from_millis(self.backoff_max_ms),
+        }
+    }
+}
+
+/// Leader-election settings.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct LeaderElection {
+    /// Elect a leader (off: this runtime always leads).
+    pub enabled: bool,
+    /// The Lease's namespace.
+    pub namespace: String,
+    /// The Lease's name.
+    pub name: String,
+    /// How long a lease holds without renewal.
+    pub lease_seconds: u64,
+    /// This runtime's identity (default: hostname and process id).
+    pub identity: Option<String>,
+}
+
+impl Default for LeaderElection {
+    fn default() -> Self {
+        LeaderElection {
+            enabled: false,
+            namespace: "default".to_owned(),
+            name: "bosun-runtime".to_owned(),
+            lease_seconds: 15,
+            identity: None,
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// It could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It is not valid YAML for this schema.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the location.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads a YAML config file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| Error::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses YAML config text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let err = Config::parse("resyncSecond: 10\n").expect_err("typo");
+        assert!(err.contains("resyncSecond"), "{err}");
+        let ok = Config::parse("resyncSeconds: 10\nqueue:\n  concurrency: 2\n").expect("valid");
+        assert_eq!((ok.resync_seconds, ok.queue.concurrency), (10, 2));
+        assert!(Config::parse("").is_ok());
+    }
+}

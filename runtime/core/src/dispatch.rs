@@ -1,0 +1,337 @@
+//! Dispatch: routes cache changes to the work queues of the plugins subscribed to them,
+//! and runs each plugin's reconciles — at most `concurrency` at once, never two for one
+//! key — on the blocking pool, then hands their commands to the pipe.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bosun_host::call::Error as CallError;
+use bosun_host::contract::{EventKind, ObjectRef, ReconcileRequest, Subscription, Verb};
+use bosun_host::host::CallInfo;
+use bosun_host::selector::Selector;
+use bosun_host::{Registry, Revision, World};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::executor::Executor;
+use crate::informer::{Change, Informers, Kind};
+use crate::metrics::Metrics;
+use crate::pipe::Pipe;
+use crate::queue::{self, Outcome, Queue};
+
+#[derive(Debug, Clone)]
+struct Sub {
+    kind: Kind,
+    namespace: Option<String>,
+    selector: Option<Selector>,
+}
+
+impl Sub {
+    fn of(s: &Subscription) -> Self {
+        Sub {
+            kind: Kind::new(&s.api_version, &s.kind),
+            namespace: s.namespace.clone(),
+            // Metadata is validated at load, so the selector parses.
+            selector: s
+                .label_selector
+                .as_deref()
+                .and_then(|l| Selector::parse(l).ok()),
+        }
+    }
+
+    fn matches(
+        &self,
+        target: &ObjectRef,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> bool {
+        self.kind.api_version == target.api_version
+            && self.kind.kind == target.kind
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| target.namespace.as_ref() == Some(ns))
+            && self.selector.as_ref().is_none_or(|s| s.matches(labels))
+    }
+}
+
+struct Worker {
+    digest: String,
+    subs: Arc<Mutex<Vec<Sub>>>,
+    queue: Queue<ObjectRef>,
+    task: JoinHandle<()>,
+}
+
+/// What the dispatcher needs from the runtime.
+#[derive(Clone)]
+pub struct Parts {
+    /// The plugins.
+    pub registry: Arc<Registry>,
+    /// The shared cache.
+    pub informers: Arc<Informers>,
+    /// The command pipe.
+    pub pipe: Arc<Pipe>,
+    /// The executor behind the pipe.
+    pub executor: Executor,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Work-queue settings for every plugin.
+    pub queue: queue::Config,
+    /// True while this runtime leads; reconciles wait while it does not.
+    pub leading: watch::Receiver<bool>,
+}
+
+/// Routes changes and runs reconciles.
+pub struct Dispatcher {
+    parts: Parts,
+    workers: Mutex<HashMap<String, Worker>>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher").finish_non_exhaustive()
+    }
+}
+
+/// The kinds a revision needs in the cache: what it subscribes to and may read.
+pub fn kinds_of(revision: &Revision) -> Vec<Kind> {
+    let meta = revision.metadata();
+    let mut kinds: Vec<Kind> = meta
+        .subscriptions
+        .iter()
+        .map(|s| Kind::new(&s.api_version, &s.kind))
+        .collect();
+    for p in &meta.permissions {
+        if p.kind != "*" && p.verbs.contains(&Verb::Read) {
+            kinds.push(Kind::new(&p.api_version, &p.kind));
+        }
+    }
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+impl Dispatcher {
+    /// A dispatcher with no plugins yet.
+    pub fn new(parts: Parts) -> Arc<Self> {
+        Arc::new(Dispatcher {
+            parts,
+            workers: Mutex::default(),
+        })
+    }
+
+    /// Routes cache changes until the channel closes.
+    pub async fn route(self: Arc<Self>, mut changes: tokio::sync::mpsc::UnboundedReceiver<Change>) {
+        while let Some(change) = changes.recv().await {
+            let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+            for worker in workers.values() {
+                let subs = worker.subs.lock().unwrap_or_else(PoisonError::into_inner);
+                if subs
+                    .iter()
+                    .any(|s| s.matches(&change.target, &change.labels))
+                {
+                    worker.queue.add(change.target.clone(), change.event);
+                }
+            }
+        }
+    }
+
+    /// Brings workers in line with the registry: starts workers for new controller
+    /// plugins, updates subscriptions of swapped revisions, stops removed plugins.
+    pub fn sync(self: &Arc<Self>) {
+        let registry = &self.parts.registry;
+        let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        let names = registry.names();
+        workers.retain(|name, w| {
+            let keep = registry.current(name).is_some();
+            if !keep {
+                tracing::info!(plugin = %name, "plugin removed; its worker stops");
+                w.queue.shutdown();
+            }
+            keep
+        });
+        for name in names {
+            let Some(revision) = registry.current(&name) else {
+                continue;
+            };
+            if revision.info().world != World::Controller {
+                continue;
+            }
+            for kind in kinds_of(&revision) {
+                self.parts.informers.watch(kind);
+            }
+            let subs: Vec<Sub> = revision
+                .metadata()
+                .subscriptions
+                .iter()
+                .map(Sub::of)
+                .collect();
+            match workers.get_mut(&name) {
+                Some(w) if w.digest == revision.digest() => {}
+                Some(w) => {
+                    // A new revision: it may judge objects differently, so it sees all of them.
+                    w.digest = revision.digest().to_owned();
+                    *w.subs.lock().unwrap_or_else(PoisonError::into_inner) = subs;
+                    self.enqueue_all(&w.subs, &w.queue, EventKind::Resync);
+                }
+                None => {
+                    let queue = Queue::new(self.parts.queue.clone());
+                    let subs = Arc::new(Mutex::new(subs));
+                    let task =
+                        tokio::spawn(self.clone().run(name.clone(), subs.clone(), queue.clone()));
+                    workers.insert(
+                        name,
+                        Worker {
+                            digest: revision.digest().to_owned(),
+                            subs,
+                            queue,
+                            task,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn enqueue_all(&self, subs: &Mutex<Vec<Sub>>, queue: &Queue<ObjectRef>, event: EventKind) {
+        let subs = subs.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let mut kinds: Vec<&Kind> = subs.iter().map(|s| &s.kind).collect();
+        kinds.dedup();
+        for kind in kinds {
+            for (target, labels) in self.parts.informers.keys(kind) {
+                if subs.iter().any(|s| s.matches(&target, &labels)) {
+                    queue.add(target, event);
+                }
+            }
+        }
+    }
+
+    /// Enqueues every subscribed object of every plugin (periodic resync).
+    pub fn resync(&self) {
+        let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        for w in workers.values() {
+            self.enqueue_all(&w.subs, &w.queue, EventKind::Resync);
+        }
+    }
+
+    /// Queue depth and in-flight count per plugin.
+    pub fn queues(&self) -> HashMap<String, (usize, usize)> {
+        let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        workers
+            .iter()
+            .map(|(n, w)| (n.clone(), (w.queue.len(), w.queue.in_flight())))
+            .collect()
+    }
+
+    /// Stops taking keys and waits (up to `grace`) for reconciles in flight to finish.
+    pub async fn shutdown(&self, grace: Duration) {
+        let workers: Vec<Worker> = {
+            let mut w = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+            w.drain().map(|(_, w)| w).collect()
+        };
+        for w in &workers {
+            w.queue.shutdown();
+        }
+        let deadline = Instant::now() + grace;
+        for w in workers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, w.task).await.is_err() {
+                tracing::warn!("reconciles still running after the shutdown grace period");
+            }
+        }
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        name: String,
+        subs: Arc<Mutex<Vec<Sub>>>,
+        queue: Queue<ObjectRef>,
+    ) {
+        let span = tracing::info_span!("bosun.dispatch.worker", plugin = %name);
+        // Wait until the subscribed kinds are listed, then look at every object once.
+        loop {
+            let kinds: Vec<Kind> = subs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .map(|s| s.kind.clone())
+                .collect();
+            if kinds.iter().all(|k| self.parts.informers.is_synced(k)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tracing::info!(parent: &span, "caches synced; reconciling");
+        self.enqueue_all(&subs, &queue, EventKind::Added);
+        let mut tasks = tokio::task::JoinSet::new();
+        while let Some(item) = queue.next().await {
+            let this = self.clone();
+            let (task_name, task_queue) = (name.clone(), queue.clone());
+            tasks.spawn(async move {
+                let outcome = this.reconcile(&task_name, &item).await;
+                task_queue.done(item, outcome);
+            });
+            while tasks.try_join_next().is_some() {}
+            let (depth, in_flight) = (queue.len(), queue.in_flight());
+            self.parts.metrics.queue(&name, depth, in_flight);
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn reconcile(&self, name: &str, item: &queue::Item<ObjectRef>) -> Outcome {
+        let mut leading = self.parts.leading.clone();
+        if !*leading.borrow() {
+            // A standby never reconciles; the key waits for leadership.
+            let _ = leading.wait_for(|l| *l).await;
+        }
+        let Some(revision) = self.parts.registry.current(name) else {
+            return Outcome::Ok;
+        };
+        let request = ReconcileRequest {
+            target: item.key.clone(),
+            events: item.events.clone(),
+            outcomes: self.parts.pipe.take_outcomes(name, &item.key),
+            attempt: item.attempt,
+        };
+        let call = CallInfo {
+            plugin: Arc::from(name),
+            revision: Arc::from(revision.digest()),
+            key: Some(item.key.clone()),
+        };
+        let started = Instant::now();
+        let rev = revision.clone();
+        let span =
+            tracing::debug_span!("bosun.dispatch.reconcile", plugin = %name, key = %item.key);
+        let result = match tokio::task::spawn_blocking(move || rev.reconcile(&request)).await {
+            Ok(r) => r,
+            Err(e) => Err(CallError::Trap {
+                plugin: Arc::from(name),
+                op: "reconcile",
+                message: e.to_string(),
+            }),
+        };
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(CallError::Plugin { .. }) => "error",
+            Err(e) => e.kind(),
+        };
+        self.parts
+            .metrics
+            .reconcile(name, revision.digest(), label, started.elapsed());
+        let completed = !matches!(&result, Err(e) if e.poisons_instance());
+        self.parts
+            .pipe
+            .finish(&call, completed, &self.parts.executor)
+            .await;
+        match result {
+            Ok(o) => match o.requeue_after_ms {
+                Some(ms) => Outcome::RequeueAfter(Duration::from_millis(ms)),
+                None => Outcome::Ok,
+            },
+            Err(e) => {
+                tracing::warn!(parent: &span, error = %e, attempt = item.attempt, "reconcile failed; backing off");
+                Outcome::Failed
+            }
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! The shared informer cache: one kube-rs watcher per kind, however many plugins read
+//! or subscribe to it. Objects are kept as serialized JSON, so a plugin's read is a copy
+//! of text the cache already holds. Kinds are resolved by discovery, so custom resources
+//! work; a kind that does not exist yet stays pending and starts when it appears.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use bosun_host::contract::{EventKind, ObjectRef};
+use bosun_host::host::CallInfo;
+use bosun_host::host::cache::{Cache, ListQuery};
+use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio::sync::mpsc;
+
+use crate::guardrail::View;
+
+/// How long the last state of a deleted object stays readable.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(300);
+/// How often a pending kind is looked up again.
+const PENDING_RETRY: Duration = Duration::from_secs(5);
+
+/// A kind, as plugins name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Kind {
+    /// `v1`, `apps/v1`, ...
+    pub api_version: String,
+    /// `Pod`, ...
+    pub kind: String,
+}
+
+impl Kind {
+    /// A kind from its api-version and name.
+    pub fn new(api_version: &str, kind: &str) -> Self {
+        Kind {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+        }
+    }
+
+    fn gvk(&self) -> GroupVersionKind {
+        let (group, version) = match self.api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", self.api_version.as_str()),
+        };
+        GroupVersionKind::gvk(group, version, &self.kind)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.api_version, self.kind)
+    }
+}
+
+/// One change the informers saw, for the dispatcher.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The object.
+    pub target: ObjectRef,
+    /// What happened.
+    pub event: EventKind,
+    /// The object's labels (its last state when deleted).
+    pub labels: Arc<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    json: Arc<str>,
+    labels: Arc<BTreeMap<String, String>>,
+}
+
+/// An object's place in its kind: namespace (none when cluster-scoped) and name.
+type Key = (Option<String>, String);
+
+/// The cache of one kind.
+#[derive(Debug)]
+struct KindCache {
+    objects: RwLock<BTreeMap<Key, Entry>>,
+    /// Last states of deleted objects, readable for a while after the delete.
+    tombstones: RwLock<HashMap<Key, (Entry, Instant)>>,
+    synced: AtomicBool,
+}
+
+/// Where a kind stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase", tag = "state", content = "reason")]
+pub enum KindState {
+    /// Being listed for the first time.
+    Syncing,
+    /// Listed and watched.
+    Synced,
+    /// Not served by the API server (yet): retried.
+    Pending(String),
+}
+
+/// Every kind the runtime watches.
+pub struct Informers {
+    client: Client,
+    kinds: RwLock<HashMap<Kind, Arc<KindCache>>>,
+    states: RwLock<HashMap<Kind, KindState>>,
+    changes: mpsc::UnboundedSender<Change>,
+    resources: RwLock<HashMap<Kind, (ApiResource, bool)>>,
+}
+
+impl std::fmt::Debug for Informers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Informers").finish_non_exhaustive()
+    }
+}
+
+fn labels_of(object: &serde_json::Value) -> BTreeMap<String, String> {
+    object
+        .pointer("/metadata/labels")
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Informers {
+    /// Informers on `client`; changes are sent to the returned receiver.
+    pub fn new(client: Client) -> (Arc<Self>, mpsc::UnboundedReceiver<Change>) {
+        let (changes, rx) = mpsc::unbounded_channel();
+        let informers = Informers {
+            client,
+            kinds: RwLock::default(),
+            states: RwLock::default(),
+            changes,
+            resources: RwLock::default(),
+        };
+        (Arc::new(informers), rx)
+    }
+
+    /// The client the informers use.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Resolves a kind through discovery: its API resource and whether it is namespaced.
+    pub async fn resolve(&self, kind: &Kind) -> Result<(ApiResource, bool), kube::Error> {
+        if let Some(r) = self
+            .resources
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(kind)
+        {
+            return Ok(r.clone());
+        }
+        let (ar, caps) = kube::discovery::pinned_kind(&self.client, &kind.gvk()).await?;
+        let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
+        self.resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kind.clone(), (ar.clone(), namespaced));
+        Ok((ar, namespaced))
+    }
+
+    /// Starts watching `kind` unless it is already watched or pending.
+    pub fn watch(self: &Arc<Self>, kind: Kind) {
+        {
+            let mut states = self.states.write().unwrap_or_else(PoisonError::into_inner);
+            if states.contains_key(&kind) {
+                return;
+            }
+            states.insert(kind.clone(), KindState::Syncing);
+        }
+        let cache = Arc::new(KindCache {
+            objects: RwLock::default(),
+            tombstones: RwLock::default(),
+            synced: AtomicBool::new(false),
+        });
+        self.kinds
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kind.clone(), cache.clone());
+        let this = self.clone();
+        tokio::spawn(async move { this.run(kind, cache).await });
+    }
+
+    fn set_state(&self, kind: &Kind, state: KindState) {
+        self.states
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kind.clone(), state);
+    }
+
+    /// The state of every watched kind.
+    pub fn states(&self) -> BTreeMap<String, KindState> {
+        let states = self.states.read().unwrap_or_else(PoisonError::into_inner);
+        states
+            .iter()
+            .map(|(k, s)| (k.to_string(), s.clone()))
+            .collect()
+    }
+
+    /// Whether `kind` has been listed completely.
+    pub fn is_synced(&self, kind: &Kind) -> bool {
+        self.kinds
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(kind)
+            .is_some_and(|c| c.synced.load(Ordering::Acquire))
+    }
+
+    /// Objects cached per kind.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        let kinds = self.kinds.read().unwrap_or_else(PoisonError::into_inner);
+        kinds
+            .iter()
+            .map(|(k, c)| {
+                (
+                    k.to_string(),
+                    c.objects
+                        .read()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .len(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every cached object of a kind: (reference, labels).
+    pub fn keys(&self, kind: &Kind) -> Vec<(ObjectRef, Arc<BTreeMap<String, String>>)> {
+        let Some(cache) = self.cache(kind) else {
+            return Vec::new();
+        };
+        let objects = cache.objects.read().unwrap_or_else(PoisonError::into_inner);
+        objects
+            .iter()
+            .map(|((ns, name), e)| {
+                let target = ObjectRef {
+                    api_version: kind.api_version.clone(),
+                    kind: kind.kind.clone(),
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                };
+                (target, e.labels.clone())
+            })
+            .collect()
+    }
+
+    fn cache(&self, kind: &Kind) -> Option<Arc<KindCache>> {
+        self.kinds
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(kind)
+            .cloned()
+    }
+
+    async fn run(self: Arc<Self>, kind: Kind, cache: Arc<KindCache>) {
+        let span = tracing::info_span!("bosun.informer.watch", %kind);
+        let _enter = span.enter();
+        drop(_enter);
+        // Discovery, retried until the kind exists (e.g. its CRD is applied later).
+        let (ar, namespaced) = loop {
+            match self.resolve(&kind).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    let reason = format!("the API server does not serve {kind} (yet): {e}");
+                    if !matches!(
+                        self.states
+                            .read()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get(&kind),
+                        Some(KindState::Pending(_))
+                    ) {
+                        tracing::warn!(parent: &span, %kind, error = %e, "kind not served; pending until it appears");
+                    }
+                    self.set_state(&kind, KindState::Pending(reason));
+                    tokio::time::sleep(PENDING_RETRY).await;
+                }
+            }
+        };
+        self.set_state(&kind, KindState::Syncing);
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        let mut relist: Option<BTreeMap<Key, Entry>> = None;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),
+                Ok(watcher::Event::InitApply(obj)) => {
+                    if let (Some(buf), Some((key, entry))) =
+                        (relist.as_mut(), entry_of(&kind, &obj))
+                    {
+                        buf.insert(key, entry);
+                    }
+                }
+                Ok(watcher::Event::InitDone) => {
+                    let fresh = relist.take().unwrap_or_default();
+                    self.replace(&kind, namespaced, &cache, fresh);
+                    if !cache.synced.swap(true, Ordering::AcqRel) {
+                        tracing::info!(parent: &span, %kind, "cache synced");
+                    }
+                    self.set_state(&kind, KindState::Synced);
+                }
+                Ok(watcher::Event::Apply(obj)) => {
+                    if let Some((key, entry)) = entry_of(&kind, &obj) {
+                        let labels = entry.labels.clone();
+                        let existed = cache
+                            .objects
+                            .write()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(key.clone(), entry)
+                            .is_some();
+                        let event = if existed {
+                            EventKind::Modified
+                        } else {
+                            EventKind::Added
+                        };
+                        self.emit(&kind, key, event, labels);
+                    }
+                }
+                Ok(watcher::Event::Delete(obj)) => {
+                    if let Some((key, entry)) = entry_of(&kind, &obj) {
+                        cache
+                            .objects
+                            .write()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(&key);
+                        let labels = entry.labels.clone();
+                        self.bury(&cache, key.clone(), entry);
+                        self.emit(&kind, key, EventKind::Deleted, labels);
+                    }
+                }
+                Err(e) => {
+                    // The watcher backs off and relists by itself; say so once per error.
+                    tracing::warn!(parent: &span, %kind, error = %e, "watch error; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Swaps in a complete relist, emitting what changed against the previous contents.
+    fn replace(
+        &self,
+        kind: &Kind,
+        _namespaced: bool,
+        cache: &KindCache,
+        fresh: BTreeMap<Key, Entry>,
+    ) {
+        let old = std::mem::replace(
+            &mut *cache
+                .objects
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+            fresh.clone(),
+        );
+        for (key, entry) in &fresh {
+            match old.get(key) {
+                Some(prev) if prev.json == entry.json => {}
+                Some(_) => self.emit(kind, key.clone(), EventKind::Modified, entry.labels.clone()),
+                None => self.emit(kind, key.clone(), EventKind::Added, entry.labels.clone()),
+            }
+        }
+        for (key, entry) in old {
+            if !fresh.contains_key(&key) {
+                let labels = entry.labels.clone();
+                self.bury(cache, key.clone(), entry);
+                self.emit(kind, key, EventKind::Deleted, labels);
+            }
+        }
+    }
+
+    fn bury(&self, cache: &KindCache, key: Key, entry: Entry) {
+        let mut tombstones = cache
+            .tombstones
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        tombstones.retain(|_, (_, at)| now.duration_since(*at) < TOMBSTONE_TTL);
+        tombstones.insert(key, (entry, now));
+    }
+
+    fn emit(
+        &self,
+        kind: &Kind,
+        (namespace, name): Key,
+        event: EventKind,
+        labels: Arc<BTreeMap<String, String>>,
+    ) {
+        let target = ObjectRef {
+            api_version: kind.api_version.clone(),
+            kind: kind.kind.clone(),
+            namespace,
+            name,
+        };
+        let _ = self.changes.send(Change {
+            target,
+            event,
+            labels,
+        });
+    }
+
+    /// One object as JSON; a recently deleted object's last state when it is gone.
+    pub fn get(&self, target: &ObjectRef) -> Option<Arc<str>> {
+        let cache = self.cache(&Kind::new(&target.api_version, &target.kind))?;
+        let key = (target.namespace.clone(), target.name.clone());
+        if let Some(e) = cache
+            .objects
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Some(e.json.clone());
+        }
+        let tombstones = cache
+            .tombstones
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        tombstones
+            .get(&key)
+            .filter(|(_, at)| at.elapsed() < TOMBSTONE_TTL)
+            .map(|(e, _)| e.json.clone())
+    }
+
+    /// Objects of a kind, optionally in one namespace and matching a selector.
+    pub fn list(&self, query: &ListQuery<'_>) -> Vec<Arc<str>> {
+        let Some(cache) = self.cache(&Kind::new(query.api_version, query.kind)) else {
+            return Vec::new();
+        };
+        let objects = cache.objects.read().unwrap_or_else(PoisonError::into_inner);
+        objects
+            .iter()
+            .filter(|((ns, _), _)| query.namespace.is_none_or(|q| ns.as_deref() == Some(q)))
+            .filter(|(_, e)| query.selector.is_none_or(|s| s.matches(&e.labels)))
+            .map(|(_, e)| e.json.clone())
+            .collect()
+    }
+}
+
+/// The cache entry of an object; list responses omit apiVersion and kind per item, so
+/// they are filled in: plugins always see complete objects.
+fn entry_of(kind: &Kind, obj: &DynamicObject) -> Option<(Key, Entry)> {
+    let mut value = serde_json::to_value(obj).ok()?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), kind.api_version.clone().into());
+        map.insert("kind".into(), kind.kind.clone().into());
+    }
+    let name = obj.metadata.name.clone()?;
+    let labels = Arc::new(labels_of(&value));
+    let json: Arc<str> = Arc::from(value.to_string());
+    Some((
+        (obj.metadata.namespace.clone(), name),
+        Entry { json, labels },
+    ))
+}
+
+impl Cache for Informers {
+    fn get(&self, _: &CallInfo, target: &ObjectRef) -> Option<Arc<str>> {
+        Informers::get(self, target)
+    }
+
+    fn list(&self, _: &CallInfo, query: &ListQuery<'_>) -> Vec<Arc<str>> {
+        Informers::list(self, query)
+    }
+}
+
+impl View for Informers {
+    fn list(&self, api_version: &str, kind: &str) -> Vec<Arc<str>> {
+        Informers::list(
+            self,
+            &ListQuery {
+                api_version,
+                kind,
+                namespace: None,
+                selector: None,
+            },
+        )
+    }
+
+    fn get(&self, r: &ObjectRef) -> Option<Arc<str>> {
+        Informers::get(self, r)
+    }
+
+    fn list_namespaced(&self, api_version: &str, kind: &str, namespace: &str) -> Vec<Arc<str>> {
+        Informers::list(
+            self,
+            &ListQuery {
+                api_version,
+                kind,
+                namespace: Some(namespace),
+                selector: None,
+            },
+        )
+    }
+}

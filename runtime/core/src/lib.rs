@@ -1,0 +1,30 @@
+//! Bosun's central runtime: turns cluster events into reconcile calls of controller
+//! plugins, gives them one shared cache, and is the only way their decisions reach the
+//! cluster — through the command pipe and its guardrails.
+//!
+//! ```text
+//! kube watch -> informer (cache) -> queue (per plugin) -> dispatch -> plugin (bosun-host)
+//!                                                                      | commands
+//!                                         executor <- guardrail <- pipe
+//!                                             |                       \-> audit, metrics
+//!                                       kube API (SSA, patch, evict, events)
+//! ```
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod audit;
+pub mod config;
+pub mod connect;
+pub mod dispatch;
+pub mod executor;
+pub mod guardrail;
+pub mod informer;
+pub mod leader;
+pub mod metrics;
+pub mod pipe;
+pub mod queue;
+pub mod runtime;
+pub mod up;
+
+pub use config::Config;
+pub use runtime::Runtime;

@@ -1,0 +1,385 @@
+//! Assembling the runtime: engine, registry, informers, pipe, dispatcher, leader
+//! election, plugins folder, admin endpoint.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bosun_host::host::cache::{MemoryState, State};
+use bosun_host::host::{Services, clock, log};
+use bosun_host::load::{Source, Spec, Strategy};
+use bosun_host::watch::{Event, Folder};
+use bosun_host::{Engine, Registry, Revision};
+use kube::Client;
+use tokio::sync::{mpsc, watch};
+
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::connect::{self, Health};
+use crate::dispatch::{Dispatcher, Parts};
+use crate::executor::Executor;
+use crate::guardrail::Guardrails;
+use crate::informer::{Informers, Kind};
+use crate::metrics::Metrics;
+use crate::pipe::Pipe;
+use crate::{admin, leader};
+
+/// The runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory is unusable.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The wasm engine could not start.
+    #[error(transparent)]
+    Engine(#[from] bosun_host::engine::Error),
+    /// The audit log could not be opened.
+    #[error("audit log: {0}")]
+    Audit(String),
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The admin endpoint could not listen.
+    #[error("admin endpoint {addr}: {source}")]
+    Admin {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running runtime.
+pub struct Runtime {
+    pub(crate) config: Config,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) informers: Arc<Informers>,
+    pub(crate) dispatcher: Arc<Dispatcher>,
+    pub(crate) pipe: Arc<Pipe>,
+    pub(crate) metrics: Metrics,
+    pub(crate) audit: Arc<AuditLog>,
+    pub(crate) health: Health,
+    pub(crate) leading: watch::Receiver<bool>,
+    pub(crate) services: Services,
+    admin_addr: std::net::SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    folder_stop: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("admin", &self.admin_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Starts the runtime on `client`, logging plugins through `tracing`.
+    pub async fn start(config: Config, client: Client) -> Result<Arc<Self>, Error> {
+        Self::start_with(config, client, Arc::new(log::Tracing)).await
+    }
+
+    /// Starts the runtime on `client`, with plugin log lines going to `plugin_log`. An
+    /// unreachable API server does not stop the start: it is retried with backoff, and
+    /// the health endpoint says so until it answers.
+    pub async fn start_with(
+        config: Config,
+        client: Client,
+        plugin_log: Arc<dyn log::Log>,
+    ) -> Result<Arc<Self>, Error> {
+        let data = &config.data_dir;
+        std::fs::create_dir_all(data).map_err(|source| Error::DataDir {
+            path: data.display().to_string(),
+            source,
+        })?;
+        let health = Health::default();
+        health.set(Some("connecting to the API server".to_owned()));
+
+        let engine = Engine::new(&bosun_host::engine::Config {
+            cache_dir: Some(data.join("compiled")),
+            ..Default::default()
+        })?;
+        let audit = Arc::new(
+            AuditLog::open(data.join("audit.log")).map_err(|e| Error::Audit(e.to_string()))?,
+        );
+        let metrics = Metrics::new();
+        let (informers, changes) = Informers::new(client.clone());
+        let guardrails =
+            Guardrails::new(config.guardrails.clone()).map_err(|e| Error::Config(e.to_string()))?;
+        if config.guardrails.max_cordoned_nodes.is_some() {
+            informers.watch(Kind::new("v1", "Node"));
+        }
+        if config.guardrails.max_unavailable.is_some()
+            || config.guardrails.min_healthy_share.is_some()
+        {
+            informers.watch(Kind::new("v1", "Pod"));
+        }
+        let executor = Executor::new(client.clone(), informers.clone());
+        let pipe = Arc::new(Pipe::new(
+            guardrails,
+            informers.clone(),
+            metrics.clone(),
+            Some(audit.clone()),
+        ));
+        let registry = Arc::new(Registry::new(engine));
+
+        let (lead_tx, leading) = watch::channel(!config.leader_election.enabled);
+        let mut tasks = Vec::new();
+        if config.leader_election.enabled {
+            let identity = config
+                .leader_election
+                .identity
+                .clone()
+                .unwrap_or_else(leader::default_identity);
+            let metrics = metrics.clone();
+            let mut rx = lead_tx.subscribe();
+            tasks.push(tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    metrics.leader(*rx.borrow());
+                }
+            }));
+            tasks.push(tokio::spawn(leader::run(
+                client.clone(),
+                config.leader_election.clone(),
+                identity,
+                lead_tx,
+            )));
+        } else {
+            metrics.leader(true);
+            tasks.push(tokio::spawn(async move {
+                // Keep the sender alive: this runtime always leads.
+                let _lead = lead_tx;
+                std::future::pending::<()>().await;
+            }));
+        }
+
+        let dispatcher = Dispatcher::new(Parts {
+            registry: registry.clone(),
+            informers: informers.clone(),
+            pipe: pipe.clone(),
+            executor,
+            metrics: metrics.clone(),
+            queue: config.queue.to_queue(),
+            leading: leading.clone(),
+        });
+        tasks.push(tokio::spawn(dispatcher.clone().route(changes)));
+        if config.resync_seconds > 0 {
+            let d = dispatcher.clone();
+            let period = Duration::from_secs(config.resync_seconds);
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    d.resync();
+                }
+            }));
+        }
+        {
+            let (client, health) = (client.clone(), health.clone());
+            tasks.push(tokio::spawn(async move {
+                connect::wait_reachable(&client, &health).await;
+                connect::monitor(client, health, Duration::from_secs(10)).await;
+            }));
+        }
+        {
+            let audit = audit.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = audit.flush() {
+                        tracing::error!(error = %e, "cannot flush the audit log");
+                    }
+                }
+            }));
+        }
+
+        let state: Arc<dyn State> = Arc::new(MemoryState::default());
+        let services = Services {
+            cache: informers.clone(),
+            state,
+            commands: pipe.clone(),
+            log: plugin_log,
+            clock: Arc::new(clock::System),
+            pod: None,
+        };
+
+        let listener = tokio::net::TcpListener::bind(config.admin_addr)
+            .await
+            .map_err(|source| Error::Admin {
+                addr: config.admin_addr,
+                source,
+            })?;
+        let admin_addr = listener.local_addr().map_err(|source| Error::Admin {
+            addr: config.admin_addr,
+            source,
+        })?;
+
+        let mut runtime = Runtime {
+            config,
+            registry,
+            informers,
+            dispatcher,
+            pipe,
+            metrics,
+            audit,
+            health,
+            leading,
+            services,
+            admin_addr,
+            tasks,
+            folder_stop: None,
+        };
+        if let Some(dir) = runtime.config.plugins_dir.clone() {
+            runtime.watch_folder(&dir);
+        }
+        let runtime = Arc::new(runtime);
+        let admin_runtime = Arc::downgrade(&runtime);
+        tokio::spawn(admin::serve(listener, admin_runtime));
+        tracing::info!(admin = %admin_addr, "runtime started");
+        Ok(runtime)
+    }
+
+    fn spec(&self) -> Spec {
+        Spec {
+            config: "{}".to_owned(),
+            limits: self.config.limits.clone(),
+            strategy: Strategy::default(),
+            services: self.services.clone(),
+        }
+    }
+
+    fn watch_folder(&mut self, dir: &std::path::Path) {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot create the plugins folder");
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let spec = self.spec();
+        let mut folder = Folder::new(
+            dir,
+            self.registry.clone(),
+            Duration::from_millis(300),
+            move |_| spec.clone(),
+        );
+        std::thread::Builder::new()
+            .name("bosun-plugins-folder".into())
+            .spawn(move || {
+                loop {
+                    for event in folder.scan() {
+                        if tx.send(event).is_err() {
+                            return;
+                        }
+                    }
+                    match stop_rx.recv_timeout(Duration::from_millis(250)) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                }
+            })
+            .map_err(|e| tracing::error!(error = %e, "cannot start the plugins folder watcher"))
+            .ok();
+        self.folder_stop = Some(stop_tx);
+        let dispatcher = self.dispatcher.clone();
+        self.tasks.push(tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                match &event {
+                    Event::Loaded { name, digest, path } => {
+                        tracing::info!(plugin = %name, digest = %bosun_host::host::log::short(digest), file = %path.display(), "plugin revision serving")
+                    }
+                    Event::Failed { name, error, .. } => tracing::error!(plugin = %name, "{error}"),
+                    Event::Removed { name } => tracing::info!(plugin = %name, "plugin removed"),
+                }
+                dispatcher.sync();
+            }
+        }));
+    }
+
+    /// Loads a plugin revision with `config` and starts (or swaps) it.
+    pub fn install(
+        &self,
+        source: &Source,
+        config: &str,
+    ) -> Result<Arc<Revision>, bosun_host::registry::Error> {
+        let mut spec = self.spec();
+        spec.config = config.to_owned();
+        let revision = self.registry.load(source, spec, None)?;
+        self.dispatcher.sync();
+        Ok(revision)
+    }
+
+    /// Loads a plugin with a spec adjusted by `tune` (limits, strategy) and starts it.
+    pub fn install_with(
+        &self,
+        source: &Source,
+        tune: impl FnOnce(&mut Spec),
+    ) -> Result<Arc<Revision>, bosun_host::registry::Error> {
+        let mut spec = self.spec();
+        tune(&mut spec);
+        let revision = self.registry.load(source, spec, None)?;
+        self.dispatcher.sync();
+        Ok(revision)
+    }
+
+    /// Removes a plugin.
+    pub fn uninstall(&self, name: &str) {
+        self.registry.remove(name);
+        self.dispatcher.sync();
+    }
+
+    /// The plugin registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The shared cache.
+    pub fn informers(&self) -> &Arc<Informers> {
+        &self.informers
+    }
+
+    /// Metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The admin endpoint's address.
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        self.admin_addr
+    }
+
+    /// Whether this runtime currently leads.
+    pub fn is_leader(&self) -> bool {
+        *self.leading.borrow()
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
+    /// Stops taking keys, lets reconciles in flight finish (bounded by the configured
+    /// grace), flushes the audit log, and stops every task.
+    pub async fn shutdown(&self) {
+        if let Some(stop) = &self.folder_stop {
+            let _ = stop.send(());
+        }
+        self.dispatcher
+            .shutdown(Duration::from_secs(self.config.shutdown_grace_seconds))
+            .await;
+        if let Err(e) = self.audit.flush() {
+            tracing::error!(error = %e, "cannot flush the audit log");
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+        tracing::info!("runtime stopped");
+    }
+}

@@ -1,0 +1,264 @@
+//! `bosun up`: the embedded cluster, the runtime and the plugins of a folder on one
+//! machine, with a demo workload so that something visibly happens within seconds.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::{Config, Runtime};
+
+/// What `bosun up` runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// State of the cluster and the runtime.
+    pub data_dir: PathBuf,
+    /// The hot-reloaded plugins folder.
+    pub plugins_dir: PathBuf,
+    /// Components to place in the plugins folder first (built-in plugins).
+    pub seed: Vec<PathBuf>,
+    /// Simulated nodes.
+    pub nodes: usize,
+    /// Runtime settings (its data and plugins folders are overridden).
+    pub runtime: Config,
+    /// Create the demo workload.
+    pub demo: bool,
+}
+
+/// What `up` reports while it runs.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Ready pods / pods.
+    pub pods: (usize, usize),
+    /// Nodes.
+    pub nodes: usize,
+    /// Plugins serving, with short digests.
+    pub plugins: Vec<String>,
+    /// Reconciles so far (all plugins).
+    pub reconciles: u64,
+    /// Command verdicts so far.
+    pub commands: crate::pipe::Counts,
+}
+
+/// A running `bosun up`.
+pub struct Up {
+    cluster: Option<bosun_cluster::Cluster>,
+    runtime: Arc<Runtime>,
+    client: kube::Client,
+}
+
+impl std::fmt::Debug for Up {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Up").finish_non_exhaustive()
+    }
+}
+
+/// Zones given to simulated nodes, round robin.
+const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+
+impl Up {
+    /// Starts the cluster, the runtime and the plugins; creates the demo workload.
+    pub async fn start(options: Options) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        std::fs::create_dir_all(&options.plugins_dir).with_context(|| {
+            format!(
+                "cannot create the plugins folder {}",
+                options.plugins_dir.display()
+            )
+        })?;
+        for file in &options.seed {
+            seed(file, &options.plugins_dir)?;
+        }
+        let cluster = bosun_cluster::start(bosun_cluster::Config {
+            data_dir: Some(options.data_dir.join("cluster")),
+            nodes: options.nodes,
+            ..Default::default()
+        })
+        .await
+        .context("cannot start the embedded cluster")?;
+        let client = cluster
+            .client()
+            .await
+            .context("cannot connect to the embedded cluster")?;
+        label_zones(&client)
+            .await
+            .context("cannot label the simulated nodes")?;
+        let mut config = options.runtime.clone();
+        config.data_dir = options.data_dir.join("runtime");
+        config.plugins_dir = Some(options.plugins_dir.clone());
+        let runtime = Runtime::start(config, client.clone())
+            .await
+            .context("cannot start the runtime")?;
+        if options.demo {
+            demo(&client)
+                .await
+                .context("cannot create the demo workload")?;
+        }
+        Ok(Up {
+            cluster: Some(cluster),
+            runtime,
+            client,
+        })
+    }
+
+    /// The kubeconfig of the embedded cluster.
+    pub fn kubeconfig(&self) -> Option<&Path> {
+        self.cluster.as_ref().map(|c| c.kubeconfig_path())
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// What is happening now.
+    pub async fn snapshot(&self) -> Snapshot {
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let pods = pods
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        let ready = pods
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let nodes = nodes
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0);
+        let registry = self.runtime.registry();
+        let mut reconciles = 0;
+        let plugins = registry
+            .names()
+            .into_iter()
+            .filter_map(|n| {
+                let r = registry.current(&n)?;
+                reconciles += r.stats().calls;
+                Some(format!(
+                    "{n}@{}",
+                    &bosun_host::host::log::short(r.digest())[..8]
+                ))
+            })
+            .collect();
+        Snapshot {
+            pods: (ready, pods.len()),
+            nodes,
+            plugins,
+            reconciles,
+            commands: self.runtime.pipe.counts(),
+        }
+    }
+
+    /// Stops the runtime (finishing reconciles in flight), then the cluster.
+    pub async fn shutdown(mut self) {
+        self.runtime.shutdown().await;
+        if let Some(cluster) = self.cluster.take() {
+            cluster.shutdown().await;
+        }
+    }
+}
+
+fn seed(file: &Path, dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let name = file.file_name().context("a plugin file has no name")?;
+    let name = name
+        .to_string_lossy()
+        .replace("bosun_plugin_", "")
+        .replace('_', "-");
+    let dest = dir.join(name);
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    if std::fs::read(&dest).ok().as_deref() != Some(bytes.as_slice()) {
+        // Write beside, then rename: the folder watcher never sees half a file.
+        let tmp = dest.with_extension("wasm.tmp");
+        std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
+    }
+    Ok(())
+}
+
+async fn label_zones(client: &kube::Client) -> Result<(), kube::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let list = nodes.list(&ListParams::default()).await?;
+    for (i, node) in list.items.iter().enumerate() {
+        let Some(name) = node.metadata.name.as_deref() else {
+            continue;
+        };
+        let has = node
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key("topology.kubernetes.io/zone"));
+        if !has {
+            let patch = json!({ "metadata": { "labels": { "topology.kubernetes.io/zone": ZONES[i % ZONES.len()] } } });
+            nodes
+                .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn demo(client: &kube::Client) -> Result<(), kube::Error> {
+    let params = PatchParams::apply("bosun-up").force();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            "demo",
+            &params,
+            &Patch::Apply(
+                json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "demo" } }),
+            ),
+        )
+        .await?;
+    let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(client.clone(), "demo");
+    let web = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": { "name": "web", "namespace": "demo" },
+        "spec": {
+            "replicas": 3,
+            "serviceName": "web",
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": {
+                "metadata": { "labels": { "app": "web" } },
+                "spec": { "containers": [ { "name": "web", "image": "nginx:1.27" } ] }
+            }
+        }
+    });
+    sts.patch("web", &params, &Patch::Apply(web)).await?;
+    Ok(())
+}
+
+/// Waits for Ctrl-C (or SIGTERM).
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// How often the status line refreshes.
+pub const STATUS_PERIOD: Duration = Duration::from_secs(2);
