@@ -31,13 +31,13 @@ pub struct UpArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Admin endpoint address (overrides the config file).
-    #[arg(long)]
+    #[arg(long, env = "BOSUN_ADMIN_ADDR")]
     pub admin_addr: Option<SocketAddr>,
     /// Do not create the demo workload.
     #[arg(long)]
     pub no_demo: bool,
     /// Stop after this many seconds (for scripts and smoke tests).
-    #[arg(long)]
+    #[arg(long, env = "BOSUN_UP_EXIT_AFTER")]
     pub exit_after: Option<u64>,
 }
 
@@ -295,7 +295,11 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             .trim_start_matches("sha256:")
             .get(..12)
             .unwrap_or(digest);
-        let s = &p["stats"];
+        let s = |k: &str| {
+            p["stats"][k]
+                .as_u64()
+                .map_or_else(|| "-".to_owned(), |n| n.to_string())
+        };
         let breaker = p["breaker"]
             .as_str()
             .map(str::to_owned)
@@ -305,12 +309,12 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             p["name"].as_str().unwrap_or("?"),
             p["state"].as_str().unwrap_or("?"),
             short,
-            s["calls"],
-            s["errors"],
-            s["traps"],
-            s["timeouts"],
-            s["commandsRefused"],
-            p["queue"]["depth"],
+            s("calls"),
+            s("errors"),
+            s("traps"),
+            s("timeouts"),
+            s("commandsRefused"),
+            p["queue"]["depth"].as_u64().unwrap_or(0).to_string(),
             breaker,
         );
         if let Some(err) = p["lastLoadError"].as_str() {

@@ -105,6 +105,7 @@ pub struct Informers {
     states: RwLock<HashMap<Kind, KindState>>,
     changes: mpsc::UnboundedSender<Change>,
     resources: RwLock<HashMap<Kind, (ApiResource, bool)>>,
+    tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for Informers {
@@ -135,6 +136,7 @@ impl Informers {
             states: RwLock::default(),
             changes,
             resources: RwLock::default(),
+            tasks: std::sync::Mutex::default(),
         };
         (Arc::new(informers), rx)
     }
@@ -182,7 +184,23 @@ impl Informers {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(kind.clone(), cache.clone());
         let this = self.clone();
-        tokio::spawn(async move { this.run(kind, cache).await });
+        let task = tokio::spawn(async move { this.run(kind, cache).await });
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task.abort_handle());
+    }
+
+    /// Stops every watch.
+    pub fn shutdown(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
     }
 
     fn set_state(&self, kind: &Kind, state: KindState) {

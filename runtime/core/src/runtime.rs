@@ -380,6 +380,7 @@ impl Runtime {
         for t in &self.tasks {
             t.abort();
         }
+        self.informers.shutdown();
         tracing::info!("runtime stopped");
     }
 }

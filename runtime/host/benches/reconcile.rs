@@ -41,7 +41,7 @@ impl commands::Commands for Sink {
 }
 
 fn pod_4k() -> Value {
-    let env: Vec<Value> = (0..40)
+    let env: Vec<Value> = (0..90)
         .map(|i| json!({"name": format!("SETTING_{i:02}"), "value": format!("value-{i:04}")}))
         .collect();
     json!({

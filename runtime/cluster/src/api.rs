@@ -1,0 +1,713 @@
+//! The REST API: parses Kubernetes paths and verbs and answers like kube-apiserver.
+
+use crate::discovery;
+use crate::eviction;
+use crate::meta;
+use crate::patch::{self, PatchKind};
+use crate::resource::ResourceType;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, Result};
+use crate::store::{DeleteOptions, Store};
+use crate::watch;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// Request bodies over this size are refused with 413 (as kube-apiserver's 3 MiB limit).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub store: Arc<Store>,
+    /// `host:port` the server listens on.
+    pub addr: String,
+    /// BOOKMARK interval for watches that allow them.
+    pub bookmark_interval: Duration,
+    /// Serialises evictions so two cannot both spend a budget's last disruption.
+    pub evictions: Arc<tokio::sync::Mutex<()>>,
+    /// Flips at shutdown: watches end.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The API router (everything is dispatched by path, as the apiserver's mux does).
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .fallback(handle)
+        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+async fn handle(State(st): State<AppState>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::debug_span!("bosun.cluster.request", %method, %path);
+    async move {
+        match dispatch(st, req).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(code = e.code, reason = e.reason, "refused");
+                e.into_response()
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+fn ok(v: &Value) -> Response {
+    json_response(StatusCode::OK, v)
+}
+
+fn success(code: u16) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code})
+}
+
+/// Query parameters, percent-decoded.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Self {
+        Self(
+            q.unwrap_or("")
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (decode(k), decode(v))
+                })
+                .collect(),
+        )
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+    fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("1" | "true" | "True"))
+    }
+    fn dry_run(&self) -> bool {
+        self.0.iter().any(|(k, v)| k == "dryRun" && v == "All")
+    }
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                match s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A parsed resource path.
+struct Target {
+    rt: Arc<ResourceType>,
+    namespace: String,
+    name: Option<String>,
+    sub: Option<String>,
+    watch_path: bool,
+}
+
+async fn dispatch(st: AppState, req: Request) -> Result<Response> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = Query::parse(parts.uri.query());
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let reg = || st.store.registry();
+    let get_only = |r: Response| {
+        if parts.method == Method::GET {
+            Ok(r)
+        } else {
+            Err(ApiError::method_not_allowed(format!(
+                "{} is not supported on {path}",
+                parts.method
+            )))
+        }
+    };
+    match segs.as_slice() {
+        ["version"] => return get_only(ok(&discovery::version())),
+        ["healthz" | "livez" | "readyz"] => {
+            return get_only((StatusCode::OK, "ok").into_response());
+        }
+        ["openapi", "v3"] => return get_only(ok(&discovery::openapi_v3_root(&reg()))),
+        ["openapi", "v3", "api", v] | ["openapi", "v3", "apis", "", v] => {
+            let doc = discovery::openapi_v3_group_version(&reg(), "", v).ok_or_else(|| {
+                ApiError::not_found_msg("the server could not find the requested resource")
+            })?;
+            return get_only(ok(&doc));
+        }
+        ["openapi", "v3", "apis", g, v] => {
+            let doc = discovery::openapi_v3_group_version(&reg(), g, v).ok_or_else(|| {
+                ApiError::not_found_msg("the server could not find the requested resource")
+            })?;
+            return get_only(ok(&doc));
+        }
+        ["api"] => return get_only(ok(&discovery::core_versions(&st.addr))),
+        ["apis"] => return get_only(ok(&discovery::group_list(&reg()))),
+        ["api", v] => {
+            let doc = discovery::resource_list(&reg(), "", v).ok_or_else(|| {
+                ApiError::not_found_msg("the server could not find the requested resource")
+            })?;
+            return get_only(ok(&doc));
+        }
+        ["apis", g] => {
+            let doc = discovery::group(&reg(), g).ok_or_else(|| {
+                ApiError::not_found_msg("the server could not find the requested resource")
+            })?;
+            return get_only(ok(&doc));
+        }
+        ["apis", g, v] => {
+            let doc = discovery::resource_list(&reg(), g, v).ok_or_else(|| {
+                ApiError::not_found_msg("the server could not find the requested resource")
+            })?;
+            return get_only(ok(&doc));
+        }
+        _ => {}
+    }
+    let target = parse_target(&st.store, &segs)?;
+    let body = read_body(body).await?;
+    let ct = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    let span = tracing::debug_span!(
+        "bosun.cluster.verb",
+        resource = %target.rt.plural,
+        namespace = %target.namespace,
+        name = target.name.as_deref().unwrap_or(""),
+    );
+    serve(
+        &st,
+        target,
+        &parts.method,
+        &parts.headers,
+        &query,
+        &ct,
+        &body,
+    )
+    .instrument(span)
+    .await
+}
+
+async fn read_body(body: Body) -> Result<axum::body::Bytes> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::too_large(format!(
+            "the request body is larger than the limit of {MAX_BODY} bytes"
+        ))
+    })
+}
+
+fn parse_target(store: &Store, segs: &[&str]) -> Result<Target> {
+    let not_found = || ApiError::not_found_msg("the server could not find the requested resource");
+    let (group, version, mut rest) = match segs {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(not_found()),
+    };
+    let mut watch_path = false;
+    if rest.first() == Some(&"watch") {
+        watch_path = true;
+        rest = &rest[1..];
+    }
+    let mut namespace = String::new();
+    if rest.first() == Some(&"namespaces")
+        && rest.len() >= 3
+        && !(rest.len() == 3 && matches!(rest[2], "status" | "finalize"))
+    {
+        namespace = rest[1].to_string();
+        rest = &rest[2..];
+    }
+    let (plural, name, sub) = match rest {
+        [p] => (*p, None, None),
+        [p, n] => (*p, Some(n.to_string()), None),
+        [p, n, s] => (*p, Some(n.to_string()), Some(s.to_string())),
+        _ => return Err(not_found()),
+    };
+    let rt = store
+        .resolve(group, version, plural)
+        .ok_or_else(not_found)?;
+    if !rt.namespaced && !namespace.is_empty() {
+        return Err(not_found());
+    }
+    if let Some(s) = &sub {
+        let allowed = match s.as_str() {
+            "status" => rt.status,
+            "scale" => rt.scale,
+            "eviction" | "binding" => rt.group.is_empty() && rt.plural == "pods",
+            "finalize" => rt.plural == "namespaces",
+            _ => false,
+        };
+        if !allowed {
+            return Err(not_found());
+        }
+    }
+    Ok(Target {
+        rt,
+        namespace,
+        name,
+        sub,
+        watch_path,
+    })
+}
+
+fn parse_body(body: &[u8], ct: &str) -> Result<Value> {
+    if ct.contains("protobuf") {
+        return crate::protobuf::decode(body);
+    }
+    if ct.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unsupported format: {ct}; use application/json"
+        )));
+    }
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    let v: Value = if ct.contains("yaml") {
+        serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid YAML in the request body: {e}")))?
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))?
+    };
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the request body must be an object"));
+    }
+    Ok(v)
+}
+
+fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions> {
+    let b: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    let dry_body = b
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|v| v == "All"));
+    let s = |k: &str| {
+        meta::path(&b, k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    Ok(DeleteOptions {
+        dry_run: query.dry_run() || dry_body,
+        propagation: query
+            .get("propagationPolicy")
+            .map(str::to_string)
+            .or_else(|| s("propagationPolicy")),
+        uid: s("preconditions.uid"),
+        resource_version: s("preconditions.resourceVersion"),
+    })
+}
+
+async fn serve(
+    st: &AppState,
+    t: Target,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &Query,
+    ct: &str,
+    body: &[u8],
+) -> Result<Response> {
+    let store = &st.store;
+    let rt = t.rt.clone();
+    let ns = t.namespace.as_str();
+    let dry_run = query.dry_run();
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match (method, t.name.as_deref(), t.sub.as_deref()) {
+        (&Method::GET, None, None) => {
+            let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))?;
+            let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))?;
+            if t.watch_path || query.flag("watch") {
+                return watch(st, rt, ns, query, labels, fields);
+            }
+            let limit = query
+                .get("limit")
+                .map(|l| l.parse::<usize>())
+                .transpose()
+                .map_err(|_| ApiError::bad_request("limit must be a non-negative integer"))?
+                .unwrap_or(0);
+            let page = store.list_page(&rt, ns, &labels, &fields, limit, query.get("continue"))?;
+            if crate::table::wanted(accept) {
+                return Ok(ok(&crate::table::render(
+                    &rt,
+                    &page.items,
+                    &page.rv.to_string(),
+                )));
+            }
+            let mut md = json!({"resourceVersion": page.rv.to_string()});
+            if let Some(c) = page.continue_token {
+                md["continue"] = json!(c);
+                md["remainingItemCount"] = json!(page.remaining);
+            }
+            Ok(ok(&json!({
+                "kind": format!("{}List", rt.kind),
+                "apiVersion": rt.api_version(),
+                "metadata": md,
+                "items": page.items,
+            })))
+        }
+        (&Method::GET, Some(name), None | Some("status")) => {
+            if t.watch_path {
+                let fields = FieldSelector::parse(&format!("metadata.name={name}"))?;
+                return watch(st, rt, ns, query, LabelSelector::default(), fields);
+            }
+            let obj = store.get(&rt, ns, name)?;
+            if crate::table::wanted(accept) && t.sub.is_none() {
+                let rv = meta::str_at(&obj, "metadata.resourceVersion").to_string();
+                return Ok(ok(&crate::table::render(&rt, &[obj], &rv)));
+            }
+            Ok(ok(&obj))
+        }
+        (&Method::GET, Some(name), Some("scale")) => {
+            Ok(ok(&scale_of(&rt, &store.get(&rt, ns, name)?)))
+        }
+        (&Method::POST, None, None) => {
+            let obj = parse_body(body, ct)?;
+            let out = store.create(&rt, ns, obj, dry_run)?;
+            Ok(json_response(StatusCode::CREATED, &out))
+        }
+        (&Method::POST, Some(name), Some("eviction")) => {
+            // kubectl drain sends its evictions as protobuf: only deleteOptions matter here,
+            // and those are ignored for a protobuf body.
+            let ev = if ct.contains("protobuf") {
+                json!({})
+            } else {
+                parse_body(body, ct)?
+            };
+            let mut opts = delete_options(query, &[])?;
+            if let Some(d) = ev.get("deleteOptions") {
+                let b = serde_json::to_vec(d).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                opts = delete_options(query, &b)?;
+            }
+            let _guard = st.evictions.lock().await;
+            if !opts.dry_run {
+                eviction::evict(store, ns, name, &opts)?;
+            }
+            Ok(json_response(StatusCode::CREATED, &success(201)))
+        }
+        (&Method::POST, Some(name), Some("binding")) => {
+            let b = parse_body(body, ct)?;
+            let node = meta::str_at(&b, "target.name").to_string();
+            if node.is_empty() {
+                return Err(ApiError::invalid(
+                    "Binding",
+                    name,
+                    "target.name: Required value",
+                ));
+            }
+            bind(store, &rt, ns, name, &node, dry_run)?;
+            Ok(json_response(StatusCode::CREATED, &success(201)))
+        }
+        (&Method::PUT, Some(name), None | Some("status") | Some("finalize")) => {
+            let obj = parse_body(body, ct)?;
+            let status_only = t.sub.as_deref() == Some("status");
+            Ok(ok(&store.update(
+                &rt,
+                ns,
+                name,
+                obj,
+                status_only,
+                dry_run,
+            )?))
+        }
+        (&Method::PUT, Some(name), Some("scale")) => {
+            let scale = parse_body(body, ct)?;
+            let out = set_replicas(store, &rt, ns, name, &scale, dry_run)?;
+            Ok(ok(&scale_of(&rt, &out)))
+        }
+        (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
+            let kind = PatchKind::from_content_type(ct)?;
+            let status_only = sub == Some("status");
+            let out = if kind == PatchKind::Apply {
+                let manager = query.get("fieldManager").unwrap_or("").to_string();
+                if manager.is_empty() {
+                    return Err(ApiError::bad_request(
+                        "PATCH requests with apply content type require a fieldManager",
+                    ));
+                }
+                let mut applied = patch::parse_applied(body)?;
+                check_applied_identity(&rt, ns, name, &mut applied)?;
+                store.mutate(&rt, ns, name, status_only, dry_run, |cur| {
+                    Ok(patch::server_side_apply(cur, &applied, &manager))
+                })?
+            } else {
+                store.mutate(&rt, ns, name, status_only, dry_run, |cur| match cur {
+                    Some(cur) => patch::patch(kind, cur, body),
+                    None => Err(ApiError::not_found(&rt.qualified(), name)),
+                })?
+            };
+            Ok(ok(&out))
+        }
+        (&Method::PATCH, Some(name), Some("scale")) => {
+            let kind = PatchKind::from_content_type(ct)?;
+            let current = scale_of(&rt, &store.get(&rt, ns, name)?);
+            let patched = if kind == PatchKind::Apply {
+                patch::server_side_apply(Some(&current), &patch::parse_applied(body)?, "scale")
+            } else {
+                patch::patch(kind, &current, body)?
+            };
+            let out = set_replicas(store, &rt, ns, name, &patched, dry_run)?;
+            Ok(ok(&scale_of(&rt, &out)))
+        }
+        (&Method::DELETE, Some(name), None) => {
+            let opts = delete_options(query, body)?;
+            Ok(ok(&store.delete(&rt, ns, name, &opts)?))
+        }
+        (&Method::DELETE, None, None) => {
+            let opts = delete_options(query, body)?;
+            let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))?;
+            let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))?;
+            let mut deleted = Vec::new();
+            for obj in store.list(&rt, ns, &labels, &fields) {
+                match store.delete(&rt, meta::namespace(&obj), meta::name(&obj), &opts) {
+                    Ok(o) => deleted.push(o),
+                    // Deleted concurrently: that is what was asked.
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(ok(&json!({
+                "kind": format!("{}List", rt.kind),
+                "apiVersion": rt.api_version(),
+                "metadata": {"resourceVersion": store.current_rv().to_string()},
+                "items": deleted,
+            })))
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "{method} is not supported on this path"
+        ))),
+    }
+}
+
+fn watch(
+    st: &AppState,
+    rt: Arc<ResourceType>,
+    ns: &str,
+    query: &Query,
+    labels: LabelSelector,
+    fields: FieldSelector,
+) -> Result<Response> {
+    let from = match query.get("resourceVersion") {
+        None | Some("") => None,
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion: {v}")))?,
+        ),
+    };
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map_or(Duration::from_secs(30 * 60), Duration::from_secs);
+    // Streaming lists (`sendInitialEvents=true`): the current state as ADDED events, then
+    // a bookmark that marks the end of the initial events.
+    let initial_events = query.flag("sendInitialEvents");
+    let from = if initial_events { None } else { from };
+    let start = match st.store.watch(&rt, ns, from) {
+        Ok(s) => s,
+        // As kube-apiserver: the watch is accepted, then ends with an ERROR event, which
+        // is what makes clients (kube-runtime's watcher, client-go's reflector) relist.
+        Err(e) if e.code == 410 => {
+            let line = format!("{}\n", json!({"type": "ERROR", "object": e.to_status()}));
+            return Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                line,
+            )
+                .into_response());
+        }
+        Err(e) => return Err(e),
+    };
+    let params = watch::Params {
+        namespace: ns.to_string(),
+        labels,
+        fields,
+        timeout,
+        bookmarks: query
+            .flag("allowWatchBookmarks")
+            .then_some(st.bookmark_interval),
+        stop: st.stop.clone(),
+        initial_events_end: initial_events,
+    };
+    let body = Body::from_stream(watch::stream(rt, start, params));
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+/// An applied configuration names the object of the URL, and its type.
+fn check_applied_identity(
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    applied: &mut Value,
+) -> Result<()> {
+    let body_name = meta::name(applied);
+    if !body_name.is_empty() && body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let m = meta::metadata_mut(applied);
+    m.insert("name".into(), json!(name));
+    if rt.namespaced {
+        m.insert("namespace".into(), json!(ns));
+    }
+    if let Some(o) = applied.as_object_mut() {
+        o.entry("apiVersion").or_insert(json!(rt.api_version()));
+        o.entry("kind").or_insert(json!(rt.kind));
+    }
+    Ok(())
+}
+
+/// Binds a pod to a node (what a scheduler does).
+pub(crate) fn bind(
+    store: &Store,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    node: &str,
+    dry_run: bool,
+) -> Result<Value> {
+    store.mutate(rt, ns, name, false, dry_run, |cur| {
+        let Some(cur) = cur else {
+            return Err(ApiError::not_found(&rt.qualified(), name));
+        };
+        if !meta::str_at(cur, "spec.nodeName").is_empty() {
+            return Err(ApiError::conflict(
+                &rt.qualified(),
+                name,
+                &format!(
+                    "pod {name} is already assigned to node {:?}",
+                    meta::str_at(cur, "spec.nodeName")
+                ),
+            ));
+        }
+        let mut p = cur.clone();
+        meta::object_mut(&mut p, "spec").insert("nodeName".into(), json!(node));
+        Ok(p)
+    })
+}
+
+fn scale_of(rt: &ResourceType, obj: &Value) -> Value {
+    let sel = meta::path(obj, "spec.selector.matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let _ = rt;
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta::name(obj),
+            "namespace": meta::namespace(obj),
+            "uid": meta::uid_of(obj),
+            "resourceVersion": meta::str_at(obj, "metadata.resourceVersion"),
+            "creationTimestamp": meta::str_at(obj, "metadata.creationTimestamp"),
+        },
+        "spec": {"replicas": meta::path(obj, "spec.replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": meta::path(obj, "status.replicas").cloned().unwrap_or(json!(0)),
+            "selector": sel,
+        },
+    })
+}
+
+fn set_replicas(
+    store: &Store,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    scale: &Value,
+    dry_run: bool,
+) -> Result<Value> {
+    let replicas = meta::path(scale, "spec.replicas")
+        .and_then(Value::as_i64)
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Scale",
+                name,
+                "spec.replicas: Invalid value: must be a non-negative integer",
+            )
+        })?;
+    let want_rv = meta::str_at(scale, "metadata.resourceVersion").to_string();
+    store.mutate(rt, ns, name, false, dry_run, |cur| {
+        let Some(cur) = cur else {
+            return Err(ApiError::not_found(&rt.qualified(), name));
+        };
+        let mut o = cur.clone();
+        if !want_rv.is_empty() {
+            meta::metadata_mut(&mut o).insert("resourceVersion".into(), json!(want_rv));
+        }
+        meta::object_mut(&mut o, "spec").insert("replicas".into(), json!(replicas));
+        Ok(o)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_queries() {
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+(a)&watch=1&dryRun=All",
+        ));
+        assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
+        assert!(q.flag("watch"));
+        assert!(q.dry_run());
+        assert_eq!(decode("%zz%"), "%zz%");
+    }
+}

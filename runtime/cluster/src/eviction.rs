@@ -1,0 +1,94 @@
+//! The Eviction API: deletes a pod unless a PodDisruptionBudget forbids it.
+
+use crate::meta;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, Result};
+use crate::store::{DeleteOptions, Store};
+use serde_json::Value;
+
+/// Whether a pod's Ready condition is True.
+pub(crate) fn is_ready(pod: &Value) -> bool {
+    meta::path(pod, "status.conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| meta::str_at(c, "type") == "Ready" && meta::str_at(c, "status") == "True")
+        })
+}
+
+/// Resolves an int-or-percent against a total; percentages round up, as the disruption
+/// controller does.
+fn scaled(v: &Value, total: usize) -> usize {
+    match v {
+        Value::Number(n) => n.as_u64().unwrap_or(0) as usize,
+        Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<usize>().ok()) {
+            Some(pct) => (total * pct).div_ceil(100),
+            None => s.parse().unwrap_or(0),
+        },
+        _ => 0,
+    }
+}
+
+/// How many more pods a budget lets go: `(healthy, desired healthy, expected)`.
+pub(crate) fn budget(store: &Store, pdb: &Value) -> Option<(usize, usize, usize)> {
+    let pods_rt = store.resolve("", "v1", "pods")?;
+    let sel = LabelSelector::from_object(meta::path(pdb, "spec.selector").unwrap_or(&Value::Null));
+    let pods: Vec<Value> = store
+        .list(
+            &pods_rt,
+            meta::namespace(pdb),
+            &sel,
+            &FieldSelector::default(),
+        )
+        .into_iter()
+        .filter(|p| !meta::is_deleting(p))
+        .collect();
+    let expected = pods.len();
+    let healthy = pods.iter().filter(|p| is_ready(p)).count();
+    let desired = if let Some(min) = meta::path(pdb, "spec.minAvailable") {
+        scaled(min, expected)
+    } else if let Some(max) = meta::path(pdb, "spec.maxUnavailable") {
+        expected.saturating_sub(scaled(max, expected))
+    } else {
+        0
+    };
+    Some((healthy, desired, expected))
+}
+
+/// Evicts a pod: refuses with 429 when a matching budget has no disruption left.
+pub(crate) fn evict(store: &Store, ns: &str, name: &str, opts: &DeleteOptions) -> Result<()> {
+    let (Some(pods_rt), Some(pdb_rt)) = (
+        store.resolve("", "v1", "pods"),
+        store.resolve("policy", "v1", "poddisruptionbudgets"),
+    ) else {
+        return Err(ApiError::internal("built-in types missing"));
+    };
+    let pod = store.get(&pods_rt, ns, name)?;
+    // An unready pod does not count as healthy: evicting it costs the budget nothing.
+    if is_ready(&pod) && !meta::is_deleting(&pod) {
+        for pdb in store.list(
+            &pdb_rt,
+            ns,
+            &LabelSelector::default(),
+            &FieldSelector::default(),
+        ) {
+            let sel = LabelSelector::from_object(
+                meta::path(&pdb, "spec.selector").unwrap_or(&Value::Null),
+            );
+            if !sel.matches(&pod) {
+                continue;
+            }
+            let Some((healthy, desired, _)) = budget(store, &pdb) else {
+                continue;
+            };
+            if healthy <= desired {
+                return Err(ApiError::too_many_requests(format!(
+                    "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {desired} healthy pods and has {healthy} currently",
+                    meta::name(&pdb)
+                )));
+            }
+        }
+    }
+    store.delete(&pods_rt, ns, name, opts)?;
+    Ok(())
+}

@@ -1,0 +1,400 @@
+//! The four patch types: JSON merge patch, JSON patch, strategic merge patch, and
+//! server-side apply.
+//!
+//! Simplifications, against the real server:
+//! - strategic merge knows merge keys by field name only (not by the schema of the
+//!   enclosing type): `containers`, `initContainers`, `ephemeralContainers`, `volumes`,
+//!   `env`, `imagePullSecrets` by `name`; `ports` by `containerPort` (or `port` for
+//!   service ports); `conditions` by `type`; `readinessGates` by `conditionType`;
+//!   `volumeMounts` by `mountPath`; `volumeDevices` by `devicePath`; `ownerReferences` by
+//!   `uid`; `hostAliases` by `ip`; `topologySpreadConstraints` by `topologyKey`;
+//!   `finalizers` merge as a set. Every other list (including `tolerations` and `taints`)
+//!   is replaced. Directives: `$patch: replace|delete` and `$deleteFromPrimitiveList/…`;
+//!   `$setElementOrder/…` and `$retainKeys` are ignored.
+//! - server-side apply merges the applied configuration like a strategic merge patch,
+//!   records the manager's fields in `managedFields` (FieldsV1), and removes the fields
+//!   this manager applied before but no longer applies. Conflicts between managers are
+//!   not detected: every apply behaves as if `force=true`.
+
+use crate::meta;
+use crate::status::{ApiError, Result};
+use serde_json::{Map, Value, json};
+
+/// A patch content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    /// `application/merge-patch+json` (RFC 7386).
+    Merge,
+    /// `application/json-patch+json` (RFC 6902).
+    Json,
+    /// `application/strategic-merge-patch+json`.
+    Strategic,
+    /// `application/apply-patch+yaml`: server-side apply.
+    Apply,
+}
+
+impl PatchKind {
+    /// From a `Content-Type` header.
+    pub fn from_content_type(ct: &str) -> Result<Self> {
+        let base = ct.split(';').next().unwrap_or("").trim();
+        match base {
+            "application/merge-patch+json" => Ok(Self::Merge),
+            "application/json-patch+json" => Ok(Self::Json),
+            "application/strategic-merge-patch+json" => Ok(Self::Strategic),
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Ok(Self::Apply),
+            other => Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
+            ))),
+        }
+    }
+}
+
+/// Applies a merge, JSON or strategic patch to `current`.
+pub fn patch(kind: PatchKind, current: &Value, body: &[u8]) -> Result<Value> {
+    let mut doc = current.clone();
+    match kind {
+        PatchKind::Merge => {
+            let p: Value = parse_json(body)?;
+            json_patch::merge(&mut doc, &p);
+        }
+        PatchKind::Json => {
+            let p: json_patch::Patch = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+            json_patch::patch(&mut doc, &p.0).map_err(|e| {
+                ApiError::invalid(
+                    meta::str_at(current, "kind"),
+                    meta::name(current),
+                    format!("the JSON patch could not be applied: {e}"),
+                )
+            })?;
+        }
+        PatchKind::Strategic => {
+            let p: Value = parse_json(body)?;
+            if !p.is_object() {
+                return Err(ApiError::bad_request(
+                    "a strategic merge patch must be a JSON object",
+                ));
+            }
+            strategic_merge(&mut doc, &p);
+        }
+        PatchKind::Apply => {
+            return Err(ApiError::internal("apply goes through server_side_apply"));
+        }
+    }
+    Ok(doc)
+}
+
+fn parse_json(body: &[u8]) -> Result<Value> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))
+}
+
+/// Parses an applied configuration (YAML or JSON).
+pub fn parse_applied(body: &[u8]) -> Result<Value> {
+    let v: Value = serde_yaml::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid YAML in the request body: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "an applied configuration must be an object",
+        ));
+    }
+    Ok(v)
+}
+
+/// Server-side apply of `applied` by `manager` onto `current` (None: the object is new).
+pub fn server_side_apply(current: Option<&Value>, applied: &Value, manager: &str) -> Value {
+    let new_fields = fieldset("", applied);
+    let mut out = match current {
+        None => applied.clone(),
+        Some(cur) => {
+            let mut doc = cur.clone();
+            let old_fields = managed_entries(cur)
+                .into_iter()
+                .find(|e| {
+                    meta::str_at(e, "manager") == manager && meta::str_at(e, "operation") == "Apply"
+                })
+                .and_then(|e| e.get("fieldsV1").cloned());
+            if let Some(old) = old_fields {
+                remove_dropped(&mut doc, &old, &new_fields);
+            }
+            let mut a = applied.clone();
+            if let Some(m) = a.get_mut("metadata").and_then(Value::as_object_mut) {
+                // The applier cannot move the object's identity.
+                m.remove("resourceVersion");
+                m.remove("uid");
+            }
+            strategic_merge(&mut doc, &a);
+            doc
+        }
+    };
+    let mut entries: Vec<Value> = current
+        .map(managed_entries)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            !(meta::str_at(e, "manager") == manager && meta::str_at(e, "operation") == "Apply")
+        })
+        .collect();
+    entries.push(json!({
+        "manager": manager,
+        "operation": "Apply",
+        "apiVersion": meta::str_at(applied, "apiVersion"),
+        "time": meta::now(),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": new_fields,
+    }));
+    meta::metadata_mut(&mut out).insert("managedFields".into(), Value::Array(entries));
+    out
+}
+
+fn managed_entries(obj: &Value) -> Vec<Value> {
+    meta::path(obj, "metadata.managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The FieldsV1 set of an applied configuration.
+fn fieldset(field: &str, v: &Value) -> Value {
+    let mut out = Map::new();
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                if field.is_empty() && matches!(k.as_str(), "apiVersion" | "kind") {
+                    continue;
+                }
+                out.insert(format!("f:{k}"), fieldset(k, child));
+            }
+        }
+        Value::Array(items) => {
+            if let Some(mk) = merge_key(field, items, &[]) {
+                for item in items {
+                    if let Some(kv) = item.get(mk) {
+                        out.insert(format!("k:{}", json!({ mk: kv })), fieldset("", item));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Value::Object(out)
+}
+
+/// Removes from `doc` what `old` names and `new` does not.
+fn remove_dropped(doc: &mut Value, old: &Value, new: &Value) {
+    let (Some(old), Some(m)) = (old.as_object(), doc.as_object_mut()) else {
+        return;
+    };
+    for (path, sub) in old {
+        let Some(field) = path.strip_prefix("f:") else {
+            continue;
+        };
+        if field == "name" || field == "namespace" {
+            continue;
+        }
+        match new.get(path) {
+            None => {
+                m.remove(field);
+            }
+            Some(new_sub) => {
+                if let Some(child) = m.get_mut(field) {
+                    match child {
+                        Value::Array(items) => remove_dropped_items(items, sub, new_sub),
+                        other => remove_dropped(other, sub, new_sub),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn remove_dropped_items(items: &mut Vec<Value>, old: &Value, new: &Value) {
+    let Some(old) = old.as_object() else { return };
+    for (path, sub) in old {
+        let Some(key) = path
+            .strip_prefix("k:")
+            .and_then(|k| serde_json::from_str::<Map<String, Value>>(k).ok())
+        else {
+            continue;
+        };
+        let matches = |e: &Value| key.iter().all(|(k, v)| e.get(k) == Some(v));
+        match new.get(path) {
+            None => items.retain(|e| !matches(e)),
+            Some(new_sub) => {
+                for e in items.iter_mut().filter(|e| matches(e)) {
+                    remove_dropped(e, sub, new_sub);
+                }
+            }
+        }
+    }
+}
+
+/// The merge key of a list field, if it is merged by key.
+fn merge_key(field: &str, patch: &[Value], current: &[Value]) -> Option<&'static str> {
+    let has = |k: &str| patch.iter().chain(current).any(|e| e.get(k).is_some());
+    let key = match field {
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets" => "name",
+        "ports" if has("containerPort") => "containerPort",
+        "ports" => "port",
+        "conditions" => "type",
+        "readinessGates" => "conditionType",
+        "volumeMounts" => "mountPath",
+        "volumeDevices" => "devicePath",
+        "ownerReferences" => "uid",
+        "hostAliases" => "ip",
+        "topologySpreadConstraints" => "topologyKey",
+        _ => return None,
+    };
+    patch.iter().all(Value::is_object).then_some(key)
+}
+
+/// Strategic merge of `patch` into `target`.
+pub fn strategic_merge(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = strip(patch);
+        return;
+    };
+    if p.get("$patch").and_then(Value::as_str) == Some("replace") {
+        *target = strip(patch);
+        return;
+    }
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(t) = target else { return };
+    for (k, pv) in p {
+        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
+            if let (Some(Value::Array(list)), Some(del)) = (t.get_mut(field), pv.as_array()) {
+                list.retain(|e| !del.contains(e));
+            }
+            continue;
+        }
+        if k.starts_with('$') {
+            continue;
+        }
+        if pv.is_null() {
+            t.remove(k);
+            continue;
+        }
+        match (t.get_mut(k), pv) {
+            (Some(tv @ Value::Object(_)), Value::Object(_)) => strategic_merge(tv, pv),
+            (Some(Value::Array(ta)), Value::Array(pa)) if k == "finalizers" => {
+                for v in pa {
+                    if !ta.contains(v) {
+                        ta.push(v.clone());
+                    }
+                }
+            }
+            (Some(Value::Array(ta)), Value::Array(pa)) => match merge_key(k, pa, ta) {
+                Some(mk) => merge_list(ta, pa, mk),
+                None => {
+                    t.insert(k.clone(), strip(pv));
+                }
+            },
+            _ => {
+                t.insert(k.clone(), strip(pv));
+            }
+        }
+    }
+}
+
+fn merge_list(target: &mut Vec<Value>, patch: &[Value], mk: &str) {
+    for item in patch {
+        let key = item.get(mk);
+        if item.get("$patch").and_then(Value::as_str) == Some("delete") {
+            target.retain(|e| e.get(mk) != key);
+            continue;
+        }
+        match target
+            .iter_mut()
+            .find(|e| key.is_some() && e.get(mk) == key)
+        {
+            Some(existing) => strategic_merge(existing, item),
+            None => target.push(strip(item)),
+        }
+    }
+}
+
+/// A patch value without directives.
+fn strip(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k.clone(), strip(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod() -> Value {
+        json!({"metadata": {"name": "p", "labels": {"a": "1"}}, "spec": {"containers": [
+            {"name": "app", "image": "app:v1", "env": [{"name": "A", "value": "1"}]},
+            {"name": "side", "image": "side:v1"}
+        ], "tolerations": [{"key": "x"}]}})
+    }
+
+    #[test]
+    fn strategic_merges_containers_by_name() {
+        let out = patch(
+            PatchKind::Strategic,
+            &pod(),
+            br#"{"spec":{"containers":[{"name":"app","image":"app:v2","env":[{"name":"B","value":"2"}]}],"tolerations":[{"key":"y"}]}}"#,
+        )
+        .expect("patches");
+        let c = &out["spec"]["containers"];
+        assert_eq!(c.as_array().map(Vec::len), Some(2));
+        assert_eq!(c[0]["image"], "app:v2");
+        assert_eq!(c[0]["env"].as_array().map(Vec::len), Some(2));
+        assert_eq!(c[1]["image"], "side:v1");
+        assert_eq!(out["spec"]["tolerations"], json!([{"key": "y"}]));
+    }
+
+    #[test]
+    fn strategic_delete_directive_and_null() {
+        let out = patch(
+            PatchKind::Strategic,
+            &pod(),
+            br#"{"metadata":{"labels":{"a":null}},"spec":{"containers":[{"name":"side","$patch":"delete"}]}}"#,
+        )
+        .expect("patches");
+        assert_eq!(out["spec"]["containers"].as_array().map(Vec::len), Some(1));
+        assert_eq!(out["metadata"]["labels"], json!({}));
+    }
+
+    #[test]
+    fn merge_patch_replaces_lists() {
+        let out = patch(
+            PatchKind::Merge,
+            &pod(),
+            br#"{"spec":{"containers":[{"name":"x","image":"x"}]}}"#,
+        )
+        .expect("patches");
+        assert_eq!(out["spec"]["containers"].as_array().map(Vec::len), Some(1));
+        assert!(patch(PatchKind::Merge, &pod(), b"{nope").is_err());
+    }
+
+    #[test]
+    fn apply_removes_fields_the_manager_dropped() {
+        let first = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
+        let created = server_side_apply(None, &first, "me");
+        let mut live = created.clone();
+        live["data"]["other"] = json!("kept");
+        let second = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "3"}});
+        let out = server_side_apply(Some(&live), &second, "me");
+        assert_eq!(out["data"], json!({"a": "3", "other": "kept"}));
+        assert_eq!(out["metadata"]["managedFields"][0]["manager"], "me");
+        assert!(out["metadata"]["managedFields"][0]["fieldsV1"]["f:data"]["f:a"].is_object());
+    }
+}

@@ -1,0 +1,203 @@
+//! The kubelet of every simulated node: runs pods bound to it.
+//!
+//! Containers start at once (no image pull time); a container is ready after the
+//! start-up delay, a pod is Ready when all its containers are and all its readiness
+//! gates are True. Changing a running container's image restarts only that container
+//! (restartCount + 1, same pod uid): the in-place update path. Init containers are
+//! treated as already completed; probes are not run.
+
+use super::Ctx;
+use super::scheduler::set_condition;
+use crate::meta;
+use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::PoisonError;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Brings every pod on a simulated node to its simulated state.
+pub(crate) fn reconcile(ctx: &Ctx) -> Option<Instant> {
+    let nodes: HashSet<String> = ctx
+        .store
+        .all(&ctx.kinds.nodes.storage_key())
+        .iter()
+        .filter(|n| super::node::is_simulated(n))
+        .map(|n| meta::name(n).to_string())
+        .collect();
+    let pods = ctx.store.all(&ctx.kinds.pods.storage_key());
+    let mut starts = ctx.starts.lock().unwrap_or_else(PoisonError::into_inner);
+    let uids: HashSet<&str> = pods.iter().map(meta::uid_of).collect();
+    starts.retain(|k, _| uids.contains(k.split('/').next().unwrap_or("")));
+    let mut next: Option<Instant> = None;
+    let delay = ctx.control.config.scaled(ctx.control.config.startup_delay);
+    for pod in &pods {
+        let node = meta::str_at(pod, "spec.nodeName");
+        if !nodes.contains(node)
+            || meta::is_deleting(pod)
+            || matches!(meta::str_at(pod, "status.phase"), "Succeeded" | "Failed")
+        {
+            continue;
+        }
+        let status = pod_status(ctx, pod, &mut starts, delay, &mut next);
+        super::write_status(ctx, &ctx.kinds.pods, pod, status);
+    }
+    next
+}
+
+fn pod_status(
+    ctx: &Ctx,
+    pod: &Value,
+    starts: &mut HashMap<String, Instant>,
+    delay: Duration,
+    next: &mut Option<Instant>,
+) -> Value {
+    let (ns, name, uid) = (meta::namespace(pod), meta::name(pod), meta::uid_of(pod));
+    let node = meta::str_at(pod, "spec.nodeName");
+    let node_ready = ctx.control.node_ready(node);
+    let old: HashMap<String, Value> = meta::path(pod, "status.containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| (meta::str_at(c, "name").to_string(), c.clone()))
+        .collect();
+    let now = Instant::now();
+    let (mut all_running, mut all_ready) = (true, true);
+    let mut statuses = Vec::new();
+    for c in meta::path(pod, "spec.containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let cname = meta::str_at(c, "name");
+        let image = meta::str_at(c, "image");
+        let prev = old.get(cname);
+        let mut restarts = prev
+            .and_then(|p| p.get("restartCount"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if ctx.control.image_fails(image) {
+            all_running = false;
+            all_ready = false;
+            statuses.push(json!({
+                "name": cname, "image": image, "imageID": "", "ready": false, "started": false,
+                "restartCount": restarts,
+                "state": {"waiting": {"reason": "ErrImagePull",
+                    "message": format!("simulated fault: failed to pull image \"{image}\"")}},
+            }));
+            continue;
+        }
+        let was_running = prev.is_some_and(|p| meta::path(p, "state.running").is_some());
+        let same_image = prev.is_some_and(|p| meta::str_at(p, "image") == image);
+        let crashed = was_running && same_image && ctx.control.take_crash(ns, name, cname);
+        let mut last_state = prev
+            .and_then(|p| p.get("lastState"))
+            .cloned()
+            .unwrap_or(json!({}));
+        let mut started_at = prev
+            .map(|p| meta::str_at(p, "state.running.startedAt").to_string())
+            .unwrap_or_default();
+        let fresh = if was_running && (!same_image || crashed) {
+            // In place: this container alone restarts, the pod keeps its uid.
+            restarts += 1;
+            last_state = json!({"terminated": {
+                "exitCode": if crashed { 1 } else { 0 },
+                "reason": if crashed { "Error" } else { "Completed" },
+                "startedAt": started_at, "finishedAt": meta::now(),
+            }});
+            true
+        } else {
+            !was_running
+        };
+        if fresh {
+            started_at = meta::now();
+        }
+        let key = format!("{uid}/{cname}/{restarts}");
+        // After a server restart a running container has no start instant: it has been
+        // up for long enough.
+        let started = *starts.entry(key).or_insert_with(|| {
+            if fresh {
+                now
+            } else {
+                now.checked_sub(delay).unwrap_or(now)
+            }
+        });
+        let ready_at = started + delay;
+        let ready = node_ready && now >= ready_at;
+        if node_ready && !ready {
+            *next = Some(next.map_or(ready_at, |n| n.min(ready_at)));
+        }
+        all_ready &= ready;
+        statuses.push(json!({
+            "name": cname, "image": image, "imageID": format!("sim://{image}"),
+            "containerID": format!("sim://{uid}/{cname}/{restarts}"),
+            "ready": ready, "started": true, "restartCount": restarts,
+            "state": {"running": {"startedAt": started_at}},
+            "lastState": last_state,
+        }));
+    }
+    let mut status = pod.get("status").cloned().unwrap_or(json!({}));
+    let gates_ok = meta::path(pod, "spec.readinessGates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .all(|g| {
+            let t = meta::str_at(g, "conditionType");
+            meta::path(&status, "conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        meta::str_at(c, "type") == t && meta::str_at(c, "status") == "True"
+                    })
+                })
+        });
+    let tf = |b: bool| if b { "True" } else { "False" };
+    set_condition(&mut status, "PodScheduled", "True", "");
+    set_condition(&mut status, "Initialized", "True", "");
+    set_condition(
+        &mut status,
+        "ContainersReady",
+        tf(all_ready),
+        if all_ready { "" } else { "ContainersNotReady" },
+    );
+    let ready = all_ready && gates_ok;
+    set_condition(
+        &mut status,
+        "Ready",
+        tf(ready),
+        if ready {
+            ""
+        } else if all_ready {
+            "ReadinessGatesNotReady"
+        } else {
+            "ContainersNotReady"
+        },
+    );
+    let m: &mut Map<String, Value> = match status.as_object_mut() {
+        Some(m) => m,
+        None => return status,
+    };
+    m.insert(
+        "phase".into(),
+        json!(if all_running { "Running" } else { "Pending" }),
+    );
+    m.insert("containerStatuses".into(), Value::Array(statuses));
+    m.entry("startTime").or_insert_with(|| json!(meta::now()));
+    m.insert("qosClass".into(), json!("BestEffort"));
+    let node_idx = node
+        .rsplit('-')
+        .next()
+        .and_then(|i| i.parse::<u64>().ok())
+        .unwrap_or(0);
+    let host = format!("10.0.{}.{}", node_idx / 250, node_idx % 250 + 1);
+    m.insert("hostIP".into(), json!(host));
+    m.insert("hostIPs".into(), json!([{"ip": host}]));
+    if !m.contains_key("podIP") {
+        let h = uid
+            .bytes()
+            .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let ip = format!("10.244.{}.{}", node_idx % 256, h % 253 + 2);
+        m.insert("podIP".into(), json!(ip));
+        m.insert("podIPs".into(), json!([{"ip": ip}]));
+    }
+    status
+}

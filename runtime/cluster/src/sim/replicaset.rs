@@ -1,0 +1,58 @@
+//! The ReplicaSet controller: keeps `spec.replicas` pods, deleting unready and newest first.
+
+use super::{Ctx, owned_by, pod_from_template, pod_ready, replicas};
+use crate::meta;
+use crate::store::DeleteOptions;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+/// One pass over every ReplicaSet.
+pub(crate) fn reconcile(ctx: &Ctx) -> Option<Instant> {
+    let sets = ctx.store.all(&ctx.kinds.replicasets.storage_key());
+    if sets.is_empty() {
+        return None;
+    }
+    let pods = ctx.store.all(&ctx.kinds.pods.storage_key());
+    for rs in sets.iter().filter(|s| !meta::is_deleting(s)) {
+        let mut owned: Vec<&Value> = pods
+            .iter()
+            .filter(|p| owned_by(p, rs) && !meta::is_deleting(p))
+            .collect();
+        let want = replicas(rs);
+        let ns = meta::namespace(rs);
+        if owned.len() < want {
+            for _ in owned.len()..want {
+                let pod = pod_from_template(rs, None, &[]);
+                if let Err(e) = ctx.store.create(&ctx.kinds.pods, ns, pod, false) {
+                    tracing::warn!(replicaset = meta::name(rs), error = %e, "cannot create pod");
+                }
+            }
+        } else if owned.len() > want {
+            // Unready first, then the newest.
+            owned.sort_by_key(|p| {
+                (
+                    pod_ready(p),
+                    std::cmp::Reverse(meta::str_at(p, "metadata.creationTimestamp").to_string()),
+                )
+            });
+            for p in owned.iter().take(owned.len() - want) {
+                let _ = ctx.store.delete(
+                    &ctx.kinds.pods,
+                    ns,
+                    meta::name(p),
+                    &DeleteOptions::default(),
+                );
+            }
+        }
+        let ready = owned.iter().filter(|p| pod_ready(p)).count();
+        let status = json!({
+            "observedGeneration": meta::path(rs, "metadata.generation").cloned().unwrap_or(json!(1)),
+            "replicas": owned.len(),
+            "fullyLabeledReplicas": owned.len(),
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+        });
+        super::write_status(ctx, &ctx.kinds.replicasets, rs, status);
+    }
+    None
+}

@@ -1,0 +1,324 @@
+//! Per-kind defaults and validation, and basic openAPIV3Schema checks for custom resources.
+
+use crate::meta;
+use crate::resource::ResourceType;
+use crate::selector::LabelSelector;
+use crate::status::{ApiError, Result};
+use serde_json::{Value, json};
+
+/// Names: a DNS label for namespaces, a DNS subdomain for everything else.
+pub(crate) fn name(rt: &ResourceType, name: &str) -> Result<()> {
+    let (ok, rule) = if rt.plural == "namespaces" && rt.group.is_empty() {
+        (
+            meta::is_dns_label(name),
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
+        )
+    } else {
+        (
+            meta::is_dns_subdomain(name),
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+        )
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            &rt.kind,
+            name,
+            format!("metadata.name: Invalid value: \"{name}\": {rule}"),
+        ))
+    }
+}
+
+/// Defaults and checks on create.
+pub(crate) fn prepare_create(rt: &ResourceType, obj: &mut Value) -> Result<()> {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Pod") => {
+            if let Some(m) = obj.as_object_mut() {
+                m.insert("status".into(), json!({"phase": "Pending"}));
+            }
+        }
+        ("", "Namespace") => {
+            if let Some(m) = obj.as_object_mut() {
+                m.insert("status".into(), json!({"phase": "Active"}));
+            }
+        }
+        ("", "Node") => {}
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crd(obj)?,
+        _ if rt.status => {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
+        _ => {}
+    }
+    prepare_update(rt, obj)
+}
+
+/// Defaults and checks on every write of the main resource.
+pub(crate) fn prepare_update(rt: &ResourceType, obj: &mut Value) -> Result<()> {
+    let name = meta::name(obj).to_string();
+    let invalid = |why: String| ApiError::invalid(&rt.kind, &name, why);
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Pod") => {
+            let containers = meta::path(obj, "spec.containers").and_then(Value::as_array);
+            if containers.is_none_or(|c| c.is_empty()) {
+                return Err(invalid("spec.containers: Required value".into()));
+            }
+            for c in containers.into_iter().flatten() {
+                if meta::str_at(c, "name").is_empty() {
+                    return Err(invalid("spec.containers[].name: Required value".into()));
+                }
+                if meta::str_at(c, "image").is_empty() {
+                    return Err(invalid("spec.containers[].image: Required value".into()));
+                }
+            }
+            let spec = meta::object_mut(obj, "spec");
+            spec.entry("restartPolicy").or_insert(json!("Always"));
+            spec.entry("schedulerName")
+                .or_insert(json!("default-scheduler"));
+            spec.entry("terminationGracePeriodSeconds")
+                .or_insert(json!(30));
+        }
+        ("apps", "Deployment" | "StatefulSet" | "ReplicaSet") => {
+            let selector = meta::path(obj, "spec.selector").cloned();
+            let Some(selector) = selector.filter(Value::is_object) else {
+                return Err(invalid("spec.selector: Required value".into()));
+            };
+            let sel = LabelSelector::from_object(&selector);
+            let labels = meta::path(obj, "spec.template.metadata.labels")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            if sel.is_empty() || !sel.matches_labels(&labels) {
+                return Err(invalid(
+                    "spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`".into(),
+                ));
+            }
+            let kind = rt.kind.clone();
+            let spec = meta::object_mut(obj, "spec");
+            spec.entry("replicas").or_insert(json!(1));
+            spec.entry("revisionHistoryLimit").or_insert(json!(10));
+            match kind.as_str() {
+                "StatefulSet" => {
+                    spec.entry("podManagementPolicy")
+                        .or_insert(json!("OrderedReady"));
+                    spec.entry("updateStrategy").or_insert(
+                        json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                    );
+                }
+                "Deployment" => {
+                    spec.entry("strategy").or_insert(json!({
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}
+                    }));
+                }
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+    if let Some(schema) = &rt.schema {
+        let mut errors = Vec::new();
+        if let (Some(m), Some(props)) = (
+            obj.as_object(),
+            schema.get("properties").and_then(Value::as_object),
+        ) {
+            for (k, v) in m {
+                if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                if let Some(s) = props.get(k) {
+                    check_schema(v, s, k, &mut errors);
+                }
+            }
+            for r in required(schema) {
+                if !m.contains_key(&r) {
+                    errors.push(format!("{r}: Required value"));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(invalid(errors.join(", ")));
+        }
+    }
+    Ok(())
+}
+
+fn required(schema: &Value) -> Vec<String> {
+    schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks types, required fields, enums and numeric bounds; unknown fields are kept
+/// (the real server prunes them).
+fn check_schema(v: &Value, s: &Value, at: &str, errors: &mut Vec<String>) {
+    if v.is_null() && s.get("nullable").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    if s.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
+        if !(v.is_i64() || v.is_u64() || v.is_string()) {
+            errors.push(format!(
+                "{at}: Invalid value: must be an integer or a string"
+            ));
+        }
+        return;
+    }
+    let ty = meta::str_at(s, "type");
+    let ok = match ty {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        _ => true,
+    };
+    if !ok {
+        errors.push(format!(
+            "{at}: Invalid value: \"{}\": {at} in body must be of type {ty}",
+            json_kind(v)
+        ));
+        return;
+    }
+    if let Some(allowed) = s.get("enum").and_then(Value::as_array)
+        && !allowed.contains(v)
+    {
+        errors.push(format!("{at}: Unsupported value: {v}"));
+    }
+    if let (Some(n), Some(min)) = (v.as_f64(), s.get("minimum").and_then(Value::as_f64))
+        && n < min
+    {
+        errors.push(format!(
+            "{at}: Invalid value: {n}: should be greater than or equal to {min}"
+        ));
+    }
+    if let (Some(n), Some(max)) = (v.as_f64(), s.get("maximum").and_then(Value::as_f64))
+        && n > max
+    {
+        errors.push(format!(
+            "{at}: Invalid value: {n}: should be less than or equal to {max}"
+        ));
+    }
+    match v {
+        Value::Object(m) => {
+            let props = s.get("properties").and_then(Value::as_object);
+            for (k, child) in m {
+                if let Some(cs) = props.and_then(|p| p.get(k)) {
+                    check_schema(child, cs, &format!("{at}.{k}"), errors);
+                } else if let Some(ap) = s.get("additionalProperties").filter(|a| a.is_object()) {
+                    check_schema(child, ap, &format!("{at}.{k}"), errors);
+                }
+            }
+            for r in required(s) {
+                if !m.contains_key(&r) {
+                    errors.push(format!("{at}.{r}: Required value"));
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(is) = s.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    check_schema(item, is, &format!("{at}[{i}]"), errors);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// A definition's name is `plural.group`; it is accepted and established at once.
+fn crd(obj: &mut Value) -> Result<()> {
+    let name = meta::name(obj).to_string();
+    let group = meta::str_at(obj, "spec.group").to_string();
+    let plural = meta::str_at(obj, "spec.names.plural").to_string();
+    let kind = meta::str_at(obj, "spec.names.kind").to_string();
+    let invalid = |why: &str| ApiError::invalid("CustomResourceDefinition", &name, why);
+    if group.is_empty() || plural.is_empty() || kind.is_empty() {
+        return Err(invalid(
+            "spec.group, spec.names.plural and spec.names.kind: Required value",
+        ));
+    }
+    if name != format!("{plural}.{group}") {
+        return Err(invalid(&format!(
+            "metadata.name: Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"
+        )));
+    }
+    if meta::path(obj, "spec.versions")
+        .and_then(Value::as_array)
+        .is_none_or(|v| v.is_empty())
+    {
+        return Err(invalid("spec.versions: Required value"));
+    }
+    let names = meta::path(obj, "spec.names").cloned().unwrap_or(json!({}));
+    let now = meta::now();
+    if let Some(m) = obj.as_object_mut() {
+        m.insert(
+            "status".into(),
+            json!({
+                "acceptedNames": names,
+                "storedVersions": [],
+                "conditions": [
+                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+                     "message": "no conflicts found", "lastTransitionTime": now},
+                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                     "message": "the initial names have been accepted", "lastTransitionTime": now},
+                ]
+            }),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_types_and_required() {
+        let s = json!({"type": "object", "required": ["size"], "properties": {
+            "size": {"type": "integer", "minimum": 1},
+            "mode": {"type": "string", "enum": ["a", "b"]},
+            "tags": {"type": "array", "items": {"type": "string"}}
+        }});
+        let mut errs = Vec::new();
+        check_schema(
+            &json!({"size": 2, "mode": "a", "tags": ["x"]}),
+            &s,
+            "spec",
+            &mut errs,
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        check_schema(
+            &json!({"size": "2", "mode": "c", "tags": [1]}),
+            &s,
+            "spec",
+            &mut errs,
+        );
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        errs.clear();
+        check_schema(&json!({"size": 0}), &s, "spec", &mut errs);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        errs.clear();
+        check_schema(&json!({}), &s, "spec", &mut errs);
+        assert_eq!(errs, vec!["spec.size: Required value".to_string()]);
+    }
+}
