@@ -138,3 +138,32 @@ fn bad_input_gets_one_clear_line() {
         "a bad flag or subcommand exits 2"
     );
 }
+
+#[test]
+fn an_invalid_config_file_is_one_line_and_exit_code_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bosun.yaml");
+    std::fs::write(&config, "queue:\n  concurency: 3\n").expect("write");
+    let out = bosun(&["run", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bosun.yaml") && err.contains("concurency"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let out = bosun(&["run", "--admin-addr", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn status_without_a_runtime_says_what_to_start() {
+    let out = bosun(&["status", "--admin", "127.0.0.1:9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is `bosun up` or `bosun run` running?"),
+        "{}",
+        stderr(&out)
+    );
+}

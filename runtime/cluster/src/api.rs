@@ -271,7 +271,7 @@ fn parse_target(store: &Store, segs: &[&str]) -> Result<Target> {
         let allowed = match s.as_str() {
             "status" => rt.status,
             "scale" => rt.scale,
-            "eviction" | "binding" => rt.group.is_empty() && rt.plural == "pods",
+            "eviction" | "binding" | "log" => rt.group.is_empty() && rt.plural == "pods",
             "finalize" => rt.plural == "namespaces",
             _ => false,
         };
@@ -362,7 +362,7 @@ async fn serve(
             let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))?;
             let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))?;
             if t.watch_path || query.flag("watch") {
-                return watch(st, rt, ns, query, labels, fields);
+                return watch(st, rt, ns, query, labels, fields, accept);
             }
             let limit = query
                 .get("limit")
@@ -393,7 +393,7 @@ async fn serve(
         (&Method::GET, Some(name), None | Some("status")) => {
             if t.watch_path {
                 let fields = FieldSelector::parse(&format!("metadata.name={name}"))?;
-                return watch(st, rt, ns, query, LabelSelector::default(), fields);
+                return watch(st, rt, ns, query, LabelSelector::default(), fields, accept);
             }
             let obj = store.get(&rt, ns, name)?;
             if crate::table::wanted(accept) && t.sub.is_none() {
@@ -401,6 +401,15 @@ async fn serve(
                 return Ok(ok(&crate::table::render(&rt, &[obj], &rv)));
             }
             Ok(ok(&obj))
+        }
+        (&Method::GET, Some(name), Some("log")) => {
+            let pod = store.get(&rt, ns, name)?;
+            Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain")],
+                pod_log(&pod, query.get("container"))?,
+            )
+                .into_response())
         }
         (&Method::GET, Some(name), Some("scale")) => {
             Ok(ok(&scale_of(&rt, &store.get(&rt, ns, name)?)))
@@ -411,22 +420,29 @@ async fn serve(
             Ok(json_response(StatusCode::CREATED, &out))
         }
         (&Method::POST, Some(name), Some("eviction")) => {
-            // kubectl drain sends its evictions as protobuf: only deleteOptions matter here,
-            // and those are ignored for a protobuf body.
-            let ev = if ct.contains("protobuf") {
+            // kubectl drain sends its evictions as protobuf. The pod is the URL's; the body
+            // only brings deleteOptions (dryRun, preconditions).
+            let ev = if body.is_empty() {
                 json!({})
+            } else if ct.contains("protobuf") {
+                crate::protobuf::decode_eviction(body)?
             } else {
                 parse_body(body, ct)?
             };
+            let body_name = meta::name(&ev);
+            if !body_name.is_empty() && body_name != name {
+                return Err(ApiError::bad_request(format!(
+                    "name in URL does not match name in Eviction object ({body_name} != {name})"
+                )));
+            }
             let mut opts = delete_options(query, &[])?;
             if let Some(d) = ev.get("deleteOptions") {
                 let b = serde_json::to_vec(d).map_err(|e| ApiError::bad_request(e.to_string()))?;
                 opts = delete_options(query, &b)?;
             }
             let _guard = st.evictions.lock().await;
-            if !opts.dry_run {
-                eviction::evict(store, ns, name, &opts)?;
-            }
+            // A dry run is checked against the budgets too; the store then deletes nothing.
+            eviction::evict(store, ns, name, &opts)?;
             Ok(json_response(StatusCode::CREATED, &success(201)))
         }
         (&Method::POST, Some(name), Some("binding")) => {
@@ -471,8 +487,9 @@ async fn serve(
                 }
                 let mut applied = patch::parse_applied(body)?;
                 check_applied_identity(&rt, ns, name, &mut applied)?;
+                let force = query.flag("force");
                 store.mutate(&rt, ns, name, status_only, dry_run, |cur| {
-                    Ok(patch::server_side_apply(cur, &applied, &manager))
+                    patch::server_side_apply(cur, &applied, &manager, force)
                 })?
             } else {
                 store.mutate(&rt, ns, name, status_only, dry_run, |cur| match cur {
@@ -486,7 +503,12 @@ async fn serve(
             let kind = PatchKind::from_content_type(ct)?;
             let current = scale_of(&rt, &store.get(&rt, ns, name)?);
             let patched = if kind == PatchKind::Apply {
-                patch::server_side_apply(Some(&current), &patch::parse_applied(body)?, "scale")
+                patch::server_side_apply(
+                    Some(&current),
+                    &patch::parse_applied(body)?,
+                    "scale",
+                    true,
+                )?
             } else {
                 patch::patch(kind, &current, body)?
             };
@@ -530,6 +552,7 @@ fn watch(
     query: &Query,
     labels: LabelSelector,
     fields: FieldSelector,
+    accept: &str,
 ) -> Result<Response> {
     let from = match query.get("resourceVersion") {
         None | Some("") => None,
@@ -571,6 +594,7 @@ fn watch(
             .then_some(st.bookmark_interval),
         stop: st.stop.clone(),
         initial_events_end: initial_events,
+        table: crate::table::wanted(accept),
     };
     let body = Body::from_stream(watch::stream(rt, start, params));
     Ok((
@@ -633,6 +657,37 @@ pub(crate) fn bind(
         meta::object_mut(&mut p, "spec").insert("nodeName".into(), json!(node));
         Ok(p)
     })
+}
+
+/// Simulated containers write no output: the log says what the simulation did.
+fn pod_log(pod: &Value, container: Option<&str>) -> Result<String> {
+    let statuses: Vec<&Value> = meta::path(pod, "status.containerStatuses")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let wanted = match container {
+        Some(c) => statuses
+            .into_iter()
+            .filter(|s| meta::str_at(s, "name") == c)
+            .collect::<Vec<_>>(),
+        None => statuses.into_iter().take(1).collect(),
+    };
+    let Some(status) = wanted.first() else {
+        return Err(ApiError::bad_request(format!(
+            "container {} is not valid for pod {}",
+            container.unwrap_or("<none>"),
+            meta::name(pod)
+        )));
+    };
+    Ok(format!(
+        "simulated container {} (image {}) running since {}, restarts: {}\n",
+        meta::str_at(status, "name"),
+        meta::str_at(status, "image"),
+        meta::str_at(status, "state.running.startedAt"),
+        meta::path(status, "restartCount")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    ))
 }
 
 fn scale_of(rt: &ResourceType, obj: &Value) -> Value {

@@ -26,9 +26,10 @@
 //!
 //! # What is simplified
 //! - No authentication or authorization; no admission webhooks. Bodies are JSON (YAML is
-//!   accepted too); protobuf request bodies are decoded for Namespace and ConfigMap only
-//!   (what `kubectl create namespace|configmap` sends) and ignored for evictions
-//!   (`kubectl drain`); responses are always JSON.
+//!   accepted too); protobuf request bodies are decoded for Namespace, ConfigMap and
+//!   Deployment only (what `kubectl create namespace|configmap|deployment` sends) and for
+//!   evictions (`kubectl drain`: metadata and deleteOptions; the pod is the URL's, and
+//!   PodDisruptionBudgets apply as for JSON); responses are always JSON.
 //! - All versions of a custom resource share one stored form; there is no conversion.
 //!   Unknown fields are kept (not pruned); validation checks types, `required`, `enum`,
 //!   `minimum`/`maximum` against `openAPIV3Schema`. `/scale` reads and writes
@@ -43,7 +44,8 @@
 //!   OpenAPI: only `/openapi/v3`, without schemas; it tells kubectl to leave validation to
 //!   the server (`fieldValidation`), which ignores it (unknown fields are kept).
 //! - `kubectl get` Tables have columns for pods, nodes, namespaces, deployments,
-//!   statefulsets and replicasets, NAME/AGE for the rest; watches never send Tables.
+//!   statefulsets and replicasets, NAME/AGE for the rest; watches send one-row Tables
+//!   when asked (`kubectl get -w`).
 //! - Simulation: one kubelet loop serves every simulated node; no probes, no resources
 //!   (a node's room is a pod count), init containers count as completed. See [`sim`].
 //! - kube's default client retries 429 answers (evictions refused by a budget) with

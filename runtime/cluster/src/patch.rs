@@ -13,8 +13,8 @@
 //!   `$setElementOrder/…` and `$retainKeys` are ignored.
 //! - server-side apply merges the applied configuration like a strategic merge patch,
 //!   records the manager's fields in `managedFields` (FieldsV1), and removes the fields
-//!   this manager applied before but no longer applies. Conflicts between managers are
-//!   not detected: every apply behaves as if `force=true`.
+//!   this manager applied before but no longer applies. Conflicts are detected against
+//!   other appliers only: updates and non-apply patches record no managed fields.
 
 use crate::meta;
 use crate::status::{ApiError, Result};
@@ -102,8 +102,46 @@ pub fn parse_applied(body: &[u8]) -> Result<Value> {
 }
 
 /// Server-side apply of `applied` by `manager` onto `current` (None: the object is new).
-pub fn server_side_apply(current: Option<&Value>, applied: &Value, manager: &str) -> Value {
+///
+/// A field another applier manages with a different value is a conflict (409) unless
+/// `force`, which takes the field over.
+pub fn server_side_apply(
+    current: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+) -> Result<Value> {
     let new_fields = fieldset("", applied);
+    let mut taken: Vec<(String, Vec<String>)> = Vec::new();
+    if let Some(cur) = current {
+        let mut wanted = Vec::new();
+        leaves(&new_fields, &mut Vec::new(), &mut wanted);
+        let mut conflicts = Vec::new();
+        for e in managed_entries(cur) {
+            let other = meta::str_at(&e, "manager");
+            if other == manager {
+                continue;
+            }
+            let Some(fields) = e.get("fieldsV1") else {
+                continue;
+            };
+            for path in &wanted {
+                let owned = path.iter().try_fold(fields, |f, p| f.get(p)).is_some();
+                if owned && value_at(cur, path) != value_at(applied, path) {
+                    conflicts.push(format!("conflict with \"{other}\": {}", display(path)));
+                    taken.push((other.to_string(), path.clone()));
+                }
+            }
+        }
+        if !conflicts.is_empty() && !force {
+            return Err(ApiError::conflict_msg(format!(
+                "Apply failed with {} conflict{}: {}",
+                conflicts.len(),
+                if conflicts.len() == 1 { "" } else { "s" },
+                conflicts.join(", ")
+            )));
+        }
+    }
     let mut out = match current {
         None => applied.clone(),
         Some(cur) => {
@@ -135,6 +173,15 @@ pub fn server_side_apply(current: Option<&Value>, applied: &Value, manager: &str
             !(meta::str_at(e, "manager") == manager && meta::str_at(e, "operation") == "Apply")
         })
         .collect();
+    // Forced: the fields move to this manager.
+    for e in &mut entries {
+        let other = meta::str_at(e, "manager").to_string();
+        for (_, path) in taken.iter().filter(|(m, _)| *m == other) {
+            if let Some(fields) = e.get_mut("fieldsV1") {
+                remove_path(fields, path);
+            }
+        }
+    }
     entries.push(json!({
         "manager": manager,
         "operation": "Apply",
@@ -144,7 +191,63 @@ pub fn server_side_apply(current: Option<&Value>, applied: &Value, manager: &str
         "fieldsV1": new_fields,
     }));
     meta::metadata_mut(&mut out).insert("managedFields".into(), Value::Array(entries));
-    out
+    Ok(out)
+}
+
+/// The leaf paths of a FieldsV1 set.
+fn leaves(set: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    let Some(m) = set.as_object() else { return };
+    if m.is_empty() {
+        if !prefix.is_empty() {
+            out.push(prefix.clone());
+        }
+        return;
+    }
+    for (k, v) in m {
+        prefix.push(k.clone());
+        leaves(v, prefix, out);
+        prefix.pop();
+    }
+}
+
+/// The value a FieldsV1 path names in an object.
+fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(obj, |cur, p| {
+        if let Some(f) = p.strip_prefix("f:") {
+            cur.get(f)
+        } else {
+            let key: Map<String, Value> = serde_json::from_str(p.strip_prefix("k:")?).ok()?;
+            cur.as_array()?
+                .iter()
+                .find(|e| key.iter().all(|(k, v)| e.get(k) == Some(v)))
+        }
+    })
+}
+
+fn remove_path(set: &mut Value, path: &[String]) {
+    let Some((last, init)) = path.split_last() else {
+        return;
+    };
+    let mut cur = set;
+    for p in init {
+        match cur.get_mut(p) {
+            Some(c) => cur = c,
+            None => return,
+        }
+    }
+    if let Some(m) = cur.as_object_mut() {
+        m.remove(last);
+    }
+}
+
+/// `.spec.containers[name="app"].image`, as conflict messages name fields.
+fn display(path: &[String]) -> String {
+    path.iter()
+        .map(|p| match p.strip_prefix("f:") {
+            Some(f) => format!(".{f}"),
+            None => format!("[{}]", p.trim_start_matches("k:")),
+        })
+        .collect()
 }
 
 fn managed_entries(obj: &Value) -> Vec<Value> {
@@ -388,13 +491,29 @@ mod tests {
     #[test]
     fn apply_removes_fields_the_manager_dropped() {
         let first = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
-        let created = server_side_apply(None, &first, "me");
+        let created = server_side_apply(None, &first, "me", false).expect("applies");
         let mut live = created.clone();
         live["data"]["other"] = json!("kept");
         let second = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "3"}});
-        let out = server_side_apply(Some(&live), &second, "me");
+        let out = server_side_apply(Some(&live), &second, "me", false).expect("applies");
         assert_eq!(out["data"], json!({"a": "3", "other": "kept"}));
         assert_eq!(out["metadata"]["managedFields"][0]["manager"], "me");
         assert!(out["metadata"]["managedFields"][0]["fieldsV1"]["f:data"]["f:a"].is_object());
+
+        // Another applier setting a field "me" owns to another value conflicts...
+        let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "4"}});
+        let err = server_side_apply(Some(&out), &theirs, "them", false).expect_err("conflict");
+        assert_eq!(err.code, 409);
+        assert!(err.message.contains(".data.a"), "{}", err.message);
+        // ...unless forced, which moves the field to them; the same value is no conflict.
+        let forced = server_side_apply(Some(&out), &theirs, "them", true).expect("forced");
+        assert_eq!(forced["data"]["a"], "4");
+        assert!(
+            forced["metadata"]["managedFields"][0]["fieldsV1"]["f:data"]
+                .get("f:a")
+                .is_none()
+        );
+        let same = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "3"}});
+        assert!(server_side_apply(Some(&out), &same, "other", false).is_ok());
     }
 }

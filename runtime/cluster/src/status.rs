@@ -51,6 +51,10 @@ impl ApiError {
             format!("Operation cannot be fulfilled on {resource} \"{name}\": {why}"),
         )
     }
+    /// 409 with a free message (server-side apply conflicts).
+    pub fn conflict_msg(message: impl Into<String>) -> Self {
+        Self::new(409, "Conflict", message)
+    }
     /// 422: the object is invalid.
     pub fn invalid(kind: &str, name: &str, why: impl AsRef<str>) -> Self {
         Self::new(

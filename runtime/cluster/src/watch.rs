@@ -1,4 +1,5 @@
-//! Watch streams: newline-delimited JSON `WatchEvent`s from a resource version on.
+//! Watch streams: newline-delimited JSON `WatchEvent`s from a resource version on; with
+//! `Accept: ...;as=Table` each object is sent as a one-row Table, as `kubectl get -w` wants.
 
 use crate::meta;
 use crate::resource::ResourceType;
@@ -28,6 +29,8 @@ pub(crate) struct Params {
     pub stop: tokio::sync::watch::Receiver<bool>,
     /// Send the `k8s.io/initial-events-end` bookmark after the backlog.
     pub initial_events_end: bool,
+    /// Send each object as a one-row Table (`kubectl get -w` asks with `as=Table`).
+    pub table: bool,
 }
 
 struct State {
@@ -140,6 +143,10 @@ fn render(st: &State, e: &Event) -> Option<Bytes> {
         && let Some(m) = object.as_object_mut()
     {
         m.insert("apiVersion".into(), Value::String(st.rt.api_version()));
+    }
+    if st.params.table {
+        let rv = meta::str_at(&object, "metadata.resourceVersion").to_string();
+        object = crate::table::render(&st.rt, &[object], &rv);
     }
     Some(to_line(&json!({"type": kind.as_str(), "object": object})))
 }

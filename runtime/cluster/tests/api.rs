@@ -501,6 +501,102 @@ async fn eviction_honours_disruption_budgets() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A length-delimited protobuf field (payloads under 128 bytes).
+fn pb_field(n: u8, payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![
+        (n << 3) | 2,
+        u8::try_from(payload.len()).expect("short payload"),
+    ];
+    v.extend_from_slice(payload);
+    v
+}
+
+/// A protobuf policy/v1 Eviction, as kubectl drain sends it.
+fn pb_eviction(name: &str, ns: &str, dry_run: bool) -> Vec<u8> {
+    let meta = [pb_field(1, name.as_bytes()), pb_field(3, ns.as_bytes())].concat();
+    let opts = if dry_run {
+        pb_field(5, b"All")
+    } else {
+        Vec::new()
+    };
+    let raw = [pb_field(1, &meta), pb_field(2, &opts)].concat();
+    let tm = [pb_field(1, b"policy/v1"), pb_field(2, b"Eviction")].concat();
+    [b"k8s\0".to_vec(), pb_field(1, &tm), pb_field(2, &raw)].concat()
+}
+
+#[tokio::test]
+async fn protobuf_evictions_honour_disruption_budgets() -> anyhow::Result<()> {
+    let c = api_only().await?;
+    let mut cfg = c.kube_config().await?;
+    cfg.default_retry = false;
+    let client = kube::Client::try_from(cfg)?;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    for n in ["a", "b", "c"] {
+        pods.create(&PostParams::default(), &pod(n).label("app", "web").build())
+            .await?;
+        pods.patch_status(
+            n,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})),
+        )
+        .await?;
+    }
+    let pdbs: Api<PodDisruptionBudget> = Api::default_namespaced(client.clone());
+    pdbs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}
+        }))?,
+    )
+    .await?;
+    const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+    let evict = |name: &'static str, body: Vec<u8>| {
+        let client = client.clone();
+        async move {
+            common::raw(
+                &client,
+                "POST",
+                &format!("/api/v1/namespaces/default/pods/{name}/eviction"),
+                PROTOBUF,
+                body,
+            )
+            .await
+        }
+    };
+    // dryRun in the protobuf deleteOptions is honoured.
+    evict("a", pb_eviction("a", "default", true)).await?;
+    assert!(
+        pods.get("a").await.is_ok(),
+        "dry-run eviction removed the pod"
+    );
+    // One disruption is allowed ...
+    evict("a", pb_eviction("a", "default", false)).await?;
+    assert_eq!(code(&pods.get("a").await.expect_err("evicted")), 404);
+    // ... the next one would leave fewer than minAvailable.
+    let err = evict("b", pb_eviction("b", "default", false))
+        .await
+        .expect_err("budget spent");
+    assert_eq!(code(&err), 429, "{err}");
+    assert!(pods.get("b").await.is_ok());
+    // A dry run is checked against the budget too.
+    let err = evict("b", pb_eviction("b", "default", true))
+        .await
+        .expect_err("budget spent");
+    assert_eq!(code(&err), 429, "{err}");
+    // An empty body names the pod by the URL alone; the budget still applies.
+    let err = evict("c", Vec::new()).await.expect_err("budget spent");
+    assert_eq!(code(&err), 429, "{err}");
+    // A body naming another pod is refused, as by kube-apiserver.
+    let err = evict("b", pb_eviction("c", "default", false))
+        .await
+        .expect_err("name mismatch");
+    assert_eq!(code(&err), 400, "{err}");
+    assert_eq!(pods.list(&ListParams::default()).await?.items.len(), 2);
+    c.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn dry_run_changes_nothing() -> anyhow::Result<()> {
     let c = api_only().await?;

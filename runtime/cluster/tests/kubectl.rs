@@ -2,9 +2,11 @@
 
 mod common;
 
+use std::io::BufRead;
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 const KUBECTL: &str = "/usr/bin/kubectl";
 
@@ -16,6 +18,8 @@ metadata:
 spec:
   replicas: 2
   serviceName: web
+  updateStrategy:
+    type: OnDelete
   selector:
     matchLabels: {app: web}
   template:
@@ -40,6 +44,80 @@ async fn kubectl(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A running `kubectl get ... -w`: its output lines arrive on a channel.
+struct Watch {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watch {
+    fn spawn(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        })
+    }
+
+    /// Reads lines until `done` holds for the lines seen so far, for at most `secs`.
+    async fn until(
+        mut self,
+        secs: u64,
+        done: impl Fn(&[String]) -> bool + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            while !done(&self.seen) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.lines.recv_timeout(left) {
+                    Ok(line) => self.seen.push(line),
+                    Err(_) => anyhow::bail!(
+                        "kubectl watch: condition not met within {secs}s; output:\n{}",
+                        self.seen.join("\n")
+                    ),
+                }
+            }
+            Ok(self)
+        })
+        .await?
+    }
+
+    fn stop(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.seen
+    }
+}
+
+/// Whether a `kubectl get pods -w` line shows `pod` Ready and Running.
+fn ready_running(lines: &[String], pod: &str) -> bool {
+    lines.iter().any(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        cols.len() >= 3 && cols[0] == pod && cols[1] == "1/1" && cols[2] == "Running"
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_creates_applies_gets_cordons_and_drains() -> anyhow::Result<()> {
     if !Path::new(KUBECTL).exists() {
@@ -57,18 +135,33 @@ async fn kubectl_creates_applies_gets_cordons_and_drains() -> anyhow::Result<()>
     .await?;
     let kc = c.kubeconfig_path().to_path_buf();
     kubectl(&kc, &["create", "namespace", "demo"]).await?;
+    let pods_watch = Watch::spawn(&kc, &["-n", "demo", "get", "pods", "-w"])?;
     let manifest = kc.with_file_name("sts.yaml");
     std::fs::write(&manifest, STATEFULSET)?;
     let path = manifest.to_string_lossy().into_owned();
     kubectl(&kc, &["apply", "-f", &path]).await?;
+    // `kubectl get pods -w` sees both pods become Ready (one-row Tables per event).
+    let lines = pods_watch
+        .until(20, |l| {
+            ready_running(l, "web-0") && ready_running(l, "web-1")
+        })
+        .await?
+        .stop();
+    assert!(
+        lines.first().is_some_and(|h| h.starts_with("NAME")),
+        "{lines:?}"
+    );
     let jsonpath =
         r#"-o=jsonpath={range .items[*]}{.metadata.name}={.status.phase}={.spec.nodeName} {end}"#;
     let pods = common::eventually(20, || {
         let kc = kc.clone();
         async move {
-            let out = kubectl(&kc, &["-n", "demo", "get", "pods", jsonpath])
-                .await
-                .ok()?;
+            let out = kubectl(
+                &kc,
+                &["-n", "demo", "get", "pods", "-l", "app=web", jsonpath],
+            )
+            .await
+            .ok()?;
             (out.matches("=Running=").count() == 2).then_some(out)
         }
     })
@@ -91,6 +184,60 @@ async fn kubectl_creates_applies_gets_cordons_and_drains() -> anyhow::Result<()>
         "{table}"
     );
 
+    // Typed kubectl commands send protobuf bodies.
+    kubectl(
+        &kc,
+        &[
+            "-n",
+            "demo",
+            "create",
+            "deployment",
+            "api",
+            "--image=api:v1",
+            "--replicas=2",
+        ],
+    )
+    .await?;
+    common::eventually(20, || {
+        let kc = kc.clone();
+        async move {
+            let out = kubectl(
+                &kc,
+                &[
+                    "-n",
+                    "demo",
+                    "get",
+                    "deployment",
+                    "api",
+                    "-o=jsonpath={.status.availableReplicas}",
+                ],
+            )
+            .await
+            .ok()?;
+            (out == "2").then_some(())
+        }
+    })
+    .await?;
+    kubectl(
+        &kc,
+        &["-n", "demo", "set", "image", "deployment/api", "api=api:v2"],
+    )
+    .await?;
+    kubectl(
+        &kc,
+        &[
+            "-n",
+            "demo",
+            "rollout",
+            "status",
+            "deployment/api",
+            "--timeout=20s",
+        ],
+    )
+    .await?;
+    let log = kubectl(&kc, &["-n", "demo", "logs", "web-0"]).await?;
+    assert!(log.contains("nginx:1.25"), "{log}");
+
     kubectl(&kc, &["cordon", &node]).await?;
     let unschedulable = kubectl(
         &kc,
@@ -107,10 +254,115 @@ async fn kubectl_creates_applies_gets_cordons_and_drains() -> anyhow::Result<()>
     common::eventually(20, || {
         let (kc, node) = (kc.clone(), node.clone());
         async move {
-            let out = kubectl(&kc, &["-n", "demo", "get", "pods", jsonpath])
+            let out = kubectl(
+                &kc,
+                &["-n", "demo", "get", "pods", "-l", "app=web", jsonpath],
+            )
+            .await
+            .ok()?;
+            (out.matches("=Running=").count() == 2 && !out.contains(&node)).then_some(())
+        }
+    })
+    .await?;
+
+    // OnDelete: a new template leaves the pods alone ...
+    let pod_state = r#"-o=jsonpath={.metadata.uid} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].image} {.status.containerStatuses[0].ready}"#;
+    let before = kubectl(&kc, &["-n", "demo", "get", "pod", "web-1", pod_state]).await?;
+    let fields: Vec<&str> = before.split_whitespace().collect();
+    let (uid, restarts): (String, u32) = match fields.as_slice() {
+        [uid, restarts, "nginx:1.25", "true"] => (uid.to_string(), restarts.parse()?),
+        _ => anyhow::bail!("unexpected pod state: {before}"),
+    };
+    kubectl(
+        &kc,
+        &[
+            "-n",
+            "demo",
+            "set",
+            "image",
+            "statefulset/web",
+            "app=nginx:1.26",
+        ],
+    )
+    .await?;
+    let template = kubectl(
+        &kc,
+        &[
+            "-n",
+            "demo",
+            "get",
+            "statefulset",
+            "web",
+            "-o=jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    )
+    .await?;
+    assert_eq!(template, "nginx:1.26");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let spec_image = kubectl(
+        &kc,
+        &[
+            "-n",
+            "demo",
+            "get",
+            "pod",
+            "web-1",
+            "-o=jsonpath={.spec.containers[0].image}",
+        ],
+    )
+    .await?;
+    assert_eq!(spec_image, "nginx:1.25", "OnDelete must not replace pods");
+    // ... and an in-place update of the pod's image restarts the container, not the pod.
+    kubectl(
+        &kc,
+        &[
+            "-n",
+            "demo",
+            "patch",
+            "pod",
+            "web-1",
+            "-p",
+            r#"{"spec":{"containers":[{"name":"app","image":"nginx:1.26"}]}}"#,
+        ],
+    )
+    .await?;
+    let want = format!("{uid} {} nginx:1.26 true", restarts + 1);
+    common::eventually(20, || {
+        let (kc, want) = (kc.clone(), want.clone());
+        async move {
+            let out = kubectl(&kc, &["-n", "demo", "get", "pod", "web-1", pod_state])
                 .await
                 .ok()?;
-            (out.matches("=Running=").count() == 2 && !out.contains(&node)).then_some(())
+            (out == want).then_some(())
+        }
+    })
+    .await?;
+
+    kubectl(&kc, &["-n", "demo", "delete", "statefulset", "web"]).await?;
+    let gone = kubectl(
+        &kc,
+        &[
+            "-n",
+            "demo",
+            "get",
+            "statefulset",
+            "--ignore-not-found",
+            "-o=name",
+        ],
+    )
+    .await?;
+    assert_eq!(gone.trim(), "");
+    // The garbage collector removes the StatefulSet's pods.
+    common::eventually(20, || {
+        let kc = kc.clone();
+        async move {
+            let out = kubectl(
+                &kc,
+                &["-n", "demo", "get", "pods", "-l", "app=web", "-o=name"],
+            )
+            .await
+            .ok()?;
+            out.trim().is_empty().then_some(())
         }
     })
     .await?;

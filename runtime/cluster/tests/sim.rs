@@ -6,6 +6,7 @@ use common::{code, eventually, pod};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::time::Duration;
@@ -246,6 +247,34 @@ async fn statefulset_creates_in_order_and_rolls_with_partition() -> anyhow::Resu
         .collect();
     assert_eq!(names, ["db-0", "db-1", "db-2"]);
     let uid0 = pods.get("db-0").await?.metadata.uid;
+
+    // The disruption controller keeps budget status current.
+    let pdbs: Api<PodDisruptionBudget> = Api::default_namespaced(c.client().await?);
+    pdbs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "db"},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "db"}}}
+        }))?,
+    )
+    .await?;
+    let pdb = eventually(10, || async {
+        pdbs.get("db").await.ok().filter(|p| {
+            p.status
+                .as_ref()
+                .is_some_and(|s| s.expected_pods == Some(3))
+        })
+    })
+    .await?;
+    let st = pdb.status.unwrap_or_default();
+    assert_eq!(
+        (
+            st.current_healthy,
+            st.desired_healthy,
+            st.disruptions_allowed
+        ),
+        (Some(3), Some(2), Some(1))
+    );
 
     sets.patch(
         "db",

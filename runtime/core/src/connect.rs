@@ -48,6 +48,15 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
             .await
             .map_err(|e| Error::Infer(e.to_string()))?,
     };
+    from_config(config)
+}
+
+/// A client from a kube config, without kube's built-in retries: the runtime retries
+/// with its own backoff (work queues, informers), and a refusal such as an eviction
+/// blocked by a PodDisruptionBudget (429) must come back as a failed command at once,
+/// not after minutes of hidden retries.
+pub fn from_config(mut config: Config) -> Result<Client, Error> {
+    config.default_retry = false;
     Client::try_from(config).map_err(|e| Error::Client(e.to_string()))
 }
 

@@ -30,6 +30,22 @@ struct Admitted {
     command: Command,
 }
 
+/// A pod-command waiting for the sidecar of its pod.
+#[derive(Debug, Clone)]
+pub struct PodDelivery {
+    /// The command's id (its outcome is reported under it).
+    pub id: u64,
+    /// The plugin that submitted it.
+    pub plugin: Arc<str>,
+    /// The key the plugin was reconciling (its outcome is reported for that key).
+    pub key: Option<String>,
+    /// The command.
+    pub command: bosun_host::contract::PodCommand,
+}
+
+/// Pod-commands kept waiting for sidecars before the oldest are failed.
+const MAX_WAITING_POD_COMMANDS: usize = 10_000;
+
 /// How many commands got each verdict since start.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -62,6 +78,7 @@ pub struct Pipe {
     waiting: Mutex<HashMap<CallKey, Vec<Admitted>>>,
     outcomes: Mutex<HashMap<CallKey, Vec<CommandOutcome>>>,
     counters: Counters,
+    pod_commands: Mutex<std::collections::VecDeque<PodDelivery>>,
 }
 
 impl std::fmt::Debug for Pipe {
@@ -95,7 +112,57 @@ impl Pipe {
             waiting: Mutex::default(),
             outcomes: Mutex::default(),
             counters: Counters::default(),
+            pod_commands: Mutex::default(),
         }
+    }
+
+    /// Takes the pod-commands waiting for `namespace/pod`'s sidecar, oldest first.
+    pub fn take_pod_commands(&self, namespace: &str, pod: &str) -> Vec<PodDelivery> {
+        let mut queue = self
+            .pod_commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (mine, rest) = queue
+            .drain(..)
+            .partition(|d| d.command.namespace == namespace && d.command.pod == pod);
+        *queue = rest;
+        mine.into_iter().collect()
+    }
+
+    /// Pod-commands waiting for sidecars.
+    pub fn waiting_pod_commands(&self) -> usize {
+        self.pod_commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Reports what a sidecar did with a pod-command.
+    pub fn pod_command_done(
+        &self,
+        delivery: &PodDelivery,
+        revision: &str,
+        result: Result<String, String>,
+    ) {
+        let call = CallInfo {
+            plugin: delivery.plugin.clone(),
+            revision: Arc::from(revision),
+            key: None,
+        };
+        let (verdict, message) = match result {
+            Ok(m) => (Verdict::Executed, m),
+            Err(m) => (Verdict::Failed, m),
+        };
+        let command = Command::PodCommand(delivery.command.clone());
+        self.verdict(&call, Some(delivery.id), &command, verdict, None, &message);
+        self.report(
+            (delivery.plugin.clone(), delivery.key.clone()),
+            CommandOutcome {
+                id: delivery.id,
+                verdict,
+                message,
+            },
+        );
     }
 
     /// Verdicts so far.
@@ -217,6 +284,48 @@ impl Pipe {
                         message,
                     },
                 );
+                continue;
+            }
+            if let Command::PodCommand(p) = &a.command {
+                // The sidecar pipe delivers it; until then it waits, pending.
+                let delivery = PodDelivery {
+                    id: a.id,
+                    plugin: call.plugin.clone(),
+                    key: key.1.clone(),
+                    command: p.clone(),
+                };
+                let mut queue = self
+                    .pod_commands
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                queue.push_back(delivery);
+                let overflow = queue.len().saturating_sub(MAX_WAITING_POD_COMMANDS);
+                let dropped: Vec<PodDelivery> = queue.drain(..overflow).collect();
+                drop(queue);
+                let message = format!("waiting for the sidecar of {}/{}", p.namespace, p.pod);
+                self.verdict(
+                    &call,
+                    Some(a.id),
+                    &a.command,
+                    Verdict::Pending,
+                    None,
+                    &message,
+                );
+                self.report(
+                    key.clone(),
+                    CommandOutcome {
+                        id: a.id,
+                        verdict: Verdict::Pending,
+                        message,
+                    },
+                );
+                for d in dropped {
+                    self.pod_command_done(
+                        &d,
+                        &call.revision,
+                        Err("expired: too many pod-commands waiting for sidecars".to_owned()),
+                    );
+                }
                 continue;
             }
             let span = tracing::info_span!("bosun.pipe.execute", plugin = %call.plugin, command = a.command.name(), id = a.id);

@@ -360,6 +360,16 @@ impl Runtime {
         *self.leading.borrow()
     }
 
+    /// Command verdicts so far.
+    pub fn pipe_counts(&self) -> crate::pipe::Counts {
+        self.pipe.counts()
+    }
+
+    /// The command pipe (pod-commands wait here for the sidecar pipe).
+    pub fn pipe(&self) -> &Arc<Pipe> {
+        &self.pipe
+    }
+
     /// The audit log.
     pub fn audit(&self) -> &Arc<AuditLog> {
         &self.audit

@@ -79,10 +79,11 @@ impl Up {
         })
         .await
         .context("cannot start the embedded cluster")?;
-        let client = cluster
-            .client()
+        let kube_config = cluster
+            .kube_config()
             .await
             .context("cannot connect to the embedded cluster")?;
+        let client = crate::connect::from_config(kube_config)?;
         label_zones(&client)
             .await
             .context("cannot label the simulated nodes")?;

@@ -630,3 +630,56 @@ async fn an_unreachable_api_server_is_reported_by_health() {
     assert!(out.contains("cannot reach the API server"), "{out}");
     rt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_commands_wait_for_the_sidecar_and_their_outcome_returns() {
+    let env = env().await;
+    let rt = start(&env, config(&env, "rt")).await;
+    pod(&env, "with-agent", json!({"app": "a"})).await;
+    rt.install(
+        &source(bosun_test_artifacts::HOSTILE),
+        r#"{"mode":"pod-command"}"#,
+    )
+    .expect("hostile");
+    eventually(
+        "the pod-command waits for the sidecar",
+        Duration::from_secs(15),
+        || async { rt.pipe().waiting_pod_commands() == 1 },
+    )
+    .await;
+    let mut lines = Vec::new();
+    eventually("the plugin saw it pending", Duration::from_secs(10), || {
+        lines.extend(log_lines(&env));
+        let ok = lines.iter().any(|l| {
+            l.contains("Pending") && l.contains("waiting for the sidecar of default/with-agent")
+        });
+        async move { ok }
+    })
+    .await;
+    // What the sidecar pipe will do: take the pod's commands and report the result.
+    let deliveries = rt.pipe().take_pod_commands("default", "with-agent");
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].command.plugin, "agent");
+    rt.pipe()
+        .pod_command_done(&deliveries[0], "sha256:agent", Ok("pong".to_owned()));
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    pods.patch(
+        "with-agent",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"poke": "1"}}})),
+    )
+    .await
+    .expect("poke");
+    eventually(
+        "the outcome reached the plugin",
+        Duration::from_secs(10),
+        || {
+            lines.extend(log_lines(&env));
+            let ok = lines.iter().any(|l| l.contains("Executed: pong"));
+            async move { ok }
+        },
+    )
+    .await;
+    rt.shutdown().await;
+    env.cluster.shutdown().await;
+}

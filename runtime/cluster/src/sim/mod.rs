@@ -9,6 +9,7 @@
 //! - `POST /admin/v1/image-pull-failure?image=IMAGE&fail=true|false`
 
 mod deployment;
+mod disruption;
 mod kubelet;
 mod node;
 mod replicaset;
@@ -274,13 +275,14 @@ pub(crate) fn spawn(
         starts: Mutex::default(),
     });
     node::register(&ctx, nodes);
-    let loops: [(&'static str, Reconcile); 6] = [
+    let loops: [(&'static str, Reconcile); 7] = [
         ("nodes", node::reconcile),
         ("scheduler", scheduler::reconcile),
         ("kubelet", kubelet::reconcile),
         ("statefulset", statefulset::reconcile),
         ("replicaset", replicaset::reconcile),
         ("deployment", deployment::reconcile),
+        ("disruption", disruption::reconcile),
     ];
     loops
         .into_iter()
@@ -298,10 +300,14 @@ async fn run(
     let mut rx = ctx.store.subscribe();
     let resync = Duration::from_secs(5);
     loop {
+        let began = Instant::now();
         let next = {
             let _span = tracing::trace_span!("bosun.cluster.sim", controller = name).entered();
             reconcile(&ctx)
         };
+        // A pass scans every object: under a stream of writes, wait twice as long as the
+        // pass took, so the controllers never take more than a third of the time.
+        let pause = (began.elapsed() * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
         let deadline = next.unwrap_or_else(|| Instant::now() + resync);
         tokio::select! {
             _ = stop.changed() => return,
@@ -313,7 +319,7 @@ async fn run(
             },
         }
         // Let a burst of writes land, then do one pass for all of them.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(pause).await;
         loop {
             match rx.try_recv() {
                 Ok(_) | Err(TryRecvError::Lagged(_)) => {}

@@ -19,6 +19,7 @@
 //! | `doomed`     | submits `count` (default 20) merge patches of pods that do not exist |
 //! | `peek`       | reads the Secret `default/peek` (not declared) and logs `peek: found` or `peek: nothing` |
 //! | `reap`       | deletes its target pod when it has the label `reap=true` (and is not being deleted) |
+//! | `pod-command`| sends `{"action":"ping"}` to the pod-agent plugin `agent` in its target pod's sidecar, once; logs outcomes like `ok` |
 //! | `forbidden`  | submits an eviction of its target (a verb it did not declare) and logs the refusal |
 //!
 //! An unknown mode fails `init`.
@@ -50,6 +51,7 @@ enum Mode {
     Doomed,
     Peek,
     Reap,
+    PodCommand,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,7 +92,11 @@ impl Controller for Hostile {
         Metadata::new("hostile", env!("CARGO_PKG_VERSION"))
             .description("misbehaves on demand to test the host")
             .subscribe("v1", "Pod")
-            .permit("v1", "Pod", &[Verb::Read, Verb::Patch, Verb::Delete])
+            .permit(
+                "v1",
+                "Pod",
+                &[Verb::Read, Verb::Patch, Verb::Delete, Verb::PodCommand],
+            )
     }
 
     fn init(config: &str) -> Result<Self, Error> {
@@ -189,6 +195,24 @@ impl Controller for Hostile {
                 let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
                 if marked && !deleting {
                     ctx.submit(Command::delete(req.target()))?;
+                }
+                Ok(Outcome::done())
+            }
+            Mode::PodCommand => {
+                for o in req.outcomes() {
+                    ctx.info(format!("outcome {} {:?}: {}", o.id, o.verdict, o.message));
+                }
+                if ctx.state_get("sent").is_none() {
+                    let t = req.target();
+                    let ns = t.namespace.clone().unwrap_or_default();
+                    ctx.submit(Command::pod(
+                        ns,
+                        t.name.clone(),
+                        "agent",
+                        r#"{"action":"ping"}"#,
+                    ))?;
+                    ctx.state_set("sent", b"1")?;
+                    return Ok(Outcome::requeue_after(Duration::from_millis(200)));
                 }
                 Ok(Outcome::done())
             }
