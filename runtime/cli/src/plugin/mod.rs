@@ -13,10 +13,19 @@ use serde_json::{Value, json};
 
 use crate::offline::{OfflineCache, parse_documents};
 
+mod build;
+mod scaffold;
+
+pub use build::{Lang, build, build_with};
+pub use scaffold::{NewArgs, scaffold};
+
 /// `bosun plugin` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Build a plugin from its source folder into a component (Rust: cargo, wasm32-wasip2).
+    /// Create a plugin source folder that builds and passes its own test at once.
+    New(NewArgs),
+    /// Build a plugin from its source folder into a component (Rust: Cargo.toml, Go: go.mod,
+    /// JavaScript: package.json).
     Build(BuildArgs),
     /// Show a component's world, imports, exports, metadata, size and digest.
     Inspect(InspectArgs),
@@ -127,6 +136,17 @@ impl From<Event> for EventKind {
 /// Runs a `bosun plugin` subcommand.
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
+        Command::New(args) => {
+            let dir = scaffold(&args)?;
+            println!("{}", dir.display());
+            eprintln!(
+                "created {}: try `bosun plugin test {} --object {}`",
+                dir.display(),
+                dir.display(),
+                dir.join("testdata/pod.json").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Build(args) => {
             let wasm = build(&args.dir)?;
             println!("{}", wasm.display());
@@ -145,53 +165,6 @@ fn component(path: &Path) -> anyhow::Result<Source> {
         path.to_path_buf()
     };
     Source::file(&file).with_context(|| format!("cannot read the plugin {}", file.display()))
-}
-
-/// Builds a plugin source folder; returns the component's path.
-pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
-    let manifest = dir.join("Cargo.toml");
-    if !manifest.exists() {
-        bail!(
-            "{} is not a plugin source folder: no Cargo.toml (only Rust plugins can be built so far)",
-            dir.display()
-        );
-    }
-    eprintln!("building {} (cargo, wasm32-wasip2)…", dir.display());
-    let output =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args([
-                "build",
-                "--profile",
-                "plugin",
-                "--target",
-                "wasm32-wasip2",
-                "--message-format=json-render-diagnostics",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .context("cannot run cargo: is the Rust toolchain installed (https://rustup.rs)?")?;
-    if !output.status.success() {
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if stdout.contains("wasm32-wasip2") || !output.stderr.is_empty() {
-            bail!(
-                "the build failed (see above); if the target is missing, run `rustup target add wasm32-wasip2`"
-            );
-        }
-        bail!("the build failed (see above)");
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let manifest = manifest.canonicalize().unwrap_or(manifest);
-    let manifest = manifest.to_str();
-    let wasm = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["manifest_path"].as_str() == manifest)
-        .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
-        .filter_map(|f| f.as_str().map(PathBuf::from))
-        .find(|f| f.extension().is_some_and(|e| e == "wasm"));
-    wasm.context("the build produced no .wasm file: is the crate a `cdylib`?")
 }
 
 fn inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {

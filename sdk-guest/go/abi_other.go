@@ -1,0 +1,89 @@
+//go:build !wasip1
+
+package bosun
+
+// Outside a WebAssembly host (go vet, go test on the build machine) the imports go to
+// TestHost, an in-memory host.
+
+func hostGet(target ObjectRef) (string, bool) {
+	s, ok := testHost.objects[target]
+	return s, ok
+}
+
+func hostList(apiVersion, kind, namespace, selector string) ([]string, error) {
+	var out []string
+	for r, s := range testHost.objects {
+		if r.APIVersion == apiVersion && r.Kind == kind && (namespace == "" || r.Namespace == namespace) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func hostStateGet(key string) ([]byte, bool) {
+	v, ok := testHost.state[key]
+	return v, ok
+}
+
+func hostStateSet(key string, value []byte) string {
+	testHost.state[key] = append([]byte(nil), value...)
+	return ""
+}
+
+func hostStateDelete(key string) { delete(testHost.state, key) }
+
+func hostSubmit(c *Command) (uint64, string, bool) {
+	testHost.Commands = append(testHost.Commands, *c)
+	return uint64(len(testHost.Commands)), "", true
+}
+
+func hostLog(level Level, msg string) {
+	testHost.Logs = append(testHost.Logs, LogLine{Level: level, Message: msg})
+}
+
+func hostNowMs() uint64 { return testHost.NowMs }
+
+func hostNowRFC3339() string { return "1970-01-01T00:00:00Z" }
+
+// LogLine is a line a plugin logged under TestHost.
+type LogLine struct {
+	Level   Level
+	Message string
+}
+
+// TestHost is the in-memory host of native builds, for plugin unit tests.
+type TestHost struct {
+	objects  map[ObjectRef]string
+	state    map[string][]byte
+	Commands []Command
+	Logs     []LogLine
+	NowMs    uint64
+}
+
+var testHost *TestHost
+
+func init() { NewTestHost() }
+
+// NewTestHost makes an empty host and makes it the current one.
+func NewTestHost() *TestHost {
+	h := &TestHost{objects: map[ObjectRef]string{}, state: map[string][]byte{}}
+	testHost = h
+	return h
+}
+
+// WithObject adds an object (JSON text) to the cache.
+func (h *TestHost) WithObject(json string) *TestHost {
+	var v map[string]any
+	if err := jsonUnmarshal(json, &v); err == nil {
+		if r, err := RefOf(v); err == nil {
+			h.objects[r] = json
+		}
+	}
+	return h
+}
+
+// Reconcile runs c once for req against this host.
+func (h *TestHost) Reconcile(c Controller, req *Request) (Outcome, error) {
+	testHost = h
+	return c.Reconcile(&Context{}, req)
+}

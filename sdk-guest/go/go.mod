@@ -1,0 +1,3 @@
+module github.com/bosun-dev/bosun/sdk-guest/go
+
+go 1.24
