@@ -15,6 +15,7 @@ pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod connect;
+pub mod crd;
 pub mod dispatch;
 pub mod executor;
 pub mod guardrail;

@@ -1,0 +1,279 @@
+//! The `Plugin` custom resource (group `bosun.dev`, version `v1alpha1`): how a cluster
+//! admin declares a plugin, its source, its grants and how a new revision rolls out.
+//! The CRD YAML under `deploy/crds/` is generated from these types and a test fails
+//! when it is stale (`BOSUN_UPDATE_CRDS=1 cargo test -p bosun-runtime --test crd` rewrites it).
+//!
+//! The runtime does not drive Plugin objects yet (the plugins folder does that job in
+//! `bosun up`); these types are the contract that work builds on.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A plugin: where its component comes from, what it is granted, how it rolls out.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "bosun.dev",
+    version = "v1alpha1",
+    kind = "Plugin",
+    namespaced,
+    status = "PluginStatus",
+    shortname = "bp",
+    printcolumn = r#"{"name":"World","type":"string","jsonPath":".spec.world"}"#,
+    printcolumn = r#"{"name":"Stable","type":"string","jsonPath":".status.stableRevision"}"#,
+    printcolumn = r#"{"name":"Canary","type":"string","jsonPath":".status.canaryRevision"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginSpec {
+    /// Where the component's bytes come from.
+    pub source: Source,
+    /// JSON handed to the plugin's `init`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_json")]
+    pub config: Option<serde_json::Value>,
+    /// The WIT world the component implements.
+    pub world: World,
+    /// What the plugin is granted; it must cover what its metadata asks, or it does not start.
+    #[serde(default)]
+    pub permissions: Vec<Permission>,
+    /// Pod-agent plugins: the pods whose sidecars run it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_selector: Option<LabelSelector>,
+    /// Per-call limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+    /// How a new revision replaces the stable one.
+    #[serde(default)]
+    pub rollout: Rollout,
+    /// Audit commands without executing them.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Where a component comes from: exactly one of the fields.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Source {
+    /// An http(s) URL; the sha256 is required and checked.
+    Url {
+        /// The URL.
+        url: String,
+        /// Hex sha256 of the bytes.
+        sha256: String,
+    },
+    /// A key of a ConfigMap in the Plugin's namespace (binaryData), for small components.
+    ConfigMap {
+        /// The ConfigMap.
+        name: String,
+        /// The key.
+        key: String,
+    },
+    /// An OCI artifact reference (`registry/repo@sha256:...`).
+    Oci {
+        /// The reference.
+        reference: String,
+    },
+    /// A file on the runtime's disk (embedded mode).
+    File {
+        /// The path.
+        path: String,
+    },
+}
+
+/// The WIT world.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum World {
+    /// Cluster-wide reconciler.
+    Controller,
+    /// Admission webhook handler.
+    Admission,
+    /// Pod-level agent in the sidecar.
+    PodAgent,
+}
+
+/// Verbs granted on a kind.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Permission {
+    /// `v1`, `apps/v1`, ...
+    pub api_version: String,
+    /// A kind, or `*`.
+    pub kind: String,
+    /// read, apply, patch, delete, evict, cordon, record-event, pod-command.
+    pub verbs: Vec<String>,
+}
+
+/// A label selector (`matchLabels` only, as pod-agent targeting needs).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    /// Labels a pod must carry.
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// Per-call limits.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Deadline of one call, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Memory one instance may use, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Reconciles in flight at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+}
+
+/// How a new revision rolls out.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// direct, canary or shadow.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Canary settings (strategy canary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+}
+
+/// Rollout strategies.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// The new revision replaces the stable one at once.
+    #[default]
+    Direct,
+    /// The new revision serves a share of keys, judged by its error rates.
+    Canary,
+    /// The new revision sees the same events; its commands are compared, never executed.
+    Shadow,
+}
+
+/// A canary: which keys it serves and how it is judged.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Canary {
+    /// Percentage of keys (by a stable hash) served by the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<u8>,
+    /// Or: objects matching these labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// Promotion and rollback criteria.
+    #[serde(default)]
+    pub analysis: Analysis,
+    /// Promote automatically after the window, or wait for `bosun plugin promote`.
+    #[serde(default)]
+    pub manual_promotion: bool,
+}
+
+/// When a canary is rolled back (any rate over its maximum) or promoted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Analysis {
+    /// Highest share of reconciles returning an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+    /// Highest share of reconciles that trap or time out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_trap_rate: Option<f64>,
+    /// Highest share of commands refused by the guardrails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_refused_rate: Option<f64>,
+    /// Reconciles needed before judging.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_samples: Option<u64>,
+    /// How long the canary is watched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<u64>,
+}
+
+/// What the runtime reports about a Plugin.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginStatus {
+    /// Digest of the stable revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
+    /// Digest of the canary revision, while one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_revision: Option<String>,
+    /// Share of keys the canary serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_share: Option<u8>,
+    /// Counters per revision digest.
+    #[serde(default)]
+    pub revisions: BTreeMap<String, RevisionCounters>,
+    /// Ready, Progressing, Degraded.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Last revisions, newest last.
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Counters of one revision.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionCounters {
+    /// Reconciles.
+    pub reconciles: u64,
+    /// Errors returned.
+    pub errors: u64,
+    /// Traps and timeouts.
+    pub traps: u64,
+    /// Commands refused.
+    pub refused: u64,
+}
+
+/// A status condition, as Kubernetes writes them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Ready, Progressing or Degraded.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    /// UpperCamelCase reason.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// RFC 3339.
+    pub last_transition_time: String,
+}
+
+/// One entry of a Plugin's history.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// Revision digest.
+    pub digest: String,
+    /// RFC 3339.
+    pub time: String,
+    /// serving, replaced, failed, rolled-back, promoted.
+    pub outcome: String,
+    /// Why, when it failed or was rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// The CRD as YAML, as checked in under `deploy/crds/plugin.yaml`.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    let body = serde_yaml::to_string(&Plugin::crd())?;
+    Ok(format!(
+        "# Generated from runtime/core/src/crd.rs — do not edit; see that file.\n{body}"
+    ))
+}
