@@ -114,7 +114,12 @@ fn wasmtime_config(config: &Config, pooling: bool) -> wasmtime::Config {
             .max_core_instances_per_component(16)
             .max_memories_per_component(4)
             .max_tables_per_component(8)
-            .max_memory_size(config.max_memory_bytes);
+            .max_memory_size(config.max_memory_bytes)
+            // A fresh instance per call would otherwise fault in every page its heap
+            // touches again: keep the first MiB of a recycled slot resident (memset,
+            // not madvise) so short calls reuse warm pages.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(64 << 10);
         c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(p));
     }
     c
