@@ -32,6 +32,11 @@ const PLUGINS: &[Plugin] = &[
         world: "controller",
     },
     Plugin {
+        constant: "RELEASE",
+        package: "bosun-plugin-release",
+        world: "controller",
+    },
+    Plugin {
         constant: "HOSTILE",
         package: "bosun-plugin-hostile",
         world: "controller",
@@ -53,6 +58,7 @@ const WATCHED: &[&str] = &[
     "wit",
     "sdk-guest/rust",
     "plugins/zone-labeler",
+    "plugins/release",
     "tests/plugins",
     "Cargo.toml",
     "Cargo.lock",

@@ -225,10 +225,20 @@ async fn demo(client: &kube::Client) -> Result<(), kube::Error> {
     let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(client.clone(), "demo");
     let web = json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": { "name": "web", "namespace": "demo" },
+        "metadata": {
+            "name": "web",
+            "namespace": "demo",
+            // Released in place by the release plugin: `kubectl set image` restarts
+            // only the container, the pods keep their names, nodes and uids.
+            "annotations": {
+                "release.bosun.dev/strategy": "InPlaceIfPossible",
+                "release.bosun.dev/max-unavailable": "1"
+            }
+        },
         "spec": {
             "replicas": 3,
             "serviceName": "web",
+            "updateStrategy": { "type": "OnDelete" },
             "selector": { "matchLabels": { "app": "web" } },
             "template": {
                 "metadata": { "labels": { "app": "web" } },

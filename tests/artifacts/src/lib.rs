@@ -2,6 +2,7 @@
 //! by constants that hold the absolute path of each `.wasm` component:
 //!
 //! - [`ZONE_LABELER`]: the example controller `plugins/zone-labeler`;
+//! - [`RELEASE`]: the release controller `plugins/release` (in-place StatefulSet release);
 //! - [`HOSTILE`]: `tests/plugins/hostile`, a controller that misbehaves on demand
 //!   (init config `{"mode": "trap" | "loop" | "alloc" | "flood" | ...}`, see its crate docs);
 //! - [`CRD_WATCHER`]: `tests/plugins/crd-watcher`, a controller of a custom resource
@@ -19,6 +20,7 @@ include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 /// Every artifact, as `(constant name, path)`.
 pub const ALL: &[(&str, &str)] = &[
     ("ZONE_LABELER", ZONE_LABELER),
+    ("RELEASE", RELEASE),
     ("HOSTILE", HOSTILE),
     ("CRD_WATCHER", CRD_WATCHER),
     ("BAD_METADATA", BAD_METADATA),

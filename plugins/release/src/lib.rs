@@ -1,0 +1,656 @@
+//! Bosun's release plugin: declarative, in-place release of StatefulSets.
+//!
+//! A StatefulSet opts in with the annotation `release.bosun.dev/strategy` and uses
+//! `updateStrategy: OnDelete`, so the StatefulSet controller never replaces pods itself: it
+//! records the target revision (`status.updateRevision`) and creates missing pods at it.
+//! This plugin moves the existing pods there, in order, at most `max-unavailable` at a time:
+//!
+//! - a pod whose revision differs from the target only in container images is updated in
+//!   place: marked (annotation [`STATE`], phase `Draining`), left for the grace period,
+//!   then one JSON patch sets the images, the revision label and phase `Patched`; the
+//!   kubelet restarts only the changed containers (same uid, restartCount + 1);
+//! - any other difference evicts the pod (the StatefulSet controller recreates it at the
+//!   target revision), unless the strategy is `InPlaceOnly`.
+//!
+//! Progress lives on the pods (label `controller-revision-hash` and annotation [`STATE`]),
+//! so a restarted runtime resumes without redoing work; the JSON patch tests the pod's
+//! old revision, so a stale cache can never update a pod twice. The release's status is
+//! the StatefulSet annotation [`STATUS`] plus Events.
+//!
+//! The readiness gate `release.bosun.dev/InPlaceReady` is not driven yet: the command set
+//! cannot patch a pod's `status` subresource (see the crate README).
+
+mod params;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bosun_sdk::{
+    Command, Context, Controller, Error, EventType, Metadata, ObjectRef, Outcome, Request, Verb,
+    parse_config,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use params::{Order, Params, Strategy};
+
+/// The pod annotation that keeps a pod's in-place update progress.
+pub const STATE: &str = "release.bosun.dev/in-place-state";
+/// The StatefulSet annotation that shows the release's status.
+pub const STATUS: &str = "release.bosun.dev/status";
+/// The readiness gate a pod template may declare (driven once status patches exist).
+pub const GATE: &str = "release.bosun.dev/InPlaceReady";
+/// The label the StatefulSet controller puts the revision in.
+const HASH_LABEL: &str = "controller-revision-hash";
+/// How long a command counts as in flight while the cache does not show it.
+const IN_FLIGHT_TTL_MS: u64 = 30_000;
+/// Container waiting reasons that count a pod as failed.
+const FAILED_REASONS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "CrashLoopBackOff",
+    "CreateContainerError",
+    "InvalidImageName",
+];
+
+/// The plugin's configuration: `{"pollMs": 1000}`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+struct Config {
+    /// How often a StatefulSet with a release in progress is looked at again.
+    poll_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { poll_ms: 1000 }
+    }
+}
+
+struct Release {
+    poll: Duration,
+}
+
+/// A pod's in-place update progress ([`STATE`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct State {
+    /// The revision the pod is being moved to.
+    revision: String,
+    /// `Draining` (marked, waiting the grace period) or `Patched`.
+    phase: String,
+    /// When the phase began, in ms since the epoch.
+    since_ms: u64,
+}
+
+/// The status the plugin writes on the StatefulSet ([`STATUS`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    revision: String,
+    updated: u64,
+    ready: u64,
+    total: u64,
+    failed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paused: Option<String>,
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+fn annotation<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+}
+
+fn label<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.pointer("/metadata/labels")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+}
+
+/// `/` and `~` escaped for a JSON pointer.
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn ordinal(pod: &Value) -> u64 {
+    str_at(pod, "/metadata/name")
+        .rsplit('-')
+        .next()
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(0)
+}
+
+fn containers(v: &Value) -> &[Value] {
+    v.get("containers")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn pod_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True")
+        })
+}
+
+/// Ready, and the kubelet runs what the spec asks: right after an image patch the status
+/// still shows the old container ready, which is not available.
+fn available(pod: &Value) -> bool {
+    if !pod_ready(pod) || pod.pointer("/metadata/deletionTimestamp").is_some() {
+        return false;
+    }
+    let statuses: BTreeMap<&str, &Value> = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| (str_at(c, "/name"), c))
+        .collect();
+    pod.get("spec")
+        .map(containers)
+        .unwrap_or(&[])
+        .iter()
+        .all(|c| {
+            statuses.get(str_at(c, "/name")).is_some_and(|s| {
+                str_at(s, "/image") == str_at(c, "/image")
+                    && !str_at(s, "/imageID").is_empty()
+                    && s.get("ready").and_then(Value::as_bool) == Some(true)
+            })
+        })
+}
+
+/// Whether a pod at the target revision failed to start its containers.
+fn failed(pod: &Value) -> bool {
+    pod.pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| FAILED_REASONS.contains(&str_at(c, "/state/waiting/reason")))
+}
+
+/// The template with images, labels and annotations removed: two templates whose
+/// remainders are equal differ only in what an in-place update can change.
+fn in_place_shape(template: &Value) -> Value {
+    let mut t = template.clone();
+    if let Some(meta) = t.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("labels");
+        meta.remove("annotations");
+    }
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = t
+            .pointer_mut(&format!("/spec/{list}"))
+            .and_then(Value::as_array_mut)
+        {
+            for c in cs {
+                if let Some(c) = c.as_object_mut()
+                    && list == "containers"
+                {
+                    c.remove("image");
+                }
+            }
+        }
+    }
+    t
+}
+
+fn revision_template(ctx: &Context, ns: &str, revision: &str) -> Option<Value> {
+    let r = ObjectRef::new("apps/v1", "ControllerRevision")
+        .namespaced(ns)
+        .named(revision);
+    ctx.get(&r)?.pointer("/data/spec/template").cloned()
+}
+
+fn pod_ref(ns: &str, pod: &Value) -> ObjectRef {
+    ObjectRef::new("v1", "Pod")
+        .namespaced(ns)
+        .named(str_at(pod, "/metadata/name"))
+}
+
+/// Commands the plugin submitted whose effect the cache may not show yet, per pod name.
+/// Kept as plugin state per StatefulSet.
+type InFlight = BTreeMap<String, State>;
+
+fn sent(revision: &str, phase: &str, since_ms: u64) -> State {
+    State {
+        revision: revision.to_owned(),
+        phase: phase.to_owned(),
+        since_ms,
+    }
+}
+
+fn in_flight_key(sts: &ObjectRef) -> String {
+    format!("in-flight/{sts}")
+}
+
+impl Release {
+    fn event(&self, ctx: &mut Context, sts: &ObjectRef, kind: EventType, reason: &str, msg: &str) {
+        if let Err(e) = ctx.submit(Command::event(sts, kind, reason, msg)) {
+            ctx.warn(format!("{sts}: event {reason} refused: {e}"));
+        }
+    }
+
+    /// Writes `status` and the matching Events when it differs from what the StatefulSet shows.
+    fn publish(&self, ctx: &mut Context, sts_ref: &ObjectRef, sts: &Value, status: &Status) {
+        let old: Option<Status> =
+            annotation(sts, STATUS).and_then(|s| serde_json::from_str(s).ok());
+        if old.as_ref() == Some(status) {
+            return;
+        }
+        let text = serde_json::to_string(status).unwrap_or_default();
+        let patch = json!({"metadata": {"annotations": {STATUS: text}}});
+        if let Err(e) = ctx.submit(Command::merge_patch(sts_ref, &patch)) {
+            ctx.warn(format!("{sts_ref}: status patch refused: {e}"));
+        }
+        let old = old.unwrap_or_default();
+        if old.revision != status.revision && status.updated < status.total {
+            let msg = format!(
+                "release to revision {} started: {}/{} pods updated",
+                status.revision, status.updated, status.total
+            );
+            self.event(ctx, sts_ref, EventType::Normal, "ReleaseStarted", &msg);
+        }
+        if status.paused.is_some() && status.paused != old.paused {
+            let msg = format!(
+                "release to revision {} paused: {}",
+                status.revision,
+                status.paused.as_deref().unwrap_or("")
+            );
+            self.event(ctx, sts_ref, EventType::Warning, "ReleasePaused", &msg);
+        }
+        let done = |s: &Status| s.total > 0 && s.updated == s.total && s.ready == s.total;
+        if done(status) && !(done(&old) && old.revision == status.revision) {
+            let msg = format!(
+                "release to revision {} completed: {}/{} pods updated and ready",
+                status.revision, status.updated, status.total
+            );
+            self.event(ctx, sts_ref, EventType::Normal, "ReleaseCompleted", &msg);
+        }
+    }
+
+    /// A release that cannot start: one Warning Event per distinct reason.
+    fn refuse(&self, ctx: &mut Context, sts_ref: &ObjectRef, sts: &Value, reason: &str, msg: &str) {
+        let status = Status {
+            paused: Some(msg.to_owned()),
+            ..Status::default()
+        };
+        let old: Option<Status> =
+            annotation(sts, STATUS).and_then(|s| serde_json::from_str(s).ok());
+        if old.as_ref() == Some(&status) {
+            return;
+        }
+        let text = serde_json::to_string(&status).unwrap_or_default();
+        let patch = json!({"metadata": {"annotations": {STATUS: text}}});
+        if let Err(e) = ctx.submit(Command::merge_patch(sts_ref, &patch)) {
+            ctx.warn(format!("{sts_ref}: status patch refused: {e}"));
+        }
+        self.event(ctx, sts_ref, EventType::Warning, reason, msg);
+    }
+
+    fn release(
+        &self,
+        ctx: &mut Context,
+        sts_ref: &ObjectRef,
+        sts: &Value,
+    ) -> Result<Outcome, Error> {
+        let params = match Params::of(sts) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(Outcome::done()),
+            Err(invalid) => {
+                let msg = format!("{invalid}; the release does not start");
+                self.refuse(ctx, sts_ref, sts, "InvalidReleaseAnnotation", &msg);
+                return Ok(Outcome::done());
+            }
+        };
+        if str_at(sts, "/spec/updateStrategy/type") != "OnDelete" {
+            let msg = "the release plugin needs spec.updateStrategy.type: OnDelete (the \
+                       StatefulSet controller would replace pods itself); set it, or remove \
+                       the release.bosun.dev/strategy annotation";
+            self.refuse(ctx, sts_ref, sts, "UnsupportedUpdateStrategy", msg);
+            return Ok(Outcome::done());
+        }
+        let ns = sts_ref.namespace.clone().unwrap_or_default();
+        let target = str_at(sts, "/status/updateRevision").to_owned();
+        let generation = sts.pointer("/metadata/generation").and_then(Value::as_i64);
+        let observed = sts
+            .pointer("/status/observedGeneration")
+            .and_then(Value::as_i64);
+        if target.is_empty() || observed < generation {
+            // The StatefulSet controller has not recorded the new revision yet.
+            return Ok(Outcome::requeue_after(self.poll));
+        }
+        let Some(target_template) = revision_template(ctx, &ns, &target) else {
+            return Ok(Outcome::requeue_after(self.poll));
+        };
+        let uid = str_at(sts, "/metadata/uid");
+        let selector = sts
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let pods: Vec<Value> = ctx
+            .list("v1", "Pod", Some(&ns), Some(&selector))?
+            .into_iter()
+            .filter(|p| {
+                p.pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|os| os.iter().any(|o| str_at(o, "/uid") == uid))
+            })
+            .collect();
+        let total = sts
+            .pointer("/spec/replicas")
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
+        let now = ctx.now_ms();
+
+        let key = in_flight_key(sts_ref);
+        let mut in_flight: InFlight = ctx
+            .state_get(&key)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        // Forget what the cache now shows, or what is too old to trust.
+        in_flight.retain(|name, sent| {
+            now.saturating_sub(sent.since_ms) < IN_FLIGHT_TTL_MS
+                && pods.iter().any(|p| {
+                    let shown = if sent.phase == "Draining" {
+                        annotation(p, STATE)
+                            .and_then(|s| serde_json::from_str::<State>(s).ok())
+                            .is_some_and(|s| s.revision == sent.revision)
+                    } else {
+                        label(p, HASH_LABEL) == Some(sent.revision.as_str())
+                    };
+                    str_at(p, "/metadata/name") == name
+                        && !shown
+                        && p.pointer("/metadata/deletionTimestamp").is_none()
+                })
+        });
+
+        let rev_of = |p: &Value| label(p, HASH_LABEL).unwrap_or("").to_owned();
+        let state_of = |p: &Value| -> Option<State> {
+            annotation(p, STATE).and_then(|s| serde_json::from_str(s).ok())
+        };
+        let at_target: Vec<&Value> = pods.iter().filter(|p| rev_of(p) == target).collect();
+        let updated = at_target.len() as u64;
+        let ready = pods.iter().filter(|p| available(p)).count() as u64;
+        let failures = at_target.iter().filter(|p| failed(p)).count() as u64;
+        let draining =
+            |p: &Value| state_of(p).is_some_and(|s| s.phase == "Draining" && s.revision == target);
+        // Unavailable: missing, not available, marked for update, or just acted on.
+        let present = pods
+            .iter()
+            .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none());
+        let unavailable = total.saturating_sub(present.count() as u64)
+            + pods
+                .iter()
+                .filter(|p| {
+                    !available(p)
+                        || draining(p)
+                        || in_flight.contains_key(str_at(p, "/metadata/name"))
+                })
+                .count() as u64;
+
+        let mut paused = None;
+        let threshold = params.failure_threshold.of(total, 0);
+        if failures > threshold {
+            paused = Some(format!(
+                "{failures} pods failed to start at revision {target} (threshold {threshold})"
+            ));
+        } else if params.paused {
+            paused = Some("paused by annotation release.bosun.dev/paused".to_owned());
+        }
+
+        let mut candidates: Vec<&Value> = pods
+            .iter()
+            .filter(|p| {
+                rev_of(p) != target
+                    && ordinal(p) >= params.partition
+                    && p.pointer("/metadata/deletionTimestamp").is_none()
+                    && !in_flight.contains_key(str_at(p, "/metadata/name"))
+            })
+            .collect();
+        match params.order {
+            Order::Ordinal => candidates.sort_by_key(|p| std::cmp::Reverse(ordinal(p))),
+            Order::Priority => candidates.sort_by_key(|p| {
+                let prio: i64 = label(p, params::PRIORITY_LABEL)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                std::cmp::Reverse((prio, ordinal(p)))
+            }),
+        }
+        let max_unavailable = params.max_unavailable.of(total, 1);
+        let mut budget = max_unavailable.saturating_sub(unavailable);
+        let mut wake = None::<Duration>;
+        let mut blocked = None;
+        if paused.is_none() {
+            for pod in candidates {
+                let name = str_at(pod, "/metadata/name").to_owned();
+                let old_rev = rev_of(pod);
+                let old_template = revision_template(ctx, &ns, &old_rev);
+                let in_place = params.strategy != Strategy::Recreate
+                    && old_template
+                        .as_ref()
+                        .is_some_and(|t| in_place_shape(t) == in_place_shape(&target_template));
+                // Marked earlier: the grace period may be over.
+                if draining(pod) {
+                    let since = state_of(pod).map_or(now, |s| s.since_ms);
+                    let due = since + params.grace_period.as_millis() as u64;
+                    if now < due {
+                        let left = Duration::from_millis(due - now);
+                        wake = Some(wake.map_or(left, |w| w.min(left)));
+                        continue;
+                    }
+                    if in_place {
+                        if !self.patch_images(
+                            ctx,
+                            &ns,
+                            pod,
+                            &old_rev,
+                            &target,
+                            &target_template,
+                            now,
+                        )? {
+                            break;
+                        }
+                        in_flight.insert(name, sent(&target, "Patched", now));
+                    }
+                    continue;
+                }
+                // A pod that is not available already does not cost any budget.
+                let cost = u64::from(available(pod));
+                if budget < cost {
+                    continue;
+                }
+                if !in_place {
+                    if params.strategy == Strategy::InPlaceOnly {
+                        blocked = Some(format!(
+                            "pod {name} differs from revision {target} in more than images and \
+                             the strategy is InPlaceOnly"
+                        ));
+                        break;
+                    }
+                    if let Err(refused) = ctx.submit(Command::evict(&pod_ref(&ns, pod))) {
+                        ctx.warn(format!(
+                            "{sts_ref}: evicting {name}: {refused}; retrying later"
+                        ));
+                        break;
+                    }
+                    ctx.info(format!(
+                        "{sts_ref}: evicting {name} to recreate it at {target}"
+                    ));
+                    in_flight.insert(name, sent(&target, "Evicted", now));
+                } else if params.grace_period.is_zero() {
+                    if !self.patch_images(
+                        ctx,
+                        &ns,
+                        pod,
+                        &old_rev,
+                        &target,
+                        &target_template,
+                        now,
+                    )? {
+                        break;
+                    }
+                    in_flight.insert(name, sent(&target, "Patched", now));
+                } else {
+                    let state = State {
+                        revision: target.clone(),
+                        phase: "Draining".into(),
+                        since_ms: now,
+                    };
+                    let text = serde_json::to_string(&state).map_err(Error::from)?;
+                    let patch = json!({"metadata": {"annotations": {STATE: text}}});
+                    if let Err(refused) =
+                        ctx.submit(Command::merge_patch(&pod_ref(&ns, pod), &patch))
+                    {
+                        ctx.warn(format!(
+                            "{sts_ref}: marking {name}: {refused}; retrying later"
+                        ));
+                        break;
+                    }
+                    let left = params.grace_period;
+                    wake = Some(wake.map_or(left, |w| w.min(left)));
+                    in_flight.insert(name, state);
+                }
+                budget -= cost;
+            }
+        }
+        if in_flight.is_empty() {
+            ctx.state_delete(&key);
+        } else {
+            let bytes = serde_json::to_vec(&in_flight).map_err(Error::from)?;
+            ctx.state_set(&key, &bytes)?;
+        }
+        let status = Status {
+            revision: target,
+            updated,
+            ready,
+            total,
+            failed: failures,
+            paused: paused.or(blocked),
+        };
+        let done = updated >= total.saturating_sub(params.partition.min(total)) && ready == total;
+        self.publish(ctx, sts_ref, sts, &status);
+        if done && status.paused.is_none() && in_flight.is_empty() {
+            return Ok(Outcome::done());
+        }
+        let delay = wake.map_or(self.poll, |w| {
+            w.min(self.poll).max(Duration::from_millis(10))
+        });
+        Ok(Outcome::requeue_after(delay))
+    }
+
+    /// One JSON patch: test the old revision (a stale cache cannot update a pod twice),
+    /// set the changed images, the revision label and the progress annotation.
+    #[expect(clippy::too_many_arguments, reason = "one call site, all plain inputs")]
+    fn patch_images(
+        &self,
+        ctx: &mut Context,
+        ns: &str,
+        pod: &Value,
+        old_rev: &str,
+        target: &str,
+        template: &Value,
+        now: u64,
+    ) -> Result<bool, Error> {
+        let wanted: BTreeMap<&str, &str> = template
+            .get("spec")
+            .map(containers)
+            .unwrap_or(&[])
+            .iter()
+            .map(|c| (str_at(c, "/name"), str_at(c, "/image")))
+            .collect();
+        let label_path = format!("/metadata/labels/{}", escape(HASH_LABEL));
+        let mut ops = vec![json!({"op": "test", "path": label_path, "value": old_rev})];
+        for (i, c) in pod
+            .get("spec")
+            .map(containers)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            if let Some(image) = wanted.get(str_at(c, "/name"))
+                && *image != str_at(c, "/image")
+            {
+                ops.push(json!({"op": "replace", "path": format!("/spec/containers/{i}/image"), "value": image}));
+            }
+        }
+        ops.push(json!({"op": "replace", "path": label_path, "value": target}));
+        let state = State {
+            revision: target.to_owned(),
+            phase: "Patched".into(),
+            since_ms: now,
+        };
+        let text = serde_json::to_string(&state).map_err(Error::from)?;
+        if pod.pointer("/metadata/annotations").is_none() {
+            ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
+        }
+        ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", escape(STATE)), "value": text}));
+        let name = str_at(pod, "/metadata/name");
+        if let Err(refused) = ctx.submit(Command::json_patch(&pod_ref(ns, pod), &Value::Array(ops)))
+        {
+            ctx.warn(format!(
+                "pod {ns}/{name}: in-place patch {refused}; retrying later"
+            ));
+            return Ok(false);
+        }
+        ctx.info(format!(
+            "pod {ns}/{name}: images patched in place to revision {target}"
+        ));
+        Ok(true)
+    }
+}
+
+impl Controller for Release {
+    fn metadata() -> Metadata {
+        Metadata::new("release", env!("CARGO_PKG_VERSION"))
+            .description("declarative in-place release of StatefulSets (release.bosun.dev)")
+            .subscribe("apps/v1", "StatefulSet")
+            .permit(
+                "apps/v1",
+                "StatefulSet",
+                &[Verb::Read, Verb::Patch, Verb::RecordEvent],
+            )
+            .permit("apps/v1", "ControllerRevision", &[Verb::Read])
+            .permit(
+                "v1",
+                "Pod",
+                &[Verb::Read, Verb::Patch, Verb::Evict, Verb::RecordEvent],
+            )
+    }
+
+    fn init(config: &str) -> Result<Self, Error> {
+        let config: Config = parse_config(config)?;
+        if config.poll_ms == 0 {
+            return Err(Error::msg("invalid config: `pollMs` must be positive"));
+        }
+        Ok(Self {
+            poll: Duration::from_millis(config.poll_ms),
+        })
+    }
+
+    fn reconcile(&self, ctx: &mut Context, req: &Request) -> Result<Outcome, Error> {
+        if req.is_deleted() {
+            ctx.state_delete(&in_flight_key(req.target()));
+            return Ok(Outcome::done());
+        }
+        let Some(sts) = ctx.get(req.target()) else {
+            return Ok(Outcome::done());
+        };
+        self.release(ctx, req.target(), &sts)
+    }
+}
+
+bosun_sdk::export_controller!(Release);
+
+#[cfg(test)]
+mod tests;
