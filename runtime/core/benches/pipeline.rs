@@ -6,7 +6,7 @@
 //! to a wrong value; the zone-labeler plugin notices and patches it back; the driver
 //! watches pods and takes the time until the label is right again.
 //!
-//! Run: `cargo bench -p bosun-runtime --bench pipeline` (env: PODS, RATE, SECONDS)
+//! Run: `cargo bench -p bosun-runtime --bench pipeline` (env: PODS, RATE, SECONDS, CONCURRENCY)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -110,9 +110,10 @@ async fn bench() -> anyhow::Result<()> {
     );
 
     let dir = tempfile::tempdir()?;
-    let config = bosun_runtime::Config::parse(
-        "guardrails:\n  global: {perSecond: 100000, burst: 100000}\n  perPlugin: {perSecond: 100000, burst: 100000}\nqueue:\n  concurrency: 8\nresyncSeconds: 0\n",
-    )
+    let concurrency = env("CONCURRENCY", 16);
+    let config = bosun_runtime::Config::parse(&format!(
+        "guardrails:\n  global: {{perSecond: 100000, burst: 100000}}\n  perPlugin: {{perSecond: 100000, burst: 100000}}\nqueue:\n  concurrency: {concurrency}\nresyncSeconds: 0\n"
+    ))
     .map_err(anyhow::Error::msg)?;
     let config = bosun_runtime::Config {
         data_dir: dir.path().to_owned(),
