@@ -243,16 +243,8 @@ pub fn run(engine: &Engine, source: &Source, case: &Case) -> anyhow::Result<Valu
         attempt: case.attempt,
     };
     let result = revision.reconcile(&request);
-    let commands: Vec<Value> = recorder
-        .take()
-        .into_iter()
-        .map(|c| json!({ "id": c.id, "command": c.command.to_json() }))
-        .collect();
-    let logs: Vec<Value> = logs
-        .take()
-        .into_iter()
-        .map(|l| json!({ "level": l.level.as_str(), "message": l.message }))
-        .collect();
+    let commands: Vec<Value> = recorder.take().iter().map(|c| c.to_json()).collect();
+    let logs: Vec<Value> = logs.take().iter().map(|l| l.to_json()).collect();
     let mut out = match &result {
         Ok(o) => json!({ "status": "ok", "requeueAfterMs": o.requeue_after_ms }),
         Err(e) => json!({ "status": "error", "error": e.to_string() }),

@@ -272,16 +272,8 @@ fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
         attempt: 0,
     };
     let result = revision.reconcile(&request);
-    let commands: Vec<Value> = recorder
-        .take()
-        .into_iter()
-        .map(|c| json!({ "id": c.id, "command": c.command.to_json() }))
-        .collect();
-    let logs: Vec<Value> = logs
-        .take()
-        .into_iter()
-        .map(|l| json!({ "level": l.level.as_str(), "message": l.message }))
-        .collect();
+    let commands: Vec<Value> = recorder.take().iter().map(|c| c.to_json()).collect();
+    let logs: Vec<Value> = logs.take().iter().map(|l| l.to_json()).collect();
     let (status, outcome) = match &result {
         Ok(o) => ("ok", json!({ "requeueAfterMs": o.requeue_after_ms })),
         Err(e) => (

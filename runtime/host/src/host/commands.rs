@@ -31,6 +31,13 @@ pub struct Recorded {
     pub command: Command,
 }
 
+impl Recorded {
+    /// `{"id": …, "command": {…}}`: how tools print a recorded command.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "id": self.id, "command": self.command.to_json() })
+    }
+}
+
 /// Accepts every command and keeps it: offline tools and tests.
 #[derive(Debug, Default)]
 pub struct Recorder {

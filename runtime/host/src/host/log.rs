@@ -60,6 +60,13 @@ pub struct Line {
     pub message: String,
 }
 
+impl Line {
+    /// `{"level": "info", "message": …}`: how tools print a log line.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "level": self.level.as_str(), "message": self.message })
+    }
+}
+
 /// Keeps lines in memory: offline tools and tests.
 #[derive(Debug, Default)]
 pub struct Memory {
