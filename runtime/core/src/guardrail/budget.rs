@@ -383,6 +383,19 @@ struct Health {
 }
 
 impl Health {
+    /// The pod `cmd` would disrupt and the health of its workload, when that pod is
+    /// healthy now: disrupting a pod that is already unavailable costs no budget.
+    fn of_disruption<'c>(
+        cmd: &'c Command,
+        view: &dyn View,
+        in_flight: &InFlight,
+        now: Instant,
+    ) -> Option<(&'c ObjectRef, Self)> {
+        let target = disrupted_pod(cmd)?;
+        let health = Health::of(target, view, &in_flight.live(now))?;
+        health.target_healthy.then_some((target, health))
+    }
+
     /// The health of the workload of `target`; `None` when the pod is not cached or has
     /// no controller (a bare pod is not part of a workload).
     fn of(target: &ObjectRef, view: &dyn View, in_flight: &BTreeSet<String>) -> Option<Self> {
@@ -459,15 +472,9 @@ impl Budget for MaxUnavailable {
         view: &dyn View,
         now: Instant,
     ) -> Result<(), String> {
-        let Some(target) = disrupted_pod(cmd) else {
+        let Some((target, health)) = Health::of_disruption(cmd, view, &self.in_flight, now) else {
             return Ok(());
         };
-        let Some(health) = Health::of(target, view, &self.in_flight.live(now)) else {
-            return Ok(());
-        };
-        if !health.target_healthy {
-            return Ok(());
-        }
         let unavailable = health.expected.saturating_sub(health.healthy) + 1;
         let allowed = self.per_workload.of(health.expected);
         if unavailable > allowed {
@@ -528,13 +535,10 @@ impl Budget for MinHealthyShare {
         view: &dyn View,
         now: Instant,
     ) -> Result<(), String> {
-        let Some(target) = disrupted_pod(cmd) else {
+        let Some((target, health)) = Health::of_disruption(cmd, view, &self.in_flight, now) else {
             return Ok(());
         };
-        let Some(health) = Health::of(target, view, &self.in_flight.live(now)) else {
-            return Ok(());
-        };
-        if !health.target_healthy || health.expected == 0 {
+        if health.expected == 0 {
             return Ok(());
         }
         let left = health.healthy.saturating_sub(1);
