@@ -1,6 +1,12 @@
 //! The executor: the last stage of the command pipe, and the only code that changes the
 //! cluster. Server-side apply with field manager `bosun/<plugin>`, merge and JSON
 //! patches, delete, the Eviction API, cordon/uncordon, taints, and Events.
+//!
+//! A patch that touches only `status` (a merge patch whose one top-level key is `status`,
+//! or a JSON patch whose every path starts with `/status`) goes to the object's `status`
+//! subresource, the only place the API server accepts it (a pod's readiness-gate
+//! conditions, for example); a patch mixing `status` with other fields is refused, since
+//! no single request can carry it.
 
 use std::sync::Arc;
 
@@ -100,39 +106,36 @@ impl Executor {
             Command::MergePatch(p) => {
                 let patch: Value =
                     serde_json::from_str(&p.patch).map_err(|e| Error::Invalid(e.to_string()))?;
-                let api = self.api(&p.target).await?;
-                let out = api
-                    .patch(
-                        &p.target.name,
-                        &PatchParams {
-                            field_manager: Some(manager),
-                            ..Default::default()
-                        },
-                        &Patch::Merge(&patch),
-                    )
-                    .await?;
-                Ok(format!(
-                    "patched {} (resourceVersion {})",
-                    p.target,
-                    out.metadata.resource_version.unwrap_or_default()
-                ))
-            }
-            Command::JsonPatch(p) => {
-                let patch: json_patch::Patch =
-                    serde_json::from_str(&p.patch).map_err(|e| Error::Invalid(e.to_string()))?;
+                let status = merge_patch_scope(&patch)?;
                 let api = self.api(&p.target).await?;
                 let params = PatchParams {
                     field_manager: Some(manager),
                     ..Default::default()
                 };
-                let out = api
-                    .patch(&p.target.name, &params, &Patch::<()>::Json(patch))
-                    .await?;
-                Ok(format!(
-                    "patched {} (resourceVersion {})",
-                    p.target,
-                    out.metadata.resource_version.unwrap_or_default()
-                ))
+                let patch = Patch::Merge(&patch);
+                let out = if status {
+                    api.patch_status(&p.target.name, &params, &patch).await?
+                } else {
+                    api.patch(&p.target.name, &params, &patch).await?
+                };
+                Ok(patched(&p.target, status, &out))
+            }
+            Command::JsonPatch(p) => {
+                let patch: json_patch::Patch =
+                    serde_json::from_str(&p.patch).map_err(|e| Error::Invalid(e.to_string()))?;
+                let status = json_patch_scope(&patch)?;
+                let api = self.api(&p.target).await?;
+                let params = PatchParams {
+                    field_manager: Some(manager),
+                    ..Default::default()
+                };
+                let patch = Patch::<()>::Json(patch);
+                let out = if status {
+                    api.patch_status(&p.target.name, &params, &patch).await?
+                } else {
+                    api.patch(&p.target.name, &params, &patch).await?
+                };
+                Ok(patched(&p.target, status, &out))
             }
             Command::Delete(r) => {
                 self.api(r)
@@ -293,6 +296,62 @@ impl Executor {
     }
 }
 
+/// What a patch command reports once done.
+fn patched(target: &ObjectRef, status: bool, out: &DynamicObject) -> String {
+    format!(
+        "patched {target}{} (resourceVersion {})",
+        if status { " status" } else { "" },
+        out.metadata.resource_version.as_deref().unwrap_or_default()
+    )
+}
+
+/// The refusal for a patch that touches `status` and other fields at once.
+fn mixed(kind: &str) -> Error {
+    Error::Invalid(format!(
+        "{kind} touches status and other fields: the status subresource takes status alone, \
+         split it into two commands (one for status, one for the rest)"
+    ))
+}
+
+/// Whether a merge patch goes to the `status` subresource: its only top-level key is
+/// `status`. Refuses one that mixes `status` with other keys.
+fn merge_patch_scope(patch: &Value) -> Result<bool, Error> {
+    let Some(keys) = patch.as_object() else {
+        return Ok(false);
+    };
+    match (keys.contains_key("status"), keys.len()) {
+        (false, _) => Ok(false),
+        (true, 1) => Ok(true),
+        (true, _) => Err(mixed("merge patch")),
+    }
+}
+
+/// Whether a JSON patch goes to the `status` subresource: every operation's `path` (and
+/// `from`, for move and copy) is `/status` or below it. Refuses one that mixes them.
+fn json_patch_scope(patch: &json_patch::Patch) -> Result<bool, Error> {
+    use json_patch::PatchOperation as Op;
+    let under_status = |p: &str| p == "/status" || p.starts_with("/status/");
+    let mut paths = Vec::new();
+    for op in &patch.0 {
+        match op {
+            Op::Add(o) => paths.push(o.path.to_string()),
+            Op::Remove(o) => paths.push(o.path.to_string()),
+            Op::Replace(o) => paths.push(o.path.to_string()),
+            Op::Test(o) => paths.push(o.path.to_string()),
+            Op::Move(o) => paths.extend([o.path.to_string(), o.from.to_string()]),
+            Op::Copy(o) => paths.extend([o.path.to_string(), o.from.to_string()]),
+        }
+    }
+    let status = paths.iter().filter(|p| under_status(p)).count();
+    if status == 0 {
+        Ok(false)
+    } else if status == paths.len() {
+        Ok(true)
+    } else {
+        Err(mixed("json patch"))
+    }
+}
+
 fn taint_json(t: &Taint) -> Value {
     let mut v = json!({ "key": t.key, "effect": t.effect.as_k8s() });
     if let Some(value) = &t.value {
@@ -305,6 +364,132 @@ fn taint_json(t: &Taint) -> Value {
 mod tests {
     use super::*;
     use bosun_host::contract::TaintEffect;
+
+    fn json_ops(ops: Value) -> json_patch::Patch {
+        serde_json::from_value(ops).expect("a json patch")
+    }
+
+    #[test]
+    fn merge_patches_of_status_alone_go_to_the_subresource() {
+        let status = json!({"status": {"conditions": []}});
+        assert!(merge_patch_scope(&status).expect("status only"));
+        let meta = json!({"metadata": {"labels": {"a": "b"}}});
+        assert!(!merge_patch_scope(&meta).expect("no status"));
+        let mixed = json!({"metadata": {"labels": {"a": "b"}}, "status": {}});
+        let err = merge_patch_scope(&mixed).expect_err("mixed");
+        assert!(
+            err.to_string().contains("split it into two commands"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn json_patches_of_status_alone_go_to_the_subresource() {
+        let status = json_ops(json!([
+            {"op": "test", "path": "/status/conditions/0/type", "value": "Ready"},
+            {"op": "replace", "path": "/status/conditions/0/status", "value": "False"},
+        ]));
+        assert!(json_patch_scope(&status).expect("status only"));
+        let spec = json_ops(json!([{"op": "replace", "path": "/spec/replicas", "value": 2}]));
+        assert!(!json_patch_scope(&spec).expect("no status"));
+        // `/statusx` is not under `/status`.
+        let lookalike = json_ops(json!([{"op": "add", "path": "/statusx", "value": 1}]));
+        assert!(!json_patch_scope(&lookalike).expect("no status"));
+        let mixed = json_ops(json!([
+            {"op": "replace", "path": "/status/phase", "value": "Running"},
+            {"op": "replace", "path": "/metadata/labels/a", "value": "b"},
+        ]));
+        assert!(matches!(json_patch_scope(&mixed), Err(Error::Invalid(_))));
+        let moved = json_ops(json!([{"op": "move", "from": "/spec/x", "path": "/status/x"}]));
+        assert!(json_patch_scope(&moved).is_err());
+    }
+
+    /// An executor on a fresh embedded cluster with one simulated node, and a running pod.
+    async fn executor_with_pod() -> (bosun_cluster::Cluster, Executor, Api<Pod>) {
+        let cluster = bosun_cluster::start(bosun_cluster::Config {
+            nodes: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("cluster");
+        let client = cluster.client().await.expect("client");
+        let (informers, _changes) = Informers::new(client.clone());
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0"},
+            "spec": {"containers": [{"name": "app", "image": "app:v1"}],
+                     "readinessGates": [{"conditionType": "example.com/Gate"}]},
+        }))
+        .expect("pod");
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("create");
+        (cluster, Executor::new(client, informers), pods)
+    }
+
+    fn pod_ref() -> ObjectRef {
+        ObjectRef {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: Some("default".into()),
+            name: "web-0".into(),
+        }
+    }
+
+    fn condition(pod: &Pod, kind: &str) -> Option<String> {
+        pod.status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == kind)
+            .map(|c| c.status.clone())
+    }
+
+    #[tokio::test]
+    async fn status_patches_reach_the_status_subresource() {
+        let (cluster, executor, pods) = executor_with_pod().await;
+        // The main resource ignores status: only the subresource can set a condition.
+        let merge = Command::MergePatch(bosun_host::contract::Patch {
+            target: pod_ref(),
+            patch: json!({"status": {"conditions": [
+                {"type": "example.com/Gate", "status": "False"}]}})
+            .to_string(),
+        });
+        let done = executor.execute("t", &merge).await.expect("merge status");
+        assert!(
+            done.contains("patched") && done.contains("status"),
+            "{done}"
+        );
+        let pod = pods.get("web-0").await.expect("get");
+        assert_eq!(
+            condition(&pod, "example.com/Gate").as_deref(),
+            Some("False")
+        );
+
+        let json = Command::JsonPatch(bosun_host::contract::Patch {
+            target: pod_ref(),
+            patch: json!([
+                {"op": "test", "path": "/status/conditions/0/type", "value": "example.com/Gate"},
+                {"op": "replace", "path": "/status/conditions/0/status", "value": "True"},
+            ])
+            .to_string(),
+        });
+        executor.execute("t", &json).await.expect("json status");
+        let pod = pods.get("web-0").await.expect("get");
+        assert_eq!(condition(&pod, "example.com/Gate").as_deref(), Some("True"));
+
+        let mixed = Command::MergePatch(bosun_host::contract::Patch {
+            target: pod_ref(),
+            patch: json!({"metadata": {"labels": {"a": "b"}}, "status": {"phase": "Failed"}})
+                .to_string(),
+        });
+        let err = executor.execute("t", &mixed).await.expect_err("mixed");
+        assert!(matches!(err, Error::Invalid(_)), "{err}");
+        let pod = pods.get("web-0").await.expect("get");
+        assert!(!pod.metadata.labels.unwrap_or_default().contains_key("a"));
+        cluster.shutdown().await;
+    }
 
     #[test]
     fn taints_serialise_like_kubernetes() {

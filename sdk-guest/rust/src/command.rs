@@ -105,6 +105,10 @@ impl Command {
 
     /// A JSON merge patch (RFC 7386) of `target`.
     ///
+    /// A patch whose only top-level key is `status` goes to the object's status
+    /// subresource ([`Command::patch_status`] builds one); a patch with `status` and other
+    /// keys is refused as invalid: split it into two commands.
+    ///
     /// ```
     /// # use bosun_sdk::{Command, ObjectRef};
     /// let pod = ObjectRef::new("v1", "Pod").namespaced("default").named("web-0");
@@ -119,10 +123,35 @@ impl Command {
     }
 
     /// A JSON patch (RFC 6902, an array of operations) of `target`.
+    ///
+    /// Operations whose paths are all under `/status` patch the status subresource;
+    /// mixing `/status` with other paths is refused (see [`Command::merge_patch`]).
     pub fn json_patch(target: &ObjectRef, patch: &Value) -> Self {
         Self::JsonPatch {
             target: target.clone(),
             patch: patch.to_string(),
+        }
+    }
+
+    /// A JSON merge patch of `target`'s status subresource: `{"status": status}`.
+    ///
+    /// The host sends a patch whose only top-level key is `status` to the status
+    /// subresource (the main resource ignores status changes). Status and other fields
+    /// cannot be patched in one command: submit one for status, one for the rest.
+    ///
+    /// A merge patch replaces lists whole; to change one entry of a list such as a pod's
+    /// `status.conditions` without touching the others, use [`Command::json_patch`] with
+    /// paths under `/status` (and a `test` operation to guard the index).
+    ///
+    /// ```
+    /// # use bosun_sdk::{Command, ObjectRef};
+    /// let pod = ObjectRef::new("v1", "Pod").namespaced("default").named("web-0");
+    /// let cmd = Command::patch_status(&pod, &serde_json::json!({"phase": "Running"}));
+    /// ```
+    pub fn patch_status(target: &ObjectRef, status: &Value) -> Self {
+        Self::MergePatch {
+            target: target.clone(),
+            patch: serde_json::json!({ "status": status }).to_string(),
         }
     }
 
@@ -301,6 +330,20 @@ mod tests {
         };
         assert_eq!(target, pod());
         assert_eq!(serde_json::from_str::<Value>(&patch).ok(), Some(ops));
+    }
+
+    #[test]
+    fn patch_status_wraps_the_status_alone() {
+        let Command::MergePatch { target, patch } =
+            Command::patch_status(&pod(), &json!({"phase": "Running"}))
+        else {
+            panic!("patch_status built another variant");
+        };
+        assert_eq!(target, pod());
+        assert_eq!(
+            serde_json::from_str::<Value>(&patch).ok(),
+            Some(json!({"status": {"phase": "Running"}}))
+        );
     }
 
     #[test]
