@@ -5,10 +5,11 @@
 //! records the target revision (`status.updateRevision`) and creates missing pods at it.
 //! This plugin moves the existing pods there, in order, at most `max-unavailable` at a time:
 //!
-//! - a pod whose revision differs from the target only in container images is updated in
-//!   place: marked (annotation [`STATE`], phase `Draining`), left for the grace period,
-//!   then one JSON patch sets the images, the revision label and phase `Patched`; the
-//!   kubelet restarts only the changed containers (same uid, restartCount + 1);
+//! - a pod whose revision differs from the target only in container images (and labels or
+//!   annotations) is updated in place: marked (annotation [`STATE`], phase `Draining`),
+//!   left for the grace period, then one JSON patch sets the images, the template's
+//!   labels and annotations, the revision label and phase `Patched`; the kubelet restarts
+//!   only the changed containers (same uid, restartCount + 1);
 //! - any other difference evicts the pod (the StatefulSet controller recreates it at the
 //!   target revision), unless the strategy is `InPlaceOnly`.
 //!
@@ -17,8 +18,21 @@
 //! old revision, so a stale cache can never update a pod twice. The release's status is
 //! the StatefulSet annotation [`STATUS`] plus Events.
 //!
-//! The readiness gate `release.bosun.dev/InPlaceReady` is not driven yet: the command set
-//! cannot patch a pod's `status` subresource (see the crate README).
+//! # The readiness gate
+//! A pod that declares the readiness gate [`GATE`] (`spec.readinessGates`, from the pod
+//! template) is taken out of service before its images change: when it is marked, its
+//! `release.bosun.dev/InPlaceReady` condition is set False (a patch of the pod's status
+//! subresource), so the pod is not Ready — endpoints drop it — during the grace period and
+//! the container restart; the images are patched only once the cache shows the condition
+//! False, and it is set True again once the kubelet runs the new images and the
+//! containers are ready. The plugin also sets it True on any other gated pod whose
+//! containers are ready (new pods, pods created by the StatefulSet controller), since
+//! a gated pod is never Ready otherwise. Pods without the gate are patched as before.
+//!
+//! # Failures
+//! A pod at the target revision counts as failed when a container waits with a pull or
+//! crash reason ([`FAILED_REASONS`]), or when its in-place update has not brought the new
+//! containers up, running and ready, within `release.bosun.dev/update-timeout-seconds`.
 
 mod params;
 
@@ -38,7 +52,7 @@ use params::{Order, Params, Strategy};
 pub const STATE: &str = "release.bosun.dev/in-place-state";
 /// The StatefulSet annotation that shows the release's status.
 pub const STATUS: &str = "release.bosun.dev/status";
-/// The readiness gate a pod template may declare (driven once status patches exist).
+/// The readiness gate a pod template may declare: False while the pod is updated in place.
 pub const GATE: &str = "release.bosun.dev/InPlaceReady";
 /// The label the StatefulSet controller puts the revision in.
 const HASH_LABEL: &str = "controller-revision-hash";
@@ -142,7 +156,29 @@ fn pod_ready(pod: &Value) -> bool {
 /// Ready, and the kubelet runs what the spec asks: right after an image patch the status
 /// still shows the old container ready, which is not available.
 fn available(pod: &Value) -> bool {
-    if !pod_ready(pod) || pod.pointer("/metadata/deletionTimestamp").is_some() {
+    pod_ready(pod) && containers_ready(pod)
+}
+
+/// Whether the pod declares the readiness gate [`GATE`].
+fn gated(pod: &Value) -> bool {
+    pod.pointer("/spec/readinessGates")
+        .and_then(Value::as_array)
+        .is_some_and(|gs| gs.iter().any(|g| str_at(g, "/conditionType") == GATE))
+}
+
+/// The status (`True`, `False`) of the [`GATE`] condition, if the pod has one.
+fn gate_status(pod: &Value) -> Option<&str> {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| str_at(c, "/type") == GATE)
+        .map(|c| str_at(c, "/status"))
+}
+
+/// Every container the spec asks for runs its image (the kubelet reports an imageID for
+/// it) and is ready, whatever the pod's readiness gates say.
+fn containers_ready(pod: &Value) -> bool {
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
         return false;
     }
     let statuses: BTreeMap<&str, &Value> = pod
@@ -165,13 +201,56 @@ fn available(pod: &Value) -> bool {
         })
 }
 
-/// Whether a pod at the target revision failed to start its containers.
-fn failed(pod: &Value) -> bool {
-    pod.pointer("/status/containerStatuses")
+/// Whether a pod at the target revision failed to start its containers: a container
+/// waits with one of [`FAILED_REASONS`], or the in-place update it got more than `timeout`
+/// ago has not brought its containers up and ready.
+fn failed(pod: &Value, timeout: Duration, now_ms: u64) -> bool {
+    let waiting = pod
+        .pointer("/status/containerStatuses")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .any(|c| FAILED_REASONS.contains(&str_at(c, "/state/waiting/reason")))
+        .any(|c| FAILED_REASONS.contains(&str_at(c, "/state/waiting/reason")));
+    let timed_out = || {
+        let Some(state) =
+            annotation(pod, STATE).and_then(|s| serde_json::from_str::<State>(s).ok())
+        else {
+            return false;
+        };
+        state.phase == "Patched"
+            && state.revision == label(pod, HASH_LABEL).unwrap_or("")
+            && now_ms.saturating_sub(state.since_ms) > timeout.as_millis() as u64
+            && !containers_ready(pod)
+    };
+    waiting || timed_out()
+}
+
+/// A status-subresource JSON patch that sets the [`GATE`] condition to `value`, guarded by
+/// a `test` on what the cache shows (the condition's index, or the whole list when the
+/// condition is appended), so a stale cache can neither clobber another condition nor
+/// add the gate twice. `None` when the pod has no conditions yet (the kubelet has not
+/// reported it): there is nothing to guard against and nothing to gate.
+fn gate_patch(pod: &Value, value: bool, now_rfc3339: &str) -> Option<Value> {
+    let conditions = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)?;
+    let status = if value { "True" } else { "False" };
+    let condition = json!({
+        "type": GATE, "status": status, "lastTransitionTime": now_rfc3339,
+        "reason": if value { "InPlaceUpdateDone" } else { "InPlaceUpdating" },
+    });
+    Some(
+        match conditions.iter().position(|c| str_at(c, "/type") == GATE) {
+            Some(i) => json!([
+                {"op": "test", "path": format!("/status/conditions/{i}/type"), "value": GATE},
+                {"op": "replace", "path": format!("/status/conditions/{i}"), "value": condition},
+            ]),
+            None => json!([
+                {"op": "test", "path": "/status/conditions", "value": conditions},
+                {"op": "add", "path": "/status/conditions/-", "value": condition},
+            ]),
+        },
+    )
 }
 
 /// The template with images, labels and annotations removed: two templates whose
@@ -226,6 +305,53 @@ fn sent(revision: &str, phase: &str, since_ms: u64) -> State {
 
 fn in_flight_key(sts: &ObjectRef) -> String {
     format!("in-flight/{sts}")
+}
+
+/// Readiness-gate patches the plugin submitted, per pod name: the value and when, so a
+/// lagging cache does not make every pass submit the same patch again.
+type GatesSent = BTreeMap<String, (bool, u64)>;
+
+/// How long a submitted gate patch is trusted to be on its way before it is sent again.
+const GATE_RETRY_MS: u64 = 2_000;
+
+fn gates_key(sts: &ObjectRef) -> String {
+    format!("gates/{sts}")
+}
+
+/// The labels (or annotations, per `field`) the target template sets and the pod lacks,
+/// and those only the old template set, as JSON patch operations; `keep` are the keys the
+/// controllers own.
+fn metadata_ops(
+    pod: &Value,
+    old: Option<&Value>,
+    target: &Value,
+    field: &str,
+    keep: &[&str],
+) -> Vec<Value> {
+    let of = |v: &Value| {
+        v.pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (have, want) = (of(pod), of(target));
+    let gone = old.map(of).unwrap_or_default();
+    let path = |k: &str| format!("/metadata/{field}/{}", escape(k));
+    let mut ops: Vec<Value> = want
+        .iter()
+        .filter(|(k, v)| !keep.contains(&k.as_str()) && have.get(k.as_str()) != Some(v))
+        .map(|(k, v)| json!({"op": "add", "path": path(k), "value": v}))
+        .collect();
+    ops.extend(
+        gone.keys()
+            .filter(|k| {
+                !want.contains_key(k.as_str())
+                    && have.contains_key(k.as_str())
+                    && !keep.contains(&k.as_str())
+            })
+            .map(|k| json!({"op": "remove", "path": path(k)})),
+    );
+    ops
 }
 
 impl Release {
@@ -290,6 +416,43 @@ impl Release {
             ctx.warn(format!("{sts_ref}: status patch refused: {e}"));
         }
         self.event(ctx, sts_ref, EventType::Warning, reason, msg);
+    }
+
+    /// Sets `pod`'s [`GATE`] condition to `value` unless the cache or a recent patch
+    /// already does; false when the pipe refused the patch (retried on a later pass).
+    fn set_gate(
+        &self,
+        ctx: &mut Context,
+        gates: &mut GatesSent,
+        ns: &str,
+        pod: &Value,
+        value: bool,
+    ) -> bool {
+        let want = if value { "True" } else { "False" };
+        let name = str_at(pod, "/metadata/name");
+        let now = ctx.now_ms();
+        let recent = gates
+            .get(name)
+            .is_some_and(|(v, at)| *v == value && now.saturating_sub(*at) < GATE_RETRY_MS);
+        if gate_status(pod) == Some(want) || recent {
+            return true;
+        }
+        let Some(patch) = gate_patch(pod, value, &ctx.now_rfc3339()) else {
+            return true;
+        };
+        match ctx.submit(Command::json_patch(&pod_ref(ns, pod), &patch)) {
+            Ok(_) => {
+                ctx.debug(format!("pod {ns}/{name}: readiness gate {GATE} set {want}"));
+                gates.insert(name.to_owned(), (value, now));
+                true
+            }
+            Err(refused) => {
+                ctx.warn(format!(
+                    "pod {ns}/{name}: readiness gate {GATE}={want}: {refused}; retrying later"
+                ));
+                false
+            }
+        }
     }
 
     fn release(
@@ -375,6 +538,19 @@ impl Release {
                 })
         });
 
+        let gates_key = gates_key(sts_ref);
+        let mut gates: GatesSent = ctx
+            .state_get(&gates_key)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        gates.retain(|name, (value, at)| {
+            let want = if *value { "True" } else { "False" };
+            now.saturating_sub(*at) < GATE_RETRY_MS
+                && pods
+                    .iter()
+                    .any(|p| str_at(p, "/metadata/name") == name && gate_status(p) != Some(want))
+        });
+
         let rev_of = |p: &Value| label(p, HASH_LABEL).unwrap_or("").to_owned();
         let state_of = |p: &Value| -> Option<State> {
             annotation(p, STATE).and_then(|s| serde_json::from_str(s).ok())
@@ -382,9 +558,22 @@ impl Release {
         let at_target: Vec<&Value> = pods.iter().filter(|p| rev_of(p) == target).collect();
         let updated = at_target.len() as u64;
         let ready = pods.iter().filter(|p| available(p)).count() as u64;
-        let failures = at_target.iter().filter(|p| failed(p)).count() as u64;
+        let failures = at_target
+            .iter()
+            .filter(|p| failed(p, params.update_timeout, now))
+            .count() as u64;
         let draining =
             |p: &Value| state_of(p).is_some_and(|s| s.phase == "Draining" && s.revision == target);
+        // A gated pod that is not being updated and runs ready containers is back in
+        // service (after its update, or new from the StatefulSet controller).
+        for pod in pods.iter().filter(|p| {
+            gated(p)
+                && !draining(p)
+                && !in_flight.contains_key(str_at(p, "/metadata/name"))
+                && containers_ready(p)
+        }) {
+            self.set_gate(ctx, &mut gates, &ns, pod, true);
+        }
         // Unavailable: missing, not available, marked for update, or just acted on.
         let present = pods
             .iter()
@@ -442,6 +631,9 @@ impl Release {
                         .is_some_and(|t| in_place_shape(t) == in_place_shape(&target_template));
                 // Marked earlier: the grace period may be over.
                 if draining(pod) {
+                    if gated(pod) && !self.set_gate(ctx, &mut gates, &ns, pod, false) {
+                        break;
+                    }
                     let since = state_of(pod).map_or(now, |s| s.since_ms);
                     let due = since + params.grace_period.as_millis() as u64;
                     if now < due {
@@ -450,11 +642,17 @@ impl Release {
                         continue;
                     }
                     if in_place {
+                        if gated(pod) && gate_status(pod) != Some("False") {
+                            // Out of service first: patch once the cache shows it.
+                            wake = Some(wake.map_or(self.poll, |w| w.min(self.poll)));
+                            continue;
+                        }
                         if !self.patch_images(
                             ctx,
                             &ns,
                             pod,
                             &old_rev,
+                            old_template.as_ref(),
                             &target,
                             &target_template,
                             now,
@@ -488,12 +686,13 @@ impl Release {
                         "{sts_ref}: evicting {name} to recreate it at {target}"
                     ));
                     in_flight.insert(name, sent(&target, "Evicted", now));
-                } else if params.grace_period.is_zero() {
+                } else if params.grace_period.is_zero() && !gated(pod) {
                     if !self.patch_images(
                         ctx,
                         &ns,
                         pod,
                         &old_rev,
+                        old_template.as_ref(),
                         &target,
                         &target_template,
                         now,
@@ -507,6 +706,10 @@ impl Release {
                         phase: "Draining".into(),
                         since_ms: now,
                     };
+                    // Out of service first (commands run in order), then the mark.
+                    if gated(pod) && !self.set_gate(ctx, &mut gates, &ns, pod, false) {
+                        break;
+                    }
                     let text = serde_json::to_string(&state).map_err(Error::from)?;
                     let patch = json!({"metadata": {"annotations": {STATE: text}}});
                     if let Err(refused) =
@@ -530,6 +733,12 @@ impl Release {
             let bytes = serde_json::to_vec(&in_flight).map_err(Error::from)?;
             ctx.state_set(&key, &bytes)?;
         }
+        if gates.is_empty() {
+            ctx.state_delete(&gates_key);
+        } else {
+            let bytes = serde_json::to_vec(&gates).map_err(Error::from)?;
+            ctx.state_set(&gates_key, &bytes)?;
+        }
         let status = Status {
             revision: target,
             updated,
@@ -550,14 +759,19 @@ impl Release {
     }
 
     /// One JSON patch: test the old revision (a stale cache cannot update a pod twice),
-    /// set the changed images, the revision label and the progress annotation.
-    #[expect(clippy::too_many_arguments, reason = "one call site, all plain inputs")]
+    /// set the changed images, the target template's labels and annotations (dropping
+    /// those only the old template had), the revision label and the progress annotation.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "two call sites, all plain inputs"
+    )]
     fn patch_images(
         &self,
         ctx: &mut Context,
         ns: &str,
         pod: &Value,
         old_rev: &str,
+        old_template: Option<&Value>,
         target: &str,
         template: &Value,
         now: u64,
@@ -584,6 +798,13 @@ impl Release {
                 ops.push(json!({"op": "replace", "path": format!("/spec/containers/{i}/image"), "value": image}));
             }
         }
+        ops.extend(metadata_ops(
+            pod,
+            old_template,
+            template,
+            "labels",
+            &[HASH_LABEL],
+        ));
         ops.push(json!({"op": "replace", "path": label_path, "value": target}));
         let state = State {
             revision: target.to_owned(),
@@ -594,6 +815,13 @@ impl Release {
         if pod.pointer("/metadata/annotations").is_none() {
             ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
         }
+        ops.extend(metadata_ops(
+            pod,
+            old_template,
+            template,
+            "annotations",
+            &[STATE, STATUS],
+        ));
         ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", escape(STATE)), "value": text}));
         let name = str_at(pod, "/metadata/name");
         if let Err(refused) = ctx.submit(Command::json_patch(&pod_ref(ns, pod), &Value::Array(ops)))

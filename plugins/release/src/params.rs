@@ -16,6 +16,12 @@ pub const PAUSED: &str = "release.bosun.dev/paused";
 pub const FAILURE_THRESHOLD: &str = "release.bosun.dev/failure-threshold";
 /// Seconds between marking a pod for update and patching its images.
 pub const GRACE_PERIOD: &str = "release.bosun.dev/grace-period-seconds";
+/// Seconds an in-place update may take, from the image patch to the new containers
+/// running and ready, before the pod counts as failed (default
+/// [`DEFAULT_UPDATE_TIMEOUT`]).
+pub const UPDATE_TIMEOUT: &str = "release.bosun.dev/update-timeout-seconds";
+/// The update timeout when [`UPDATE_TIMEOUT`] is absent.
+pub const DEFAULT_UPDATE_TIMEOUT: Duration = Duration::from_secs(300);
 /// `ordinal` (highest first, the default) or `priority` (label [`PRIORITY_LABEL`], highest
 /// first, then ordinal).
 pub const ORDER: &str = "release.bosun.dev/order";
@@ -76,6 +82,8 @@ pub struct Params {
     pub failure_threshold: Amount,
     /// Between marking a pod and patching it.
     pub grace_period: Duration,
+    /// From an in-place patch to the pod counting as failed if it is not running ready.
+    pub update_timeout: Duration,
     /// Update order.
     pub order: Order,
 }
@@ -170,6 +178,19 @@ impl Params {
         };
         let partition = number(PARTITION)?;
         let grace_period = Duration::from_secs(number(GRACE_PERIOD)?);
+        let update_timeout = match annotation(UPDATE_TIMEOUT) {
+            None => DEFAULT_UPDATE_TIMEOUT,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Duration::from_secs(n),
+                _ => {
+                    return Err(Invalid {
+                        key: UPDATE_TIMEOUT,
+                        value: v.to_owned(),
+                        expected: "a positive number of seconds",
+                    });
+                }
+            },
+        };
         let paused = match annotation(PAUSED) {
             None | Some("false") => false,
             Some("true") => true,
@@ -199,6 +220,7 @@ impl Params {
             paused,
             failure_threshold,
             grace_period,
+            update_timeout,
             order,
         }))
     }
@@ -224,6 +246,7 @@ mod tests {
         assert_eq!(p.max_unavailable, Amount::Count(1));
         assert_eq!(p.failure_threshold, Amount::Count(0));
         assert_eq!((p.partition, p.paused, p.order), (0, false, Order::Ordinal));
+        assert_eq!(p.update_timeout, DEFAULT_UPDATE_TIMEOUT);
     }
 
     #[test]
@@ -231,6 +254,7 @@ mod tests {
         let p = Params::of(&sts(json!({
             STRATEGY: "InPlaceOnly", MAX_UNAVAILABLE: "10%", PARTITION: "3", PAUSED: "true",
             FAILURE_THRESHOLD: "2", GRACE_PERIOD: "5", ORDER: "priority",
+            UPDATE_TIMEOUT: "60",
         })))
         .ok()
         .flatten()
@@ -244,6 +268,7 @@ mod tests {
                 paused: true,
                 failure_threshold: Amount::Count(2),
                 grace_period: Duration::from_secs(5),
+                update_timeout: Duration::from_secs(60),
                 order: Order::Priority,
             }
         );
@@ -262,5 +287,10 @@ mod tests {
         let err = Params::of(&sts(json!({STRATEGY: "Rolling"}))).expect_err("invalid");
         assert_eq!(err.key, STRATEGY);
         assert!(Params::of(&sts(json!({STRATEGY: "Recreate", PAUSED: "yes"}))).is_err());
+        for bad in ["0", "soon", "-5"] {
+            let err = Params::of(&sts(json!({STRATEGY: "Recreate", UPDATE_TIMEOUT: bad})))
+                .expect_err("invalid timeout");
+            assert_eq!(err.key, UPDATE_TIMEOUT);
+        }
     }
 }

@@ -65,6 +65,8 @@ struct Pod {
     ready: bool,
     annotations: Value,
     waiting: Option<&'static str>,
+    /// Declares the readiness gate, with this condition status (`None`: no condition yet).
+    gate: Option<Option<&'static str>>,
 }
 
 fn pod(ordinal: u64) -> Pod {
@@ -75,6 +77,7 @@ fn pod(ordinal: u64) -> Pod {
         ready: true,
         annotations: json!({}),
         waiting: None,
+        gate: None,
     }
 }
 
@@ -97,8 +100,26 @@ impl Pod {
         self.ready = false;
         self
     }
+    fn gated(mut self, condition: Option<&'static str>) -> Self {
+        self.gate = Some(condition);
+        self
+    }
     fn build(self) -> Value {
-        let tf = if self.ready { "True" } else { "False" };
+        // As the kubelet: a gated pod is Ready only when its gate is True too.
+        let gate_ok = matches!(self.gate, None | Some(Some("True")));
+        let tf = if self.ready && gate_ok {
+            "True"
+        } else {
+            "False"
+        };
+        let mut conditions = vec![json!({"type": "Ready", "status": tf})];
+        if let Some(Some(status)) = self.gate {
+            conditions.push(json!({"type": GATE, "status": status}));
+        }
+        let gates = match self.gate {
+            Some(_) => json!([{"conditionType": GATE}]),
+            None => json!([]),
+        };
         let state = match self.waiting {
             Some(reason) => json!({"waiting": {"reason": reason}}),
             None => json!({"running": {}}),
@@ -110,8 +131,8 @@ impl Pod {
                 "labels": {"app": "web", HASH_LABEL: self.revision},
                 "annotations": self.annotations,
                 "ownerReferences": [{"uid": "sts-uid", "kind": "StatefulSet", "name": "web", "controller": true}]},
-            "spec": {"containers": [{"name": "app", "image": self.image}]},
-            "status": {"conditions": [{"type": "Ready", "status": tf}],
+            "spec": {"containers": [{"name": "app", "image": self.image}], "readinessGates": gates},
+            "status": {"conditions": conditions,
                 "containerStatuses": [{"name": "app", "image": self.image,
                     "imageID": if self.waiting.is_some() { String::new() } else { format!("sim://{}", self.image) },
                     "ready": self.ready, "restartCount": 0, "state": state}]}
@@ -393,6 +414,205 @@ fn a_grace_period_marks_first_then_patches_when_it_is_over() {
     let mut h = host(sts, false, vec![pod(0), marked(now - 6000)]);
     run(&mut h);
     assert_eq!(patched(&h.take_commands()), ["web-1"]);
+}
+
+/// The gate values set by status patches, per pod, in order.
+fn gate_patches(commands: &[Command]) -> Vec<(String, String)> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::JsonPatch { target, patch } if patch.contains("/status/conditions") => {
+                let ops: Value = serde_json::from_str(patch).ok()?;
+                let ops = ops.as_array()?;
+                // Every operation stays under /status: the host sends it to the subresource.
+                assert!(
+                    ops.iter().all(|o| o["path"]
+                        .as_str()
+                        .is_some_and(|p| p.starts_with("/status/"))),
+                    "{patch}"
+                );
+                let value = ops.last()?.pointer("/value/status")?.as_str()?.to_owned();
+                Some((target.name.clone(), value))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_gated_pod_is_taken_out_of_service_before_its_images_change() {
+    // No grace period: a gated pod is still marked first, and its gate set False.
+    let sts = sts(2).build();
+    let mut h = host(
+        sts.clone(),
+        false,
+        vec![pod(0).gated(Some("True")), pod(1).gated(Some("True"))],
+    );
+    run(&mut h);
+    let cmds = h.take_commands();
+    assert!(patched(&cmds).is_empty(), "{cmds:?}");
+    assert_eq!(
+        gate_patches(&cmds),
+        [("web-1".to_owned(), "False".to_owned())]
+    );
+
+    let now = Host::new().enter(bosun_sdk::clock::now_ms);
+    let marked = || {
+        pod(1).state(&State {
+            revision: "web-v2".into(),
+            phase: "Draining".into(),
+            since_ms: now - 10,
+        })
+    };
+    // Marked, but the cache still shows the gate True: no image patch yet.
+    let mut h = host(
+        sts.clone(),
+        false,
+        vec![pod(0).gated(Some("True")), marked().gated(Some("True"))],
+    );
+    run(&mut h);
+    let cmds = h.take_commands();
+    assert!(patched(&cmds).is_empty(), "{cmds:?}");
+    assert_eq!(
+        gate_patches(&cmds),
+        [("web-1".to_owned(), "False".to_owned())]
+    );
+    // The gate shows False: patch the images.
+    let mut h = host(
+        sts.clone(),
+        false,
+        vec![
+            pod(0).gated(Some("True")),
+            marked().gated(Some("False")).not_ready(),
+        ],
+    );
+    run(&mut h);
+    let cmds = h.take_commands();
+    assert_eq!(patched(&cmds), ["web-1"]);
+    assert!(gate_patches(&cmds).is_empty(), "{cmds:?}");
+
+    // Patched, new image running and ready, gate still False: set it True.
+    let done = pod(1)
+        .at("web-v2", "app:v2")
+        .state(&State {
+            revision: "web-v2".into(),
+            phase: "Patched".into(),
+            since_ms: now - 10,
+        })
+        .gated(Some("False"));
+    let mut h = host(sts.clone(), false, vec![pod(0).gated(Some("True")), done]);
+    run(&mut h);
+    let cmds = h.take_commands();
+    assert_eq!(
+        gate_patches(&cmds),
+        [("web-1".to_owned(), "True".to_owned())]
+    );
+    // Patched but the new container is not up yet: the gate stays False.
+    let starting = pod(1)
+        .at("web-v2", "app:v2")
+        .waiting("ContainerCreating")
+        .gated(Some("False"));
+    let mut h = host(sts, false, vec![pod(0).gated(Some("True")), starting]);
+    run(&mut h);
+    assert!(gate_patches(&h.take_commands()).is_empty());
+}
+
+#[test]
+fn a_gate_condition_is_appended_guarded_by_the_list_it_was_read_from() {
+    let p = pod(1).gated(None).build();
+    let patch = gate_patch(&p, true, "2026-01-01T00:00:00Z").expect("conditions exist");
+    assert_eq!(patch[0]["op"], "test");
+    assert_eq!(patch[0]["path"], "/status/conditions");
+    assert_eq!(patch[0]["value"], p["status"]["conditions"]);
+    assert_eq!(patch[1]["path"], "/status/conditions/-");
+    let p = pod(1).gated(Some("True")).build();
+    let patch = gate_patch(&p, false, "2026-01-01T00:00:00Z").expect("conditions exist");
+    assert_eq!(patch[0]["path"], "/status/conditions/1/type");
+    assert_eq!(patch[1]["path"], "/status/conditions/1");
+    assert_eq!(patch[1]["value"]["status"], "False");
+    let mut bare = pod(1).gated(None).build();
+    bare["status"] = json!({});
+    assert_eq!(gate_patch(&bare, true, "t"), None);
+}
+
+#[test]
+fn new_gated_pods_are_let_into_service() {
+    // A pod the StatefulSet controller created at the target revision: no condition yet.
+    let sts = sts(1).build();
+    let fresh = pod(0).at("web-v2", "app:v2").gated(None);
+    let mut h = host(sts, false, vec![fresh]);
+    run(&mut h);
+    assert_eq!(
+        gate_patches(&h.take_commands()),
+        [("web-0".to_owned(), "True".to_owned())]
+    );
+}
+
+#[test]
+fn in_place_updates_carry_the_template_labels_and_annotations() {
+    let mut old = template("app:v1", "a");
+    old["metadata"]["labels"]["track"] = json!("old");
+    old["metadata"]["annotations"] = json!({"note": "v1"});
+    let mut new = template("app:v2", "a");
+    new["metadata"]["labels"]["tier"] = json!("web");
+    new["metadata"]["annotations"] = json!({"note": "v2"});
+    let mut h = Host::new()
+        .with_object(sts(1).build())
+        .with_object(revision("web-v1", &old))
+        .with_object(revision("web-v2", &new));
+    let mut p = pod(0).build();
+    p["metadata"]["labels"]["track"] = json!("old");
+    p["metadata"]["annotations"]["note"] = json!("v1");
+    h.insert(p);
+    run(&mut h);
+    let cmds = h.take_commands();
+    let ops: Vec<Value> = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::JsonPatch { patch, .. } if patch.contains("app:v2") => {
+                serde_json::from_str(patch).ok()
+            }
+            _ => None,
+        })
+        .expect("an in-place patch");
+    let has = |op: &str, path: &str| ops.iter().any(|o| o["op"] == op && o["path"] == path);
+    assert!(has("add", "/metadata/labels/tier"), "{ops:?}");
+    assert!(has("remove", "/metadata/labels/track"), "{ops:?}");
+    assert!(has("add", "/metadata/annotations/note"), "{ops:?}");
+    assert!(
+        !has("add", "/metadata/labels/app"),
+        "unchanged labels are left: {ops:?}"
+    );
+}
+
+#[test]
+fn an_update_that_does_not_come_up_in_time_counts_as_failed() {
+    let sts = sts(2)
+        .annotate(params::UPDATE_TIMEOUT, "30")
+        .annotate(params::MAX_UNAVAILABLE, "2")
+        .build();
+    let now = Host::new().enter(bosun_sdk::clock::now_ms);
+    // Patched 60s ago, container running the new image but never ready.
+    let stuck = |since_ms| {
+        pod(1).at("web-v2", "app:v2").not_ready().state(&State {
+            revision: "web-v2".into(),
+            phase: "Patched".into(),
+            since_ms,
+        })
+    };
+    let mut h = host(sts.clone(), false, vec![pod(0), stuck(now - 60_000)]);
+    run(&mut h);
+    let cmds = h.take_commands();
+    let s = status(&cmds).expect("status");
+    assert_eq!(s.failed, 1);
+    assert!(s.paused.is_some_and(|r| r.contains("1 pods failed")));
+    assert!(patched(&cmds).is_empty());
+    // Patched 10s ago: still within the timeout, the release goes on.
+    let mut h = host(sts, false, vec![pod(0), stuck(now - 10_000)]);
+    run(&mut h);
+    let cmds = h.take_commands();
+    assert_eq!(status(&cmds).map(|s| s.failed), Some(0));
+    assert_eq!(patched(&cmds), ["web-0"]);
 }
 
 #[test]

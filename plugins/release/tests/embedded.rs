@@ -254,6 +254,120 @@ async fn an_image_change_updates_every_pod_in_place_within_max_unavailable() {
     env.cluster.shutdown().await;
 }
 
+const GATE: &str = "release.bosun.dev/InPlaceReady";
+const GRACE: &str = "release.bosun.dev/grace-period-seconds";
+
+fn gate(p: &Pod) -> Option<String> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == GATE)
+        .map(|c| c.status.clone())
+}
+
+fn labels(p: &Pod) -> BTreeMap<String, String> {
+    p.metadata.labels.clone().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readiness_gate_keeps_a_pod_out_of_service_while_it_is_updated_in_place() {
+    let env = env().await;
+    let _rt = runtime(&env, "rt").await;
+    let sts: StatefulSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "gated", "namespace": "default", "annotations": {
+            STRATEGY: "InPlaceIfPossible", MAX_UNAVAILABLE: "2", GRACE: "1"}},
+        "spec": {
+            "replicas": 4, "serviceName": "gated", "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {"app": "gated"}},
+            "updateStrategy": {"type": "OnDelete"},
+            "template": {
+                "metadata": {"labels": {"app": "gated", "track": "v1"}},
+                "spec": {"containers": [{"name": "app", "image": "app:v1"}],
+                         "readinessGates": [{"conditionType": GATE}]}
+            }
+        }
+    }))
+    .expect("statefulset");
+    sts_api(&env)
+        .create(&PostParams::default(), &sts)
+        .await
+        .expect("create statefulset");
+    // The kubelet keeps a gated pod un-Ready until someone sets the gate: the plugin does.
+    eventually("every gated pod Ready", Duration::from_secs(30), || async {
+        let pods = pods(&env, "gated").await;
+        pods.len() == 4
+            && pods
+                .values()
+                .all(|p| ready(p) && gate(p).as_deref() == Some("True"))
+    })
+    .await;
+    let before = pods(&env, "gated").await;
+    let patch = json!({"spec": {"template": {
+        "metadata": {"labels": {"app": "gated", "track": "v2"}},
+        "spec": {"containers": [{"name": "app", "image": "app:v2"}]}}}});
+    patch_sts(&env, "gated", patch).await;
+
+    // Sample: a pod is never Ready while its update is under way, and each is seen out of
+    // service (gate False, not Ready) before its images change.
+    let started = Instant::now();
+    let mut out_before_patch = std::collections::BTreeSet::new();
+    let mut samples = 0;
+    loop {
+        let now = pods(&env, "gated").await;
+        samples += 1;
+        for (i, p) in &now {
+            // Between the image patch and the kubelet restarting the container, the
+            // status still shows the old container ready: only the gate keeps it out.
+            let updating = image(p) != running_image(p);
+            assert!(
+                !(updating && ready(p)),
+                "pod {i} is Ready while updated in place: spec {} runs {} gate {:?}",
+                image(p),
+                running_image(p),
+                gate(p)
+            );
+            if image(p) == "app:v1" && gate(p).as_deref() == Some("False") && !ready(p) {
+                out_before_patch.insert(*i);
+            }
+        }
+        let done = now.len() == 4
+            && now.values().all(|p| {
+                ready(p) && running_image(p) == "app:v2" && gate(p).as_deref() == Some("True")
+            });
+        if done {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "release did not converge: {:?}",
+            now.values()
+                .map(|p| (image(p), running_image(p), ready(p), gate(p)))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(samples > 10, "sampled {samples} times");
+    assert_eq!(
+        out_before_patch.len(),
+        4,
+        "every pod was seen out of service before its images changed: {out_before_patch:?}"
+    );
+    for (i, p) in pods(&env, "gated").await {
+        let old = &before[&i];
+        assert_eq!(uid(&p), uid(old), "pod {i} kept its uid");
+        assert_eq!(restarts(&p), restarts(old) + 1, "pod {i} restarted once");
+        assert_eq!(
+            labels(&p).get("track").map(String::as_str),
+            Some("v2"),
+            "pod {i} carries the template's labels"
+        );
+    }
+    env.cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_and_pause_hold_pods_until_resumed() {
     let env = env().await;
