@@ -58,6 +58,12 @@ type TestHost struct {
 	Commands []Command
 	Logs     []LogLine
 	NowMs    uint64
+	// Pod is the pod a pod-agent plugin runs in.
+	Pod PodInfo
+	// HTTP answers the app's HTTP; nil refuses every connection.
+	HTTP HTTPHandler
+	// Files is the shared directory, by relative path.
+	Files map[string][]byte
 }
 
 var testHost *TestHost
@@ -66,7 +72,7 @@ func init() { NewTestHost() }
 
 // NewTestHost makes an empty host and makes it the current one.
 func NewTestHost() *TestHost {
-	h := &TestHost{objects: map[ObjectRef]string{}, state: map[string][]byte{}}
+	h := &TestHost{objects: map[ObjectRef]string{}, state: map[string][]byte{}, Files: map[string][]byte{}}
 	testHost = h
 	return h
 }

@@ -1,6 +1,7 @@
 //go:build wasip1
 
-// Canonical-ABI glue for the controller world, written by hand.
+// Canonical-ABI glue shared by every world, written by hand (each world's own part is
+// in world_*_wasip1.go).
 //
 // Two rules keep it alive under the Go runtime (see the package README):
 //  1. cabi_realloc never allocates on the Go heap: a heap allocation may start a GC
@@ -110,6 +111,7 @@ func copyBytes(dst, src, n uintptr) {
 // --- memory helpers -------------------------------------------------------------------
 
 func load8(p uint32) uint8     { return *(*uint8)(unsafe.Pointer(uintptr(p))) }
+func load16(p uint32) uint16   { return *(*uint16)(unsafe.Pointer(uintptr(p))) }
 func load32(p uint32) uint32   { return *(*uint32)(unsafe.Pointer(uintptr(p))) }
 func load64(p uint32) uint64   { return *(*uint64)(unsafe.Pointer(uintptr(p))) }
 func store8(p uint32, v uint8) { *(*uint8)(unsafe.Pointer(uintptr(p))) = v }
@@ -169,9 +171,9 @@ func arenaString(s string) (uint32, uint32) {
 	return uint32(p), uint32(len(s))
 }
 
-// retArea receives an import's results (at most 16 bytes, 8-aligned). Package data,
-// not Go heap.
-var retArea [4]uint64
+// retArea receives an import's results (at most 40 bytes, pod-info; 8-aligned).
+// Package data, not Go heap.
+var retArea [6]uint64
 
 func ret() uint32 { return uint32(uintptr(unsafe.Pointer(&retArea))) }
 

@@ -1,8 +1,8 @@
-//go:build wasip1 && !bosun_admission
+//go:build wasip1 && !bosun_admission && !bosun_podagent
 
 // The controller world's own glue: the command pipe and the reconcile export. Built
-// unless the tag bosun_admission is set (`bosun plugin build` sets it for a plugin that
-// calls ExportAdmission): a component implements one world, and Go links every
+// unless the tag bosun_admission or bosun_podagent is set (`bosun plugin build` sets it
+// for a plugin that calls ExportAdmission or ExportPodAgent): a component implements one world, and Go links every
 // //go:wasmexport of a package it builds.
 
 package bosun

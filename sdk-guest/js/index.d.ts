@@ -1,61 +1,8 @@
-// Types of the Bosun JavaScript guest SDK (index.js). Same shape as the Rust SDK.
+// Types of the Bosun JavaScript guest SDK, controller world (index.js). Same shape as the
+// Rust SDK. The admission and pod-agent worlds: admission.d.ts, pod-agent.d.ts.
+import type { CacheContext, EventKindName, EventTypeName, Metadata, ObjectRef, RefLike, TaintEffectName, VerdictName } from './common';
 
-export type VerbName = 'read' | 'apply' | 'patch' | 'delete' | 'evict' | 'cordon' | 'record-event' | 'pod-command';
-export declare const Verb: {
-  readonly Read: 'read'; readonly Apply: 'apply'; readonly Patch: 'patch'; readonly Delete: 'delete';
-  readonly Evict: 'evict'; readonly Cordon: 'cordon'; readonly RecordEvent: 'record-event';
-  readonly PodCommand: 'pod-command';
-};
-export type EventKindName = 'added' | 'modified' | 'deleted' | 'resync' | 'requeued';
-export declare const EventKind: {
-  readonly Added: 'added'; readonly Modified: 'modified'; readonly Deleted: 'deleted';
-  readonly Resync: 'resync'; readonly Requeued: 'requeued';
-};
-export type TaintEffectName = 'no-schedule' | 'prefer-no-schedule' | 'no-execute';
-export declare const TaintEffect: {
-  readonly NoSchedule: 'no-schedule'; readonly PreferNoSchedule: 'prefer-no-schedule'; readonly NoExecute: 'no-execute';
-};
-export type EventTypeName = 'normal' | 'warning';
-export declare const EventType: { readonly Normal: 'normal'; readonly Warning: 'warning' };
-export type VerdictName = 'pending' | 'executed' | 'dry-run' | 'refused' | 'failed';
-
-/** One Kubernetes object, named the way the API names it. */
-export declare class ObjectRef {
-  constructor(apiVersion: string, kind: string, name?: string, namespace?: string | null);
-  readonly apiVersion: string;
-  readonly kind: string;
-  readonly namespace: string | null;
-  readonly name: string;
-  namespaced(namespace: string): ObjectRef;
-  named(name: string): ObjectRef;
-  static of(object: unknown): ObjectRef;
-  static from(ref: { apiVersion: string; kind: string; name: string; namespace?: string | null }): ObjectRef;
-  /** `v1/Pod default/web-0`, or `v1/Node node-1`. */
-  toString(): string;
-}
-
-export type RefLike = ObjectRef | { apiVersion: string; kind: string; name: string; namespace?: string | null };
-
-/** A plugin's error: its message is what the host sees. */
-export declare class BosunError extends Error {}
-/** The host refused a command at once (`message` is `command refused: <reason>`). */
-export declare class Refused extends BosunError {
-  readonly reason: string;
-}
-
-export declare class Subscription {
-  constructor(apiVersion: string, kind: string);
-  inNamespace(namespace: string): this;
-  selector(labelSelector: string): this;
-}
-
-export declare class Metadata {
-  constructor(name: string, version: string);
-  description(description: string): this;
-  subscribe(apiVersion: string, kind: string): this;
-  subscription(subscription: Subscription): this;
-  permit(apiVersion: string, kind: string, verbs: VerbName[]): this;
-}
+export * from './common';
 
 /** An opaque command; build with `Command.*`, submit with `ctx.submit`. */
 export interface CommandValue { readonly tag: string; readonly val: unknown }
@@ -89,33 +36,11 @@ export declare class Request {
   isDeleted(): boolean;
 }
 
-export declare class Context {
-  get(target: RefLike): any | null;
-  getRaw(target: RefLike): string | null;
-  list(apiVersion: string, kind: string, namespace?: string | null, selector?: string | null): any[];
-  listRaw(apiVersion: string, kind: string, namespace?: string | null, selector?: string | null): string[];
-  stateGet(key: string): Uint8Array | null;
-  stateSet(key: string, value: Uint8Array | string): void;
-  stateDelete(key: string): void;
+/** The cache, state, the command pipe, the log and the clock. */
+export declare class Context extends CacheContext {
   /** Returns the command's id; throws `Refused`. */
   submit(command: CommandValue): number;
-  trace(message: string): void;
-  debug(message: string): void;
-  info(message: string): void;
-  warn(message: string): void;
-  error(message: string): void;
-  nowMs(): number;
-  nowRfc3339(): string;
 }
-
-export declare const Log: {
-  log(level: 'trace' | 'debug' | 'info' | 'warn' | 'error', message: string): void;
-  trace(message: string): void;
-  debug(message: string): void;
-  info(message: string): void;
-  warn(message: string): void;
-  error(message: string): void;
-};
 
 export interface Controller {
   metadata(): Metadata;
@@ -127,6 +52,3 @@ export interface Controller {
 
 /** Makes `plugin` the component's controller. */
 export declare function exportController(plugin: Controller): void;
-export declare function parseConfig(config: string): any;
-export declare function utf8Encode(text: string): Uint8Array;
-export declare function utf8Decode(bytes: Uint8Array): string;

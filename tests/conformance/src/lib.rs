@@ -2,7 +2,8 @@
 //! runs one case (cache, object, events, config) through bosun-host, returning what the
 //! plugin did as JSON (status, outcome or error, commands, logs).
 //!
-//! The specification is data: `cases.json`, described in `README.md`.
+//! The specification is data: `cases.json` (controllers) and `pod_cases.json` (pod
+//! agents, see [`pod`]), described in `README.md`.
 #![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ use bosun_host::contract::{CommandOutcome, EventKind, ObjectRef, ReconcileReques
 use bosun_host::host::{cache, clock, commands, log};
 use bosun_host::{Engine, Revision, Services, Source, Spec, Strategy};
 use serde_json::{Value, json};
+
+pub mod pod;
 
 /// A guest language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -151,7 +154,7 @@ pub struct Case {
     pub expect: Value,
 }
 
-fn empty_object() -> Value {
+pub(crate) fn empty_object() -> Value {
     json!({})
 }
 

@@ -1,5 +1,6 @@
-//! The Go SDK's admission world through bosun-host: `review` allows with a JSON patch or
-//! denies, and reads the cache on the way.
+//! The admission world of the Go and JavaScript SDKs through bosun-host: the same plugin
+//! in each (`plugins/go-admission`, `plugins/js-admission`) allows with a JSON patch or
+//! denies, and reads the cache on the way, with identical answers.
 
 use std::sync::Arc;
 
@@ -20,7 +21,16 @@ fn review(labels: Value) -> String {
 
 #[test]
 fn go_admission_allows_with_a_patch_or_denies() {
-    let wasm = bosun_cli::plugin::build_with(&crate_dir().join("plugins/go-admission"), false)
+    allows_with_a_patch_or_denies("go-admission");
+}
+
+#[test]
+fn js_admission_allows_with_a_patch_or_denies() {
+    allows_with_a_patch_or_denies("js-admission");
+}
+
+fn allows_with_a_patch_or_denies(plugin: &str) {
+    let wasm = bosun_cli::plugin::build_with(&crate_dir().join("plugins").join(plugin), false)
         .unwrap_or_else(|e| panic!("{e:#}"));
     let mut objects = bosun_cli::offline::OfflineCache::default();
     objects
@@ -39,6 +49,7 @@ fn go_admission_allows_with_a_patch_or_denies() {
     let source = Source::file(&wasm).expect("read");
     let revision = Revision::load(&engine, &source, Spec::new(services)).expect("load");
     assert_eq!(revision.info().world, World::Admission);
+    assert_eq!(revision.name(), plugin);
 
     let allowed: Value = serde_json::from_str(
         &revision
@@ -68,5 +79,9 @@ fn go_admission_allows_with_a_patch_or_denies() {
         lines,
         ["review web-0 in shop (namespace cached: true)"; 2].to_vec()
     );
-    assert!(revision.review("{not json").is_err());
+    let err = revision.review("{not json").expect_err("not JSON");
+    assert!(
+        err.to_string().contains("invalid AdmissionReview JSON"),
+        "{err}"
+    );
 }

@@ -203,9 +203,12 @@ fn build_go(dir: &Path, verbose: bool) -> anyhow::Result<PathBuf> {
         eprintln!("building {} (go {}, wasip1)…", dir.display(), go.display());
     }
     // A Go package links every //go:wasmexport it builds, so the SDK keeps each world's
-    // exports behind a build tag: an admission plugin is built with `bosun_admission`.
+    // exports behind a build tag: an admission plugin is built with `bosun_admission`,
+    // a pod-agent plugin with `bosun_podagent`.
     let tags = if go_calls(dir, "ExportAdmission(")? {
         "-tags=bosun_admission"
+    } else if go_calls(dir, "ExportPodAgent(")? {
+        "-tags=bosun_podagent"
     } else {
         "-tags="
     };

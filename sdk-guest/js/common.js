@@ -1,0 +1,181 @@
+// Bosun JavaScript guest SDK: what every world shares (metadata, object references,
+// errors, the log, the clock, UTF-8, config). The world modules re-export all of it:
+// `@bosun/sdk` (controller), `@bosun/sdk/admission`, `@bosun/sdk/pod-agent`.
+// Imports only the interfaces every world has: log and clock.
+import log from 'bosun:operator/log@0.1.0';
+import clock from 'bosun:operator/clock@0.1.0';
+
+/** Verbs a plugin may be granted on a kind. */
+export const Verb = Object.freeze({
+  Read: 'read', Apply: 'apply', Patch: 'patch', Delete: 'delete', Evict: 'evict',
+  Cordon: 'cordon', RecordEvent: 'record-event', PodCommand: 'pod-command',
+});
+
+/** Event kinds of a request. */
+export const EventKind = Object.freeze({
+  Added: 'added', Modified: 'modified', Deleted: 'deleted', Resync: 'resync', Requeued: 'requeued',
+});
+
+/** Effects of a node taint. */
+export const TaintEffect = Object.freeze({
+  NoSchedule: 'no-schedule', PreferNoSchedule: 'prefer-no-schedule', NoExecute: 'no-execute',
+});
+
+/** Types of a Kubernetes Event. */
+export const EventType = Object.freeze({ Normal: 'normal', Warning: 'warning' });
+
+/** One Kubernetes object, named the way the API names it. */
+export class ObjectRef {
+  constructor(apiVersion, kind, name = '', namespace = null) {
+    this.apiVersion = apiVersion;
+    this.kind = kind;
+    this.namespace = namespace || null;
+    this.name = name;
+  }
+  /** This reference in namespace `ns`. */
+  namespaced(ns) { return new ObjectRef(this.apiVersion, this.kind, this.name, ns); }
+  /** This reference with name `name`. */
+  named(name) { return new ObjectRef(this.apiVersion, this.kind, name, this.namespace); }
+  /** The reference of an object (apiVersion, kind, metadata.namespace, metadata.name). */
+  static of(object) {
+    const m = object?.metadata ?? {};
+    if (!object?.apiVersion || !object?.kind || !m.name) {
+      throw new BosunError('an object needs apiVersion, kind and metadata.name');
+    }
+    return new ObjectRef(object.apiVersion, object.kind, m.name, m.namespace);
+  }
+  static from(r) { return r instanceof ObjectRef ? r : new ObjectRef(r.apiVersion, r.kind, r.name, r.namespace); }
+  /** `v1/Pod default/web-0`, or `v1/Node node-1` when cluster-scoped. */
+  toString() {
+    return `${this.apiVersion}/${this.kind} ${this.namespace ? this.namespace + '/' : ''}${this.name}`;
+  }
+  toWit() {
+    return { apiVersion: this.apiVersion, kind: this.kind, namespace: this.namespace ?? null, name: this.name };
+  }
+}
+
+/** A plugin's error: its message is what the host sees. */
+export class BosunError extends Error {}
+
+/** The host refused a command at once. */
+export class Refused extends BosunError {
+  constructor(reason) { super(`command refused: ${reason}`); this.reason = reason; }
+}
+
+/** Which objects a plugin wants to be called for. */
+export class Subscription {
+  constructor(apiVersion, kind) {
+    this.apiVersion = apiVersion; this.kind = kind; this.namespace = null; this.labelSelector = null;
+  }
+  inNamespace(ns) { this.namespace = ns; return this; }
+  selector(s) { this.labelSelector = s; return this; }
+}
+
+/** What a plugin says about itself. */
+export class Metadata {
+  constructor(name, version) {
+    this.name = name; this.version = version; this.desc = '';
+    this.subscriptions = []; this.permissions = [];
+  }
+  description(d) { this.desc = d; return this; }
+  subscribe(apiVersion, kind) { return this.subscription(new Subscription(apiVersion, kind)); }
+  subscription(s) { this.subscriptions.push(s); return this; }
+  permit(apiVersion, kind, verbs) { this.permissions.push({ apiVersion, kind, verbs: [...verbs] }); return this; }
+  toWit() {
+    return {
+      name: this.name, version: this.version, description: this.desc,
+      subscriptions: this.subscriptions.map((s) => ({
+        apiVersion: s.apiVersion, kind: s.kind, namespace: s.namespace ?? null, labelSelector: s.labelSelector ?? null,
+      })),
+      permissions: this.permissions,
+    };
+  }
+}
+
+/** UTF-8 bytes of a string (QuickJS has no TextEncoder). */
+export function utf8Encode(str) {
+  const out = [];
+  for (const ch of str) {
+    let c = ch.codePointAt(0);
+    if (c < 0x80) out.push(c);
+    else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 63));
+    else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+    else out.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+  }
+  return new Uint8Array(out);
+}
+
+/** The string of UTF-8 bytes (invalid sequences become U+FFFD). */
+export function utf8Decode(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; ) {
+    const b = bytes[i];
+    const n = b < 0x80 ? 1 : b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 0;
+    if (n === 0 || i + n > bytes.length) { s += '\ufffd'; i += 1; continue; }
+    let c = n === 1 ? b : b & (0xff >> (n + 1));
+    for (let k = 1; k < n; k++) c = (c << 6) | (bytes[i + k] & 63);
+    s += String.fromCodePoint(c);
+    i += n;
+  }
+  return s;
+}
+
+/** The message of a thrown value (an Error, a WIT error payload, anything). */
+export const message = (e) => (e instanceof Error ? e.message : String(e?.payload ?? e));
+
+/** Logging into the host's log. */
+export const Log = Object.freeze({
+  log: (level, msg) => log.log(level, String(msg)),
+  trace: (m) => log.log('trace', String(m)),
+  debug: (m) => log.log('debug', String(m)),
+  info: (m) => log.log('info', String(m)),
+  warn: (m) => log.log('warn', String(m)),
+  error: (m) => log.log('error', String(m)),
+});
+
+/** The host's clock. */
+export const Clock = Object.freeze({
+  /** Wall-clock milliseconds since the Unix epoch. */
+  nowMs: () => Number(clock.nowMs()),
+  /** RFC 3339 with seconds precision. */
+  nowRfc3339: () => clock.nowRfc3339(),
+});
+
+/** Logging and the clock, as every world's context has them. */
+export class BaseContext {
+  trace(m) { Log.trace(m); }
+  debug(m) { Log.debug(m); }
+  info(m) { Log.info(m); }
+  warn(m) { Log.warn(m); }
+  error(m) { Log.error(m); }
+  /** Wall-clock milliseconds since the Unix epoch (the host's clock). */
+  nowMs() { return Clock.nowMs(); }
+  /** RFC 3339 with seconds precision. */
+  nowRfc3339() { return Clock.nowRfc3339(); }
+}
+
+/** Parses the JSON config ('' or '{}' → {}); errors read "invalid config: ...". */
+export function parseConfig(config) {
+  if (!config) return {};
+  try {
+    return JSON.parse(config);
+  } catch (e) {
+    throw new BosunError(`invalid config: ${message(e)}`);
+  }
+}
+
+/** The metadata export: `plugin.metadata()` as the WIT record. */
+export function metadataOf(plugin) {
+  if (!plugin) throw 'the plugin did not call its world\'s export function (e.g. exportController)';
+  return plugin.metadata().toWit();
+}
+
+/** The init export: runs `plugin.init(config)`, turning a throw into the WIT error. */
+export function initOf(plugin, config) {
+  if (!plugin) throw 'the plugin did not call its world\'s export function (e.g. exportController)';
+  try {
+    plugin.init?.(config);
+  } catch (e) {
+    throw message(e);
+  }
+}
