@@ -6,6 +6,11 @@
 //! record of what it admitted ([`Budget::admitted`]) and counts those objects as already
 //! disrupted until the cache shows the change, the executor reports it
 //! ([`Budget::settle`]), or [`IN_FLIGHT_TTL`] passes.
+//!
+//! What disrupts a pod: an eviction, a deletion, a patch that changes its containers'
+//! images (the kubelet restarts them in place, see [`disruption`]), and a status patch
+//! that sets one of its readiness-gate conditions False (it leaves the endpoints). So a
+//! release updating pods in place and a remediation plugin evicting them share one budget.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -155,22 +160,85 @@ impl<'de> Deserialize<'de> for Limit {
     }
 }
 
+/// Until when an admitted disruption counts, besides [`IN_FLIGHT_TTL`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Until {
+    /// Only the TTL (or [`Budget::settle`]) ends it.
+    Ttl,
+    /// The cached pod reports these containers (name, image) running: from then on its
+    /// own readiness tells whether it is available.
+    Images(ObjectRef, Vec<(String, String)>),
+    /// The cached pod shows itself not Ready.
+    Unready(ObjectRef),
+}
+
+impl Until {
+    /// Whether the cache shows the disruption, so it no longer needs counting.
+    fn shown(&self, view: &dyn View) -> bool {
+        let pod = |r: &ObjectRef| -> Option<serde_json::Value> {
+            serde_json::from_str(&view.get(r)?).ok()
+        };
+        match self {
+            Until::Ttl => false,
+            Until::Images(r, images) => pod(r).is_some_and(|p| {
+                images.iter().all(|(name, image)| {
+                    status_images(&p)
+                        .iter()
+                        .any(|(n, i)| n == name && same_image(i, image))
+                })
+            }),
+            Until::Unready(r) => pod(r)
+                .is_some_and(|p| !serde_json::from_value::<PodDoc>(p).is_ok_and(|d| d.ready())),
+        }
+    }
+}
+
+/// The (name, image) of each container status of a pod.
+fn status_images(pod: &serde_json::Value) -> Vec<(String, String)> {
+    pod.pointer("/status/containerStatuses")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let s = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+            (s("name"), s("image"))
+        })
+        .collect()
+}
+
+/// Image references equal up to what container runtimes add when they report them
+/// (`docker.io/library/nginx:1.28` for `nginx:1.28`).
+fn same_image(a: &str, b: &str) -> bool {
+    fn short(i: &str) -> &str {
+        let i = i.strip_prefix("docker.io/").unwrap_or(i);
+        i.strip_prefix("library/").unwrap_or(i)
+    }
+    short(a) == short(b)
+}
+
 /// Objects admitted for a disruption, by key, with when they were admitted.
 #[derive(Debug, Default)]
 struct InFlight {
-    entries: Mutex<HashMap<String, Instant>>,
+    entries: Mutex<HashMap<String, (Instant, Until)>>,
 }
 
 impl InFlight {
-    fn live(&self, now: Instant) -> BTreeSet<String> {
+    /// The keys of the disruptions still counted: not expired, not shown by the cache.
+    fn live(&self, now: Instant, view: &dyn View) -> BTreeSet<String> {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.retain(|_, at| now.saturating_duration_since(*at) < IN_FLIGHT_TTL);
+        entries.retain(|_, (at, until)| {
+            now.saturating_duration_since(*at) < IN_FLIGHT_TTL && !until.shown(view)
+        });
         entries.keys().cloned().collect()
     }
 
     fn insert(&self, key: String, now: Instant) {
+        self.insert_until(key, now, Until::Ttl);
+    }
+
+    fn insert_until(&self, key: String, now: Instant, until: Until) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.insert(key, now);
+        entries.insert(key, (now, until));
     }
 
     fn remove(&self, key: &str) {
@@ -250,7 +318,7 @@ impl Budget for MaxCordonedNodes {
         let Some(target) = Self::target(cmd) else {
             return Ok(());
         };
-        let mut out = self.in_flight.live(now);
+        let mut out = self.in_flight.live(now, view);
         for json in view.list("v1", "Node") {
             if let Ok(node) = serde_json::from_str::<NodeDoc>(&json)
                 && node.spec.unschedulable
@@ -291,16 +359,205 @@ impl Budget for MaxCordonedNodes {
 
 // ---- pods ---------------------------------------------------------------------------
 
-/// The pod an eviction or a pod deletion takes out of service.
-fn disrupted_pod(cmd: &Command) -> Option<&ObjectRef> {
+/// A command that takes a pod out of service.
+#[derive(Debug)]
+struct Disruption<'c> {
+    /// The pod.
+    target: &'c ObjectRef,
+    /// Until when it counts once admitted.
+    until: Until,
+    /// `evicting`, `deleting`, ... (for messages).
+    verb: &'static str,
+}
+
+fn is_pod(r: &ObjectRef) -> bool {
+    r.kind == "Pod" && r.api_version == "v1" && r.namespace.is_some()
+}
+
+/// The pod `cmd` takes out of service, if it does: an eviction, a deletion, a patch that
+/// changes a container's image (judged against the cached pod), or a status patch that
+/// sets a condition the pod declares as a readiness gate to False.
+fn disruption<'c>(cmd: &'c Command, view: &dyn View) -> Option<Disruption<'c>> {
     match cmd {
-        Command::Evict(r) | Command::Delete(r)
-            if r.kind == "Pod" && r.api_version == "v1" && r.namespace.is_some() =>
-        {
-            Some(r)
+        Command::Evict(r) | Command::Delete(r) if is_pod(r) => Some(Disruption {
+            target: r,
+            until: Until::Ttl,
+            verb: if matches!(cmd, Command::Delete(_)) {
+                "deleting"
+            } else {
+                "evicting"
+            },
+        }),
+        Command::MergePatch(p) | Command::JsonPatch(p) if is_pod(&p.target) => {
+            let pod: serde_json::Value = serde_json::from_str(&view.get(&p.target)?).ok()?;
+            let patch: serde_json::Value = serde_json::from_str(&p.patch).ok()?;
+            let json = matches!(cmd, Command::JsonPatch(_));
+            let images = if json {
+                json_patch_images(&pod, &patch)
+            } else {
+                merge_patch_images(&pod, &patch)
+            };
+            if !images.is_empty() {
+                return Some(Disruption {
+                    target: &p.target,
+                    until: Until::Images(p.target.clone(), images),
+                    verb: "patching the images of",
+                });
+            }
+            let gates_off = if json {
+                json_patch_gates_off(&pod, &patch)
+            } else {
+                merge_patch_gates_off(&pod, &patch)
+            };
+            gates_off.then(|| Disruption {
+                target: &p.target,
+                until: Until::Unready(p.target.clone()),
+                verb: "setting a readiness gate False on",
+            })
         }
         _ => None,
     }
+}
+
+/// The (name, image) of each container in the pod's spec.
+fn spec_images(pod: &serde_json::Value) -> Vec<(String, String)> {
+    pod.pointer("/spec/containers")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(container_image)
+        .collect()
+}
+
+fn container_image(c: &serde_json::Value) -> (String, String) {
+    let s = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    (s("name"), s("image"))
+}
+
+/// The containers (name, new image) of `list` whose image differs from the pod's spec.
+fn changed(pod: &serde_json::Value, list: &[serde_json::Value]) -> Vec<(String, String)> {
+    let have = spec_images(pod);
+    list.iter()
+        .map(container_image)
+        .filter(|(name, image)| {
+            !image.is_empty() && !have.iter().any(|(n, i)| n == name && i == image)
+        })
+        .collect()
+}
+
+/// Images a merge patch changes: it replaces `spec.containers` whole.
+fn merge_patch_images(pod: &serde_json::Value, patch: &serde_json::Value) -> Vec<(String, String)> {
+    patch
+        .pointer("/spec/containers")
+        .and_then(serde_json::Value::as_array)
+        .map(|list| changed(pod, list))
+        .unwrap_or_default()
+}
+
+/// Images a JSON patch changes: `add`/`replace` of `/spec/containers`,
+/// `/spec/containers/N` or `/spec/containers/N/image`.
+fn json_patch_images(pod: &serde_json::Value, patch: &serde_json::Value) -> Vec<(String, String)> {
+    let have = spec_images(pod);
+    let mut out = Vec::new();
+    for op in patch.as_array().into_iter().flatten() {
+        if !matches!(op["op"].as_str(), Some("add" | "replace")) {
+            continue;
+        }
+        let Some(rest) = op["path"]
+            .as_str()
+            .and_then(|p| p.strip_prefix("/spec/containers"))
+        else {
+            continue;
+        };
+        let value = &op["value"];
+        let parts: Vec<&str> = rest.split('/').skip(1).collect();
+        match parts.as_slice() {
+            [] => {
+                if let Some(list) = value.as_array() {
+                    out.extend(changed(pod, list));
+                }
+            }
+            [_] => out.extend(changed(pod, std::slice::from_ref(value))),
+            [index, "image"] => {
+                let image = value.as_str().unwrap_or("");
+                let name = index
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| have.get(i))
+                    .filter(|(_, old)| old != image)
+                    .map(|(n, _)| n.clone());
+                if let Some(name) = name {
+                    out.push((name, image.to_owned()));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The condition types the pod declares as readiness gates.
+fn readiness_gates(pod: &serde_json::Value) -> Vec<&str> {
+    pod.pointer("/spec/readinessGates")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.get("conditionType").and_then(|t| t.as_str()))
+        .collect()
+}
+
+/// Whether a condition (JSON) sets one of `gates` False.
+fn gate_off(gates: &[&str], condition: &serde_json::Value) -> bool {
+    condition["status"] == "False"
+        && condition["type"]
+            .as_str()
+            .is_some_and(|t| gates.contains(&t))
+}
+
+fn merge_patch_gates_off(pod: &serde_json::Value, patch: &serde_json::Value) -> bool {
+    let gates = readiness_gates(pod);
+    patch
+        .pointer("/status/conditions")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| gate_off(&gates, c)))
+}
+
+/// `add`/`replace` of `/status/conditions`, `/status/conditions/N` (or `-`), or
+/// `/status/conditions/N/status` where the cached condition N is a gate.
+fn json_patch_gates_off(pod: &serde_json::Value, patch: &serde_json::Value) -> bool {
+    let gates = readiness_gates(pod);
+    let cached = pod
+        .pointer("/status/conditions")
+        .and_then(serde_json::Value::as_array);
+    patch.as_array().into_iter().flatten().any(|op| {
+        if !matches!(op["op"].as_str(), Some("add" | "replace")) {
+            return false;
+        }
+        let Some(rest) = op["path"]
+            .as_str()
+            .and_then(|p| p.strip_prefix("/status/conditions"))
+        else {
+            return false;
+        };
+        let value = &op["value"];
+        let parts: Vec<&str> = rest.split('/').skip(1).collect();
+        match parts.as_slice() {
+            [] => value
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| gate_off(&gates, c))),
+            [_] => gate_off(&gates, value),
+            [index, "status"] => {
+                value == "False"
+                    && index
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|i| cached?.get(i))
+                        .and_then(|c| c["type"].as_str())
+                        .is_some_and(|t| gates.contains(&t))
+            }
+            _ => false,
+        }
+    })
 }
 
 #[derive(Deserialize)]
@@ -390,10 +647,10 @@ impl Health {
         view: &dyn View,
         in_flight: &InFlight,
         now: Instant,
-    ) -> Option<(&'c ObjectRef, Self)> {
-        let target = disrupted_pod(cmd)?;
-        let health = Health::of(target, view, &in_flight.live(now))?;
-        health.target_healthy.then_some((target, health))
+    ) -> Option<(Disruption<'c>, Self)> {
+        let disruption = disruption(cmd, view)?;
+        let health = Health::of(disruption.target, view, &in_flight.live(now, view))?;
+        health.target_healthy.then_some((disruption, health))
     }
 
     /// The health of the workload of `target`; `None` when the pod is not cached or has
@@ -472,7 +729,7 @@ impl Budget for MaxUnavailable {
         view: &dyn View,
         now: Instant,
     ) -> Result<(), String> {
-        let Some((target, health)) = Health::of_disruption(cmd, view, &self.in_flight, now) else {
+        let Some((d, health)) = Health::of_disruption(cmd, view, &self.in_flight, now) else {
             return Ok(());
         };
         let unavailable = health.expected.saturating_sub(health.healthy) + 1;
@@ -483,19 +740,17 @@ impl Budget for MaxUnavailable {
                 Limit::Count(_) => String::new(),
             };
             return Err(format!(
-                "{} {target} would make {unavailable} of {} pods of {} unavailable, \
+                "{} {} would make {unavailable} of {} pods of {} unavailable, \
                  over the limit of {allowed}{percent}",
-                verb(cmd),
-                health.expected,
-                health.workload,
+                d.verb, d.target, health.expected, health.workload,
             ));
         }
         Ok(())
     }
 
-    fn admitted(&self, _plugin: &str, cmd: &Command, _view: &dyn View, now: Instant) {
-        if let Some(target) = disrupted_pod(cmd) {
-            self.in_flight.insert(target.key(), now);
+    fn admitted(&self, _plugin: &str, cmd: &Command, view: &dyn View, now: Instant) {
+        if let Some(d) = disruption(cmd, view) {
+            self.in_flight.insert_until(d.target.key(), now, d.until);
         }
     }
 
@@ -535,7 +790,7 @@ impl Budget for MinHealthyShare {
         view: &dyn View,
         now: Instant,
     ) -> Result<(), String> {
-        let Some((target, health)) = Health::of_disruption(cmd, view, &self.in_flight, now) else {
+        let Some((d, health)) = Health::of_disruption(cmd, view, &self.in_flight, now) else {
             return Ok(());
         };
         if health.expected == 0 {
@@ -545,9 +800,10 @@ impl Budget for MinHealthyShare {
         let share = f64::from(left) / f64::from(health.expected);
         if share < self.ratio {
             return Err(format!(
-                "{} {target} would leave {left} of {} pods of {} healthy ({:.0}%), \
+                "{} {} would leave {left} of {} pods of {} healthy ({:.0}%), \
                  below the minimum of {:.0}%",
-                verb(cmd),
+                d.verb,
+                d.target,
                 health.expected,
                 health.workload,
                 share * 100.0,
@@ -557,21 +813,14 @@ impl Budget for MinHealthyShare {
         Ok(())
     }
 
-    fn admitted(&self, _plugin: &str, cmd: &Command, _view: &dyn View, now: Instant) {
-        if let Some(target) = disrupted_pod(cmd) {
-            self.in_flight.insert(target.key(), now);
+    fn admitted(&self, _plugin: &str, cmd: &Command, view: &dyn View, now: Instant) {
+        if let Some(d) = disruption(cmd, view) {
+            self.in_flight.insert_until(d.target.key(), now, d.until);
         }
     }
 
     fn settle(&self, target: &ObjectRef) {
         self.in_flight.remove(&target.key());
-    }
-}
-
-fn verb(cmd: &Command) -> &'static str {
-    match cmd {
-        Command::Delete(_) => "deleting",
-        _ => "evicting",
     }
 }
 
@@ -658,6 +907,22 @@ pub(crate) mod fixtures {
             self.0["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
             self
         }
+        /// Runs container `app` with `image` (spec and status).
+        pub fn image(mut self, image: &str) -> Self {
+            self.0["spec"]["containers"] = json!([{"name": "app", "image": image}]);
+            self.0["status"]["containerStatuses"] =
+                json!([{"name": "app", "image": image, "ready": true}]);
+            self
+        }
+        /// Declares the readiness gate `example.com/gate`, with the condition at `status`.
+        pub fn gated(mut self, status: &str) -> Self {
+            self.0["spec"]["readinessGates"] = json!([{"conditionType": "example.com/gate"}]);
+            let conditions = self.0["status"]["conditions"]
+                .as_array_mut()
+                .expect("conditions");
+            conditions.push(json!({"type": "example.com/gate", "status": status}));
+            self
+        }
         pub fn build(self) -> Value {
             self.0
         }
@@ -679,6 +944,22 @@ pub(crate) mod fixtures {
         }
         for i in ready..ready + not_ready {
             view = view.with(pod(&format!("web-{i}")).owned_by("web").not_ready().build());
+        }
+        view
+    }
+
+    /// A view with `ready` ready pods and `not_ready` unready pods of ReplicaSet `web`,
+    /// each running `app:v1` and gated by `example.com/gate`.
+    pub fn running_workload(ready: usize, not_ready: usize) -> FakeView {
+        let mut view = FakeView::default();
+        for i in 0..ready + not_ready {
+            let p = pod(&format!("web-{i}")).owned_by("web").image("app:v1");
+            let p = if i < ready {
+                p.gated("True")
+            } else {
+                p.gated("True").not_ready()
+            };
+            view = view.with(p.build());
         }
         view
     }
@@ -817,6 +1098,142 @@ mod tests {
             .check("r", &evict("web-0"), &view, now)
             .expect_err("half is down");
         assert!(err.contains("limit of 2 (50%)"), "{err}");
+    }
+
+    fn merge(name: &str, patch: serde_json::Value) -> Command {
+        Command::MergePatch(bosun_host::contract::Patch {
+            target: pod_ref(name),
+            patch: patch.to_string(),
+        })
+    }
+
+    fn json_patch(name: &str, ops: serde_json::Value) -> Command {
+        Command::JsonPatch(bosun_host::contract::Patch {
+            target: pod_ref(name),
+            patch: ops.to_string(),
+        })
+    }
+
+    fn set_image(name: &str, image: &str) -> Command {
+        json_patch(
+            name,
+            serde_json::json!([{"op": "replace", "path": "/spec/containers/0/image", "value": image}]),
+        )
+    }
+
+    #[test]
+    fn in_place_image_patches_count_against_max_unavailable() {
+        let now = Instant::now();
+        let budget = MaxUnavailable::new(Limit::Count(1));
+        let view = running_workload(3, 1);
+        let err = budget
+            .check("release", &set_image("web-0", "app:v2"), &view, now)
+            .expect_err("one pod is already unavailable");
+        assert!(
+            err.starts_with("patching the images of Pod/default/web-0 would make 2 of 4"),
+            "{err}"
+        );
+        let merge_image = merge(
+            "web-0",
+            serde_json::json!({"spec": {"containers": [{"name": "app", "image": "app:v2"}]}}),
+        );
+        assert!(budget.check("r", &merge_image, &view, now).is_err());
+        // Not a disruption: the same image, a label, another field; or the unready pod.
+        let same = merge(
+            "web-0",
+            serde_json::json!({"spec": {"containers": [{"name": "app", "image": "app:v1"}]}}),
+        );
+        assert!(budget.check("r", &same, &view, now).is_ok());
+        assert!(
+            budget
+                .check("r", &set_image("web-0", "app:v1"), &view, now)
+                .is_ok()
+        );
+        let label = merge(
+            "web-0",
+            serde_json::json!({"metadata": {"labels": {"a": "b"}}}),
+        );
+        assert!(budget.check("r", &label, &view, now).is_ok());
+        assert!(
+            budget
+                .check("r", &set_image("web-3", "app:v2"), &view, now)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_readiness_gate_set_false_counts_against_max_unavailable() {
+        let now = Instant::now();
+        let budget = MaxUnavailable::new(Limit::Count(1));
+        let view = running_workload(3, 1);
+        let gate_off = json_patch(
+            "web-0",
+            serde_json::json!([{"op": "replace", "path": "/status/conditions/1",
+                "value": {"type": "example.com/gate", "status": "False"}}]),
+        );
+        let err = budget
+            .check("r", &gate_off, &view, now)
+            .expect_err("at the limit");
+        assert!(
+            err.starts_with("setting a readiness gate False on"),
+            "{err}"
+        );
+        let by_index = json_patch(
+            "web-0",
+            serde_json::json!([{"op": "replace", "path": "/status/conditions/1/status", "value": "False"}]),
+        );
+        assert!(budget.check("r", &by_index, &view, now).is_err());
+        let merge_off = merge(
+            "web-0",
+            serde_json::json!({"status": {"conditions": [{"type": "example.com/gate", "status": "False"}]}}),
+        );
+        assert!(budget.check("r", &merge_off, &view, now).is_err());
+        // Setting it True, or a condition that is not a gate, disrupts nothing.
+        let gate_on = json_patch(
+            "web-0",
+            serde_json::json!([{"op": "replace", "path": "/status/conditions/1",
+                "value": {"type": "example.com/gate", "status": "True"}}]),
+        );
+        assert!(budget.check("r", &gate_on, &view, now).is_ok());
+        let other = merge(
+            "web-0",
+            serde_json::json!({"status": {"conditions": [{"type": "Other", "status": "False"}]}}),
+        );
+        assert!(budget.check("r", &other, &view, now).is_ok());
+    }
+
+    #[test]
+    fn release_and_remediation_share_the_budget_until_the_cache_shows_the_update() {
+        let now = Instant::now();
+        let budget = MaxUnavailable::new(Limit::Count(1));
+        let view = running_workload(4, 0);
+        // The release patches web-0's image in place; the cache still shows app:v1.
+        let patch = set_image("web-0", "app:v2");
+        assert!(budget.check("release", &patch, &view, now).is_ok());
+        budget.admitted("release", &patch, &view, now);
+        // Remediation may not evict another pod of the workload meanwhile.
+        let err = budget
+            .check("remediation", &evict("web-1"), &view, now)
+            .expect_err("web-0 is being updated");
+        assert!(err.contains("would make 2 of 4"), "{err}");
+        // The cache shows web-0 running app:v2 and Ready: the budget is free again.
+        let mut view = FakeView::default();
+        for i in 1..4 {
+            let p = pod(&format!("web-{i}")).owned_by("web").image("app:v1");
+            view = view.with(p.gated("True").build());
+        }
+        let view = view.with(
+            pod("web-0")
+                .owned_by("web")
+                .image("app:v2")
+                .gated("True")
+                .build(),
+        );
+        assert!(
+            budget
+                .check("remediation", &evict("web-1"), &view, now)
+                .is_ok()
+        );
     }
 
     #[test]
