@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod offline;
 pub mod plugin;
+pub mod release;
 pub mod serve;
 
 /// Bosun: a Kubernetes operator runtime whose operators are WebAssembly components.
@@ -36,6 +37,9 @@ pub enum Command {
     /// Work with plugins offline: build, inspect, test.
     #[command(subcommand)]
     Plugin(plugin::Command),
+    /// In-place releases of StatefulSets by the release plugin.
+    #[command(subcommand)]
+    Release(release::Command),
 }
 
 /// `bosun cluster` subcommands.
@@ -68,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => serve::status(args),
         Command::Cluster(ClusterCommand::Serve(args)) => serve::cluster(args),
         Command::Plugin(cmd) => plugin::run(cmd),
+        Command::Release(cmd) => release::run(cmd),
     }
 }
 
