@@ -168,6 +168,10 @@ try {
   });
   await writeFile(outFile, component);
 } catch (e) {
-  console.error(String(e?.stack ?? e));
+  // componentize-qjs evaluates the modules at build time (a Wizer snapshot): a syntax
+  // error, a missing export or a throw at the top level surfaces here, with QuickJS's
+  // message and the file:line:column.
+  const text = String(e?.message ?? e).replace(/^[:\s]+/, '').replace(/^Failed to evaluate user JavaScript module: /, '');
+  console.error(`the plugin's JavaScript does not load: ${text}`);
   process.exit(1);
 }
