@@ -51,7 +51,20 @@ const PLUGINS: &[Plugin] = &[
         package: "bosun-plugin-bad-metadata",
         world: "controller",
     },
+    Plugin {
+        constant: "PINGER",
+        package: "bosun-plugin-test-pinger",
+        world: "controller",
+    },
 ];
+
+/// Plugins with a workspace of their own (pod-agent crates: cargo would unify their
+/// bosun-sdk world feature with the controllers' in the main workspace), by directory.
+const STANDALONE: &[Plugin] = &[Plugin {
+    constant: "TEST_AGENT",
+    package: "tests/plugins/pod-agent",
+    world: "pod-agent",
+}];
 
 /// Directories (relative to the workspace root) whose changes rebuild the plugins.
 const WATCHED: &[&str] = &[
@@ -119,12 +132,21 @@ fn run() -> Result<(), Failure> {
         build(&root, &target_dir, packages.map(|p| p.package))?;
     }
 
+    for plugin in STANDALONE {
+        build_standalone(&root.join(plugin.package), &target_dir)?;
+    }
+
     let mut source = String::new();
-    for plugin in PLUGINS {
+    for plugin in PLUGINS.iter().chain(STANDALONE) {
+        let crate_name = if plugin.package.contains('/') {
+            package_name(&root.join(plugin.package))?
+        } else {
+            plugin.package.to_owned()
+        };
         let wasm = target_dir
             .join(TARGET)
             .join(PROFILE)
-            .join(format!("{}.wasm", plugin.package.replace('-', "_")));
+            .join(format!("{}.wasm", crate_name.replace('-', "_")));
         if !wasm.is_file() {
             return Err(Failure::Plain(format!(
                 "cargo built {} but {} is missing",
@@ -211,7 +233,34 @@ fn leaks(name: &str) -> bool {
     name.starts_with("__CARGO") || DROP.contains(&name)
 }
 
+/// The `name` of the package in `dir/Cargo.toml`.
+fn package_name(dir: &Path) -> Result<String, Failure> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .map_err(|err| format!("reading {}: {err}", manifest.display()))?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("name = \"")
+                .and_then(|r| r.strip_suffix('"'))
+                .map(str::to_owned)
+        })
+        .ok_or_else(|| Failure::Plain(format!("no package name in {}", manifest.display())))
+}
+
+/// Builds a plugin crate that is its own workspace (with its own lockfile).
+fn build_standalone(dir: &Path, target_dir: &Path) -> Result<(), Failure> {
+    run_cargo(dir, target_dir, std::iter::empty())
+}
+
 fn build<'a>(
+    root: &Path,
+    target_dir: &Path,
+    packages: impl Iterator<Item = &'a str>,
+) -> Result<(), Failure> {
+    run_cargo(root, target_dir, packages)
+}
+
+fn run_cargo<'a>(
     root: &Path,
     target_dir: &Path,
     packages: impl Iterator<Item = &'a str>,

@@ -31,6 +31,37 @@ pub struct Config {
     pub limits: Limits,
     /// How long in-flight reconciles may run on shutdown.
     pub shutdown_grace_seconds: u64,
+    /// The pipe to the sidecars in pods.
+    pub sidecars: Sidecars,
+}
+
+/// The sidecar pipe (gRPC), off unless `listen` is set.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Sidecars {
+    /// Where the pipe listens, e.g. `0.0.0.0:9470`.
+    pub listen: Option<SocketAddr>,
+    /// Serve TLS with a certificate the runtime generates once (kept in the data
+    /// directory; sidecars trust `pipe-tls/ca.pem`).
+    pub tls: bool,
+    /// Names the certificate is valid for, besides `localhost` and `127.0.0.1`.
+    pub tls_names: Vec<String>,
+    /// A pod-command no sidecar acknowledged within this time fails as expired.
+    pub command_ttl_seconds: u64,
+    /// A command sent but not acknowledged is sent again after this long.
+    pub resend_ms: u64,
+}
+
+impl Default for Sidecars {
+    fn default() -> Self {
+        Sidecars {
+            listen: None,
+            tls: false,
+            tls_names: Vec::new(),
+            command_ttl_seconds: 600,
+            resend_ms: 5000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -45,6 +76,7 @@ impl Default for Config {
             leader_election: LeaderElection::default(),
             limits: Limits::default(),
             shutdown_grace_seconds: 10,
+            sidecars: Sidecars::default(),
         }
     }
 }

@@ -206,6 +206,14 @@ impl Dispatcher {
         }
     }
 
+    /// Reconciles `target` with `plugin` again (an outcome arrived for it).
+    pub fn requeue(&self, plugin: &str, target: &ObjectRef) {
+        let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(w) = workers.get(plugin) {
+            w.queue.add(target.clone(), EventKind::Requeued);
+        }
+    }
+
     /// Enqueues every subscribed object of every plugin (periodic resync).
     pub fn resync(&self) {
         let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);

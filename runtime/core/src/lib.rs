@@ -17,6 +17,7 @@ pub mod config;
 pub mod connect;
 pub mod crd;
 pub mod dispatch;
+pub mod embedded;
 pub mod executor;
 pub mod guardrail;
 pub mod informer;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod pipe;
 pub mod queue;
 pub mod runtime;
+pub mod sidecars;
 pub mod up;
 
 pub use config::Config;

@@ -39,6 +39,8 @@ pub struct PodDelivery {
     pub plugin: Arc<str>,
     /// The key the plugin was reconciling (its outcome is reported for that key).
     pub key: Option<String>,
+    /// The object behind `key` (reconciled again when the outcome arrives).
+    pub target: Option<ObjectRef>,
     /// The command.
     pub command: bosun_host::contract::PodCommand,
 }
@@ -79,7 +81,11 @@ pub struct Pipe {
     outcomes: Mutex<HashMap<CallKey, Vec<CommandOutcome>>>,
     counters: Counters,
     pod_commands: Mutex<std::collections::VecDeque<PodDelivery>>,
+    on_pod_outcome: std::sync::OnceLock<OutcomeHook>,
 }
+
+/// Called with `(plugin, target)` when a pod-command's outcome arrives.
+pub type OutcomeHook = Box<dyn Fn(&str, &ObjectRef) + Send + Sync>;
 
 impl std::fmt::Debug for Pipe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,12 +114,30 @@ impl Pipe {
             view,
             metrics,
             audit,
-            next_id: AtomicU64::new(1),
+            // Ids stay unique across restarts (a sidecar deduplicates pod-commands by
+            // id): they start at the start time in microseconds.
+            next_id: AtomicU64::new(first_id()),
             waiting: Mutex::default(),
             outcomes: Mutex::default(),
             counters: Counters::default(),
             pod_commands: Mutex::default(),
+            on_pod_outcome: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets what runs when a pod-command's outcome arrives (the runtime reconciles the
+    /// submitting key again, so the plugin sees the outcome without waiting for an event).
+    pub fn on_pod_outcome(&self, hook: OutcomeHook) {
+        let _ = self.on_pod_outcome.set(hook);
+    }
+
+    /// Takes every pod-command waiting for a sidecar, oldest first.
+    pub fn take_all_pod_commands(&self) -> Vec<PodDelivery> {
+        self.pod_commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect()
     }
 
     /// Takes the pod-commands waiting for `namespace/pod`'s sidecar, oldest first.
@@ -163,6 +187,9 @@ impl Pipe {
                 message,
             },
         );
+        if let (Some(hook), Some(target)) = (self.on_pod_outcome.get(), &delivery.target) {
+            hook(&delivery.plugin, target);
+        }
     }
 
     /// Verdicts so far.
@@ -292,6 +319,7 @@ impl Pipe {
                     id: a.id,
                     plugin: call.plugin.clone(),
                     key: key.1.clone(),
+                    target: call.key.clone(),
                     command: p.clone(),
                 };
                 let mut queue = self
@@ -355,6 +383,12 @@ impl Pipe {
             );
         }
     }
+}
+
+fn first_id() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(1))
 }
 
 fn short(digest: &str) -> &str {

@@ -21,6 +21,7 @@ use crate::guardrail::Guardrails;
 use crate::informer::{Informers, Kind};
 use crate::metrics::Metrics;
 use crate::pipe::Pipe;
+use crate::sidecars::Sidecars;
 use crate::{admin, leader};
 
 /// The runtime could not start.
@@ -44,6 +45,9 @@ pub enum Error {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The sidecar pipe could not start.
+    #[error(transparent)]
+    Sidecars(#[from] crate::sidecars::Error),
     /// The admin endpoint could not listen.
     #[error("admin endpoint {addr}: {source}")]
     Admin {
@@ -68,6 +72,7 @@ pub struct Runtime {
     pub(crate) leading: watch::Receiver<bool>,
     pub(crate) services: Services,
     admin_addr: std::net::SocketAddr,
+    sidecars: Option<(Arc<Sidecars>, std::net::SocketAddr)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     folder_stop: Option<std::sync::mpsc::Sender<()>>,
 }
@@ -170,6 +175,37 @@ impl Runtime {
             leading: leading.clone(),
         });
         tasks.push(tokio::spawn(dispatcher.clone().route(changes)));
+        {
+            // A pod-command's outcome comes back without a cluster event: reconcile the
+            // key that submitted it again so the plugin sees it.
+            let d = Arc::downgrade(&dispatcher);
+            pipe.on_pod_outcome(Box::new(move |plugin, target| {
+                if let Some(d) = d.upgrade() {
+                    d.requeue(plugin, target);
+                }
+            }));
+        }
+        let sidecars = match config.sidecars.listen {
+            None => None,
+            Some(addr) => {
+                let (sidecars, tls) = Sidecars::new(
+                    data,
+                    &config.sidecars,
+                    registry.clone(),
+                    informers.clone(),
+                    pipe.clone(),
+                )?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| crate::sidecars::Error::Listen { addr, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| crate::sidecars::Error::Listen { addr, source })?;
+                tasks.push(tokio::spawn(sidecars.clone().serve(listener, tls)));
+                tracing::info!(pipe = %bound, tls = config.sidecars.tls, "sidecar pipe listening");
+                Some((sidecars, bound))
+            }
+        };
         if config.resync_seconds > 0 {
             let d = dispatcher.clone();
             let period = Duration::from_secs(config.resync_seconds);
@@ -235,6 +271,7 @@ impl Runtime {
             leading,
             services,
             admin_addr,
+            sidecars,
             tasks,
             folder_stop: None,
         };
@@ -370,6 +407,11 @@ impl Runtime {
         &self.pipe
     }
 
+    /// The sidecar pipe and the address it listens on, when configured.
+    pub fn sidecars(&self) -> Option<(&Arc<Sidecars>, std::net::SocketAddr)> {
+        self.sidecars.as_ref().map(|(s, a)| (s, *a))
+    }
+
     /// The audit log.
     pub fn audit(&self) -> &Arc<AuditLog> {
         &self.audit
@@ -384,6 +426,9 @@ impl Runtime {
         self.dispatcher
             .shutdown(Duration::from_secs(self.config.shutdown_grace_seconds))
             .await;
+        if let Some((sidecars, _)) = &self.sidecars {
+            sidecars.close("the runtime is shutting down");
+        }
         if let Err(e) = self.audit.flush() {
             tracing::error!(error = %e, "cannot flush the audit log");
         }

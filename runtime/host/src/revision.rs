@@ -88,6 +88,7 @@ pub struct Revision {
     strategy: Strategy,
     idle: Mutex<Vec<Instance>>,
     info: Info,
+    bytes: Arc<[u8]>,
 }
 
 impl std::fmt::Debug for Revision {
@@ -189,6 +190,7 @@ impl Revision {
             config: spec.config,
             strategy: spec.strategy,
             idle: Mutex::new(Vec::new()),
+            bytes: source.bytes.clone(),
             info: Info {
                 name: name.clone(),
                 digest: digest.clone(),
@@ -251,6 +253,11 @@ impl Revision {
         tracing::info!(plugin = %name, world = %revision.info.world, compiled = ?revision.info.compiled,
             micros = revision.info.load_micros, "plugin revision loaded");
         Ok(revision)
+    }
+
+    /// The component's bytes (the runtime hands pod-agent plugins to sidecars by digest).
+    pub fn bytes(&self) -> &Arc<[u8]> {
+        &self.bytes
     }
 
     /// Name, digest, world, size and origin.
