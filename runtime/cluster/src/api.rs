@@ -32,6 +32,8 @@ pub(crate) struct AppState {
     pub bookmark_interval: Duration,
     /// Serialises evictions so two cannot both spend a budget's last disruption.
     pub evictions: Arc<tokio::sync::Mutex<()>>,
+    /// Requests answered, by verb.
+    pub requests: Arc<crate::requests::Counter>,
     /// Flips at shutdown: watches end.
     pub stop: tokio::sync::watch::Receiver<bool>,
 }
@@ -47,6 +49,7 @@ pub(crate) fn router(state: AppState) -> Router {
 async fn handle(State(st): State<AppState>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    st.requests.count(&method, req.uri().query());
     let span = tracing::debug_span!("bosun.cluster.request", %method, %path);
     async move {
         match dispatch(st, req).await {

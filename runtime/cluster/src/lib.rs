@@ -61,6 +61,7 @@ pub mod kubeconfig;
 mod meta;
 pub mod patch;
 mod protobuf;
+pub mod requests;
 pub mod resource;
 pub mod selector;
 pub mod sim;
@@ -154,6 +155,7 @@ pub struct Cluster {
     kubeconfig: PathBuf,
     store: Arc<Store>,
     sim: Arc<sim::Control>,
+    requests: Arc<requests::Counter>,
     stop: tokio::sync::watch::Sender<bool>,
     server: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
@@ -197,7 +199,9 @@ pub async fn start(config: Config) -> Result<Cluster> {
 
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let sim = sim::Control::new(config.sim.clone());
+    let requests = Arc::<requests::Counter>::default();
     let state = api::AppState {
+        requests: requests.clone(),
         store: store.clone(),
         addr: addr.to_string(),
         bookmark_interval: config.bookmark_interval,
@@ -228,6 +232,7 @@ pub async fn start(config: Config) -> Result<Cluster> {
         kubeconfig,
         store,
         sim,
+        requests,
         stop,
         server,
         tasks,
@@ -300,6 +305,11 @@ impl Cluster {
     /// Fault injection and timing of the simulation.
     pub fn sim(&self) -> &Arc<sim::Control> {
         &self.sim
+    }
+
+    /// The API requests answered so far, by verb (admin endpoints not counted).
+    pub fn requests(&self) -> requests::Requests {
+        self.requests.snapshot()
     }
 
     /// Stops serving, ends the controllers and closes the database.

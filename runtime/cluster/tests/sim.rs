@@ -380,3 +380,91 @@ async fn deployment_rolls_out_a_new_replicaset() -> anyhow::Result<()> {
     c.shutdown().await;
     Ok(())
 }
+
+fn waiting_reason(p: &Pod) -> Option<String> {
+    p.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .clone()
+}
+
+#[tokio::test]
+async fn transient_pod_pull_failures_pod_start_delay_and_request_counts() -> anyhow::Result<()> {
+    let c = common::with(bosun_cluster::Config {
+        nodes: 1,
+        sim: bosun_cluster::sim::Config {
+            startup_delay: Duration::from_millis(20),
+            pod_start_delay: Duration::from_millis(600),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await?;
+    let client = c.client().await?;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let before = c.requests();
+    // A new pod waits for its sandbox: ContainerCreating, then Ready.
+    pods.create(&PostParams::default(), &pod("a").build())
+        .await?;
+    eventually(10, || async {
+        pods.get("a")
+            .await
+            .ok()
+            .filter(|p| waiting_reason(p).as_deref() == Some("ContainerCreating"))
+    })
+    .await?;
+    let started = std::time::Instant::now();
+    eventually(10, || async { pods.get("a").await.ok().filter(is_ready) }).await?;
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the pod start delay held the containers"
+    );
+
+    // An in-place image change does not pay the pod start delay; a transient pull
+    // failure of the new image by this pod makes it wait with ErrImagePull, then start.
+    c.sim()
+        .fail_pod_pulls("default", "a", "app:v2", Duration::from_millis(800));
+    let patch = json!({"spec": {"containers": [{"name": "app", "image": "app:v2"}]}});
+    pods.patch("a", &PatchParams::default(), &Patch::Strategic(patch))
+        .await?;
+    eventually(10, || async {
+        pods.get("a")
+            .await
+            .ok()
+            .filter(|p| waiting_reason(p).as_deref() == Some("ErrImagePull"))
+    })
+    .await?;
+    let running = eventually(10, || async {
+        pods.get("a")
+            .await
+            .ok()
+            .filter(|p| is_ready(p) && container_status(p).2 == "sim://app:v2")
+    })
+    .await?;
+    assert_eq!(container_status(&running).0, "app:v2");
+
+    // Through the admin endpoint; a bad duration is refused.
+    let bad = common::raw(
+        &client,
+        "POST",
+        "/admin/v1/pod-pull-failure?namespace=default&pod=a&image=x&seconds=soon",
+        "text/plain",
+        Vec::new(),
+    )
+    .await
+    .expect_err("bad seconds");
+    assert_eq!(code(&bad), 400);
+
+    let counted = c.requests().since(&before);
+    assert!(counted.creates >= 1 && counted.patches >= 1, "{counted:?}");
+    assert!(counted.reads >= 4, "{counted:?}");
+    c.shutdown().await;
+    Ok(())
+}

@@ -1,8 +1,8 @@
 //! The kubelet of every simulated node: runs pods bound to it.
 //!
-//! Containers start at once (no image pull time); a container is ready after the
-//! start-up delay, a pod is Ready when all its containers are and all its readiness
-//! gates are True. Changing a running container's image restarts only that container
+//! A new pod's containers start after the pod start delay (sandbox, volumes; zero by
+//! default), with no image pull time; a container is ready after the start-up delay, a
+//! pod is Ready when all its containers are and all its readiness gates are True. Changing a running container's image restarts only that container
 //! (restartCount + 1, same pod uid): the in-place update path. Init containers are
 //! treated as already completed; probes are not run.
 
@@ -63,6 +63,24 @@ fn pod_status(
     let now = Instant::now();
     let (mut all_running, mut all_ready) = (true, true);
     let mut statuses = Vec::new();
+    // A new pod waits for its sandbox and volumes before any container starts.
+    let setup = ctx
+        .control
+        .config
+        .scaled(ctx.control.config.pod_start_delay);
+    let ran = old.values().any(|c| {
+        meta::path(c, "state.running").is_some() || meta::path(c, "lastState.terminated").is_some()
+    });
+    let creating = if setup.is_zero() || ran {
+        false
+    } else {
+        let bound = *starts.entry(format!("{uid}/sandbox")).or_insert(now);
+        let at = bound + setup;
+        if now < at {
+            *next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        now < at
+    };
     for c in meta::path(pod, "spec.containers")
         .and_then(Value::as_array)
         .into_iter()
@@ -75,7 +93,20 @@ fn pod_status(
             .and_then(|p| p.get("restartCount"))
             .and_then(Value::as_u64)
             .unwrap_or(0);
-        if ctx.control.image_fails(image) {
+        if creating {
+            all_running = false;
+            all_ready = false;
+            statuses.push(json!({
+                "name": cname, "image": image, "imageID": "", "ready": false, "started": false,
+                "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}},
+            }));
+            continue;
+        }
+        let transient = ctx.control.pod_pull_fails(ns, name, image, now);
+        if let Some(until) = transient {
+            *next = Some(next.map_or(until, |n| n.min(until)));
+        }
+        if ctx.control.image_fails(image) || transient.is_some() {
             all_running = false;
             all_ready = false;
             statuses.push(json!({

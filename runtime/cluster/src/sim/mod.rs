@@ -7,6 +7,8 @@
 //! - `POST /admin/v1/node-ready?node=NAME&ready=false|true`
 //! - `POST /admin/v1/crash?namespace=NS&pod=NAME&container=NAME`
 //! - `POST /admin/v1/image-pull-failure?image=IMAGE&fail=true|false`
+//! - `POST /admin/v1/pod-pull-failure?namespace=NS&pod=NAME&image=IMAGE&seconds=N`
+//!   (pulls of IMAGE by that pod fail for N simulated seconds from the first attempt)
 
 mod deployment;
 mod disruption;
@@ -41,6 +43,10 @@ pub struct Config {
     pub heartbeat: Duration,
     /// Pods each simulated node accepts.
     pub pods_per_node: usize,
+    /// Time from a new pod's binding to its containers starting: sandbox, network,
+    /// volume attach and mount, init containers. An in-place container restart does not
+    /// pay it. Default zero.
+    pub pod_start_delay: Duration,
 }
 
 impl Default for Config {
@@ -50,6 +56,7 @@ impl Default for Config {
             startup_delay: Duration::from_millis(200),
             heartbeat: Duration::from_secs(10),
             pods_per_node: 110,
+            pod_start_delay: Duration::ZERO,
         }
     }
 }
@@ -61,11 +68,22 @@ impl Config {
     }
 }
 
+/// A pull failure of one image by one pod, for a while.
+#[derive(Debug)]
+struct PullFault {
+    /// How long pulls fail, from the first attempt (real time).
+    lasts: Duration,
+    /// The first failed attempt.
+    since: Option<Instant>,
+}
+
 #[derive(Debug, Default)]
 struct Faults {
     not_ready: HashSet<String>,
     crashes: HashSet<(String, String, String)>,
     bad_images: HashSet<String>,
+    /// By (namespace, pod, image).
+    pod_pulls: HashMap<(String, String, String), PullFault>,
 }
 
 /// Handle on the running simulation: timing and fault injection.
@@ -128,6 +146,32 @@ impl Control {
         self.poke.notify_waiters();
     }
 
+    /// Makes pulls of `image` by pod `namespace/pod` fail (`ErrImagePull`) for `lasts`
+    /// of simulated time from the first attempt, after which it starts: a transient
+    /// failure of one update (a registry hiccup). The fault follows the pod's name, so a
+    /// pod recreated meanwhile fails too.
+    pub fn fail_pod_pulls(&self, namespace: &str, pod: &str, image: &str, lasts: Duration) {
+        let lasts = self.config.scaled(lasts);
+        self.faults().pod_pulls.insert(
+            (namespace.into(), pod.into(), image.into()),
+            PullFault { lasts, since: None },
+        );
+        self.poke.notify_waiters();
+    }
+
+    /// Whether a pull of `image` by the pod fails at `now`; `Some(until)` while it does.
+    fn pod_pull_fails(&self, ns: &str, pod: &str, image: &str, now: Instant) -> Option<Instant> {
+        let mut f = self.faults();
+        let key = (ns.to_string(), pod.to_string(), image.to_string());
+        let fault = f.pod_pulls.get_mut(&key)?;
+        let until = *fault.since.get_or_insert(now) + fault.lasts;
+        if now < until {
+            return Some(until);
+        }
+        f.pod_pulls.remove(&key);
+        None
+    }
+
     fn node_ready(&self, node: &str) -> bool {
         !self.faults().not_ready.contains(node)
     }
@@ -150,6 +194,7 @@ pub(crate) fn admin_router(control: Arc<Control>) -> axum::Router {
         .route("/admin/v1/node-ready", post(admin_node_ready))
         .route("/admin/v1/crash", post(admin_crash))
         .route("/admin/v1/image-pull-failure", post(admin_image))
+        .route("/admin/v1/pod-pull-failure", post(admin_pod_pull))
         .with_state(control)
 }
 
@@ -197,6 +242,22 @@ async fn admin_image(
     q: Params,
 ) -> Result<impl IntoResponse, ApiError> {
     c.set_image_pull_failure(param(&q, "image")?, flag(&q, "fail")?);
+    Ok("ok")
+}
+
+async fn admin_pod_pull(
+    State(c): State<Arc<Control>>,
+    q: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    let seconds: u64 = param(&q, "seconds")?
+        .parse()
+        .map_err(|_| ApiError::bad_request("seconds must be a non-negative integer".to_string()))?;
+    c.fail_pod_pulls(
+        param(&q, "namespace")?,
+        param(&q, "pod")?,
+        param(&q, "image")?,
+        Duration::from_secs(seconds),
+    );
     Ok("ok")
 }
 
