@@ -289,7 +289,11 @@ fn provided(world: World, name: &str, item: &ComponentItem) -> bool {
         World::PodAgent => &["types", "pod", "log", "clock"],
     };
     let ok = match name.strip_prefix("bosun:operator/") {
-        Some(rest) => bosun.contains(&rest.split('@').next().unwrap_or(rest)),
+        // Any 0.1.x of the contract links (wasmtime matches 0.x versions by their minor);
+        // another version is named here rather than as a type mismatch by the linker.
+        Some(rest) => rest
+            .split_once('@')
+            .is_some_and(|(iface, version)| bosun.contains(&iface) && version.starts_with("0.1.")),
         None => [
             "wasi:cli/",
             "wasi:io/",
