@@ -34,7 +34,8 @@ pub enum Command {
     /// The embedded Kubernetes-compatible cluster on its own.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Work with plugins offline: build, inspect, test.
+    /// Work with plugins: build, inspect, test offline; push, status, history, promote,
+    /// rollback on a cluster.
     #[command(subcommand)]
     Plugin(plugin::Command),
     /// In-place releases of StatefulSets by the release plugin.

@@ -1,4 +1,5 @@
-//! `bosun plugin …`: build, inspect and test plugins offline.
+//! `bosun plugin …`: build, inspect and test plugins offline; push them to a cluster and
+//! manage their revisions there (`gray`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use crate::offline::{OfflineCache, parse_documents};
 
 mod build;
+pub mod gray;
 mod scaffold;
 
 pub use build::{Lang, build, build_with};
@@ -31,6 +33,17 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Run one reconcile against an offline cache; print the commands and the outcome as JSON.
     Test(TestArgs),
+    /// Store a component in the cluster and roll it out as the Plugin's new revision
+    /// (direct, canary or shadow), granting the permissions its metadata asks.
+    Push(gray::PushArgs),
+    /// Show Plugins: stable and canary revisions, conditions, per-revision counters.
+    Status(gray::StatusArgs),
+    /// Show a Plugin's revision history.
+    History(gray::HistoryArgs),
+    /// Ask the runtime to promote a Plugin's canary now.
+    Promote(gray::PromoteArgs),
+    /// Ask the runtime to roll a Plugin back, or point it at an older revision (--to).
+    Rollback(gray::RollbackArgs),
 }
 
 /// Flags of `bosun plugin build`.
@@ -154,6 +167,11 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Inspect(args) => inspect(&args),
         Command::Test(args) => test(&args),
+        Command::Push(args) => gray::push(&args),
+        Command::Status(args) => gray::status(&args),
+        Command::History(args) => gray::history(&args),
+        Command::Promote(args) => gray::promote(&args),
+        Command::Rollback(args) => gray::rollback(&args),
     }
 }
 
