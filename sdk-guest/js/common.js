@@ -92,32 +92,76 @@ export class Metadata {
   }
 }
 
-/** UTF-8 bytes of a string (QuickJS has no TextEncoder). */
+/** UTF-8 bytes of a string (QuickJS has no TextEncoder); a lone surrogate becomes U+FFFD. */
 export function utf8Encode(str) {
-  const out = [];
-  for (const ch of str) {
-    let c = ch.codePointAt(0);
-    if (c < 0x80) out.push(c);
-    else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 63));
-    else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
-    else out.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+  const out = new Uint8Array(str.length * 3);
+  let n = 0;
+  for (let i = 0; i < str.length; i++) {
+    let c = str.charCodeAt(i);
+    if (c < 0x80) {
+      out[n++] = c;
+      continue;
+    }
+    if (c >= 0xd800 && c < 0xe000) {
+      const d = i + 1 < str.length ? str.charCodeAt(i + 1) : 0;
+      if (c < 0xdc00 && d >= 0xdc00 && d < 0xe000) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        i++;
+      } else {
+        c = 0xfffd;
+      }
+    }
+    if (c < 0x800) {
+      out[n++] = 0xc0 | (c >> 6); out[n++] = 0x80 | (c & 63);
+    } else if (c < 0x10000) {
+      out[n++] = 0xe0 | (c >> 12); out[n++] = 0x80 | ((c >> 6) & 63); out[n++] = 0x80 | (c & 63);
+    } else {
+      out[n++] = 0xf0 | (c >> 18); out[n++] = 0x80 | ((c >> 12) & 63);
+      out[n++] = 0x80 | ((c >> 6) & 63); out[n++] = 0x80 | (c & 63);
+    }
   }
-  return new Uint8Array(out);
+  return out.slice(0, n);
 }
 
 /** The string of UTF-8 bytes (invalid sequences become U+FFFD). */
 export function utf8Decode(bytes) {
-  let s = '';
+  if (!(bytes instanceof Uint8Array)) bytes = Uint8Array.from(bytes);
+  let ascii = true;
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] >= 0x80) { ascii = false; break; }
+  }
+  if (ascii) {
+    // Chunks keep apply's argument count bounded.
+    let s = '';
+    for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192));
+    return s;
+  }
+  const parts = [];
+  let units = [];
+  const push = (u) => {
+    units.push(u);
+    if (units.length >= 4096) {
+      parts.push(String.fromCharCode.apply(null, units));
+      units = [];
+    }
+  };
   for (let i = 0; i < bytes.length; ) {
     const b = bytes[i];
     const n = b < 0x80 ? 1 : b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 0;
-    if (n === 0 || i + n > bytes.length) { s += '\ufffd'; i += 1; continue; }
+    if (n === 0 || i + n > bytes.length) { push(0xfffd); i += 1; continue; }
     let c = n === 1 ? b : b & (0xff >> (n + 1));
     for (let k = 1; k < n; k++) c = (c << 6) | (bytes[i + k] & 63);
-    s += String.fromCodePoint(c);
+    if (c >= 0x10000) {
+      c -= 0x10000;
+      push(0xd800 + (c >> 10));
+      push(0xdc00 + (c & 0x3ff));
+    } else {
+      push(c);
+    }
     i += n;
   }
-  return s;
+  parts.push(String.fromCharCode.apply(null, units));
+  return parts.join('');
 }
 
 /** The message of a thrown value (an Error, a WIT error payload, anything). */

@@ -2,6 +2,7 @@
 //! instance reconciles 3,000 times with a 1 MiB object in the cache (read, parsed, and
 //! patched each time). `cabi_realloc` allocating on the Go heap traps here within a few
 //! dozen calls ("cannot leave component instance"), as wit-bindgen go's glue does.
+//! The pod-agent glue gets the same treatment with 1 MiB HTTP bodies and files.
 
 use std::sync::Arc;
 
@@ -71,4 +72,68 @@ fn go_survives_3000_calls_with_a_1_mib_object() {
         assert_eq!(lines[1].message, "list v1/Pod: 1 [big]");
         assert_eq!(recorder.take().len(), 1, "call {call}: one command");
     }
+}
+
+/// The pod-agent glue under the same pressure: one warm instance, 800 on-commands, each
+/// GETting a 1 MiB body from the app (lifted from the arena), writing it to a file and
+/// reading it back (another 1 MiB through the arena), then a probe.
+#[test]
+fn go_pod_agent_survives_800_calls_with_1_mib_bodies() {
+    use bosun_conformance::pod::{self, FakePod, Route};
+    use bosun_host::contract::ProbeKind;
+
+    const POD_CALLS: usize = 800;
+    let wasm = pod::component(Lang::Go).unwrap_or_else(|e| panic!("{e:#}"));
+    let source = Source::file(&wasm).expect("read the Go pod-agent component");
+    let big = "y".repeat(1 << 20);
+    let fake = Arc::new(FakePod {
+        routes: vec![Route {
+            method: Some("GET".to_owned()),
+            port: 8080,
+            path: "/big".to_owned(),
+            status: 200,
+            headers: vec![("content-type".to_owned(), "text/plain".to_owned())],
+            body: big.clone(),
+            error: None,
+        }],
+        ..FakePod::default()
+    });
+    let logs = Arc::new(log::Memory::default());
+    let mut spec = Spec::new(pod::services(fake.clone(), logs.clone()));
+    spec.config = json!({"probes": {"readiness": [{"get": {"port": 8080, "path": "/big"}}, {"expectStatus": 200}, {"reply": "ok"}]}})
+        .to_string();
+    spec.strategy = Strategy::Warm {
+        recycle_after: 100_000,
+        max_idle: 1,
+    };
+    spec.limits.deadline = std::time::Duration::from_secs(10);
+    let engine = engine(None).expect("engine");
+    let revision = Revision::load(&engine, &source, spec).expect("load the Go pod-agent");
+    let command = json!([
+        {"get": {"port": 8080, "path": "/big"}},
+        {"write": {"path": "blob", "contents": big}},
+        {"read": "blob"},
+        {"reply": "done"},
+    ])
+    .to_string();
+    for call in 0..POD_CALLS {
+        match revision.on_command(&command) {
+            Ok(reply) => assert_eq!(reply, "done", "call {call}"),
+            Err(err) => panic!("call {call} of {POD_CALLS} failed: {err}"),
+        }
+        let probe = revision.probe(ProbeKind::Readiness).expect("probe");
+        assert!(
+            probe.healthy && probe.message == "ok",
+            "call {call}: {probe:?}"
+        );
+        let lines = logs.take();
+        assert_eq!(lines.len(), 4, "call {call}");
+        assert!(
+            lines[0]
+                .message
+                .starts_with("GET :8080/big -> 200 [content-type=text/plain] yyyy")
+        );
+        assert_eq!(lines[1].message, "wrote blob (1048576 bytes)");
+    }
+    assert_eq!(fake.requests.lock().expect("requests").len(), 2 * POD_CALLS);
 }
