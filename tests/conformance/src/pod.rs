@@ -20,18 +20,28 @@ pub fn plugin_dir(lang: Lang) -> std::path::PathBuf {
         .join(format!("{}-pod", lang.as_str()))
 }
 
-/// Builds the pod-agent conformance plugin in `lang`; returns the component.
+/// Builds the pod-agent conformance plugin in `lang` (once per process, so tests running
+/// in parallel never build into the same folder at once); returns the component.
 pub fn component(lang: Lang) -> anyhow::Result<std::path::PathBuf> {
-    match lang {
+    /// Each language's build result, kept for the rest of the process.
+    type Built = Vec<(Lang, Result<std::path::PathBuf, String>)>;
+    static BUILT: std::sync::OnceLock<Mutex<Built>> = std::sync::OnceLock::new();
+    let mut built = lock(BUILT.get_or_init(Mutex::default));
+    if let Some((_, r)) = built.iter().find(|(l, _)| *l == lang) {
+        return r.clone().map_err(anyhow::Error::msg);
+    }
+    let result = match lang {
         Lang::Rust => crate::build_rust(&plugin_dir(lang), &crate::guest_target_dir()),
         Lang::Go | Lang::Js => bosun_cli::plugin::build_with(&plugin_dir(lang), false),
     }
-    .with_context(|| {
+    .map_err(|e| {
         format!(
-            "building the {} pod-agent conformance plugin",
+            "building the {} pod-agent conformance plugin: {e:#}",
             lang.as_str()
         )
-    })
+    });
+    built.push((lang, result.clone()));
+    result.map_err(anyhow::Error::msg)
 }
 
 /// One answer of the fake app: a response, or an error (`error` set).
