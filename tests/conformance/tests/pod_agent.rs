@@ -101,3 +101,82 @@ fn pod_agent_metadata_is_identical_and_the_world_is_pod_agent() {
         assert_eq!(revision.info().world, World::PodAgent, "{}", lang.as_str());
     }
 }
+
+/// A pod-agent that implements only metadata and init gets the Rust SDK's defaults in Go
+/// and JavaScript too: on-start and on-stop succeed, every probe is healthy with no
+/// message, and every command is refused with "this plugin takes no commands".
+#[test]
+fn default_hooks_are_the_rust_sdks_in_go_and_js() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let go = tmp.path().join("go-minimal");
+    let js = tmp.path().join("js-minimal");
+    std::fs::create_dir_all(&go).expect("mkdir");
+    std::fs::create_dir_all(&js).expect("mkdir");
+    let sdk = crate_dir()
+        .join("../../sdk-guest/go")
+        .canonicalize()
+        .expect("sdk-guest/go");
+    std::fs::write(
+        go.join("go.mod"),
+        format!(
+            "module minimal\n\ngo 1.24\n\nrequire github.com/bosun-dev/bosun/sdk-guest/go v0.0.0\n\nreplace github.com/bosun-dev/bosun/sdk-guest/go => {}\n",
+            sdk.display()
+        ),
+    )
+    .expect("go.mod");
+    std::fs::write(
+        go.join("main.go"),
+        r#"package main
+
+import bosun "github.com/bosun-dev/bosun/sdk-guest/go"
+
+type agent struct{ bosun.PodAgentDefaults }
+
+func (agent) Metadata() bosun.Metadata { return bosun.NewMetadata("minimal", "0.1.0") }
+func (agent) Init(config string) error { return nil }
+
+func init() { bosun.ExportPodAgent(agent{}) }
+func main() {}
+"#,
+    )
+    .expect("main.go");
+    std::fs::write(
+        js.join("package.json"),
+        r#"{"name": "minimal", "type": "module", "main": "plugin.js"}"#,
+    )
+    .expect("package.json");
+    std::fs::write(
+        js.join("plugin.js"),
+        "import { Metadata, exportPodAgent } from '@bosun/sdk/pod-agent';\n\
+         exportPodAgent({ metadata: () => new Metadata('minimal', '0.1.0'), init() {} });\n",
+    )
+    .expect("plugin.js");
+
+    for dir in [go, js] {
+        let wasm = bosun_cli::plugin::build_with(&dir, false).unwrap_or_else(|e| panic!("{e:#}"));
+        let source = Source::file(&wasm).expect("read");
+        let pod = std::sync::Arc::new(bosun_conformance::pod::FakePod::default());
+        let logs = std::sync::Arc::new(bosun_host::host::log::Memory::default());
+        let spec = bosun_host::Spec::new(bosun_conformance::pod::services(pod, logs));
+        let revision = bosun_host::Revision::load(shared_engine(), &source, spec).expect("load");
+        let name = dir.display();
+        revision
+            .on_start()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for kind in [
+            bosun_host::contract::ProbeKind::Readiness,
+            bosun_host::contract::ProbeKind::Liveness,
+            bosun_host::contract::ProbeKind::Startup,
+        ] {
+            let p = revision.probe(kind).expect("probe");
+            assert!(p.healthy && p.message.is_empty(), "{name}: {p:?}");
+        }
+        let err = revision.on_command("anything").expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "plugin minimal: on-command returned an error: this plugin takes no commands",
+            "{name}"
+        );
+        revision.on_stop().unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
