@@ -43,6 +43,8 @@ const worldOfModule = { '': 'controller', '/admission': 'admission', '/pod-agent
 // Import specifiers of a module's source: static imports and re-exports, bare imports,
 // dynamic imports with a literal.
 function specifiers(source) {
+  // Comments are not imports: block comments, and line comments that start a line.
+  source = source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
   const out = [];
   const patterns = [
     /\b(?:import|export)\s+[^'";]*?\bfrom\s*(['"])([^'"]+)\1/g,

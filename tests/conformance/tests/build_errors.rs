@@ -203,6 +203,17 @@ fn a_js_plugin_importing_an_unknown_interface_fails_with_its_name() {
         err.contains("plugin.js imports 'node:fs', which does not exist inside a plugin"),
         "{err}"
     );
+
+    // An import in a comment is not an import.
+    js_plugin(
+        tmp.path(),
+        "controller",
+        "// import nope from 'bosun:operator/nope@0.1.0';\n\
+         /* import fs from 'node:fs'; */\n\
+         import { Metadata, Outcome, exportController } from '@bosun/sdk';\n\
+         exportController({ metadata: () => new Metadata('ok', '0.1.0'), init() {}, reconcile() { return Outcome.done(); } });\n",
+    );
+    bosun_cli::plugin::build_with(tmp.path(), false).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 #[test]
