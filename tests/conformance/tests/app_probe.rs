@@ -247,3 +247,156 @@ fn its_go_unit_tests_pass() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A tiny app on the loopback: answers `GET /ready` with `ready_status`, `POST /-/reload`
+/// with 200 (recording the body), anything else with 404. One connection at a time.
+struct App {
+    port: u16,
+    ready_status: Arc<std::sync::atomic::AtomicU16>,
+    reloads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn serve_app() -> App {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let ready_status = Arc::new(AtomicU16::new(503));
+    let reloads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (status, seen) = (ready_status.clone(), reloads.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Read the head, then the body by Content-Length.
+            let (head, body_start) = loop {
+                let Ok(n) = stream.read(&mut buf) else {
+                    break (String::new(), 0);
+                };
+                if n == 0 {
+                    break (String::new(), 0);
+                }
+                raw.extend_from_slice(&buf[..n]);
+                if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break (String::from_utf8_lossy(&raw[..p]).into_owned(), p + 4);
+                }
+            };
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            while raw.len() < body_start + len {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => raw.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = String::from_utf8_lossy(&raw[body_start.min(raw.len())..]).into_owned();
+            let (code, text) = if head.starts_with("GET /ready ") {
+                (status.load(Ordering::SeqCst), "warming up")
+            } else if head.starts_with("POST /-/reload ") {
+                seen.lock().expect("reloads").push(body);
+                (200, "reloaded")
+            } else {
+                (404, "no such page")
+            };
+            let response = format!(
+                "HTTP/1.1 {code} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    App {
+        port,
+        ready_status,
+        reloads,
+    }
+}
+
+/// app-probe in the sidecar's own pod implementation: real HTTP to an app on the
+/// loopback, real files under a shared directory.
+#[test]
+fn in_the_sidecars_pod_with_a_real_app() {
+    use std::sync::atomic::Ordering;
+    let app = serve_app();
+    let shared = tempfile::tempdir().expect("tempdir");
+    let pod = Arc::new(bosun_sidecar::pod::LocalPod::new(
+        bosun_host::contract::PodInfo {
+            namespace: "shop".into(),
+            name: "web-0".into(),
+            uid: "uid-1".into(),
+            node_name: "node-1".into(),
+            labels: r#"{"app":"web"}"#.into(),
+        },
+        shared.path().to_path_buf(),
+    ));
+    let logs = Arc::new(log::Memory::default());
+    let services = bosun_host::Services {
+        pod: Some(pod),
+        log: logs.clone(),
+        ..bosun_host::Services::offline()
+    };
+    let mut spec = Spec::new(services);
+    spec.config = format!(
+        r#"{{"port": {}, "readiness": {{"path": "/ready"}}, "startup": {{"file": "run/started"}},
+            "reload": {{"path": "/-/reload"}}, "configDir": "etc"}}"#,
+        app.port
+    );
+    let source = Source::file(wasm()).expect("read");
+    let revision = Revision::load(shared_engine(), &source, spec).expect("load");
+
+    let p = revision.probe(ProbeKind::Readiness).expect("probe");
+    assert_eq!(
+        (p.healthy, p.message),
+        (
+            false,
+            format!("GET :{}/ready: 503 (want 200-399): warming up", app.port)
+        )
+    );
+    app.ready_status.store(200, Ordering::SeqCst);
+    let p = revision.probe(ProbeKind::Readiness).expect("probe");
+    assert_eq!(
+        (p.healthy, p.message),
+        (true, format!("GET :{}/ready: 200", app.port))
+    );
+
+    assert!(!revision.probe(ProbeKind::Startup).expect("probe").healthy);
+    std::fs::create_dir_all(shared.path().join("run")).expect("mkdir");
+    std::fs::write(shared.path().join("run/started"), b"").expect("touch");
+    assert!(revision.probe(ProbeKind::Startup).expect("probe").healthy);
+
+    let reply = revision
+        .on_command(r#"{"action": "write-config", "path": "app.yaml", "contents": "level: debug\n", "reload": true}"#)
+        .expect("write-config");
+    assert_eq!(
+        reply,
+        format!(
+            "wrote etc/app.yaml (13 bytes); reloaded (POST :{}/-/reload: 200)",
+            app.port
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("etc/app.yaml")).expect("written"),
+        "level: debug\n"
+    );
+    assert_eq!(*app.reloads.lock().expect("reloads"), [""]);
+    // A symlink out of the shared directory passes the plugin's own path check; the
+    // sidecar refuses it, and the plugin reports the sidecar's reason.
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(outside.path(), shared.path().join("etc/link")).expect("symlink");
+    let err = revision
+        .on_command(r#"{"action": "write-config", "path": "link/escape", "contents": "x"}"#)
+        .expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("write-config: writing etc/link/escape: \"etc/link/escape\" leads outside the shared directory"),
+        "{err}"
+    );
+    assert!(!outside.path().join("escape").exists());
+}
