@@ -117,12 +117,21 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot read {}", args.builtin.display()))?
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.join("Cargo.toml").exists())
+            .filter(|p| crate::plugin::Lang::detect(p).is_ok())
             .collect();
         dirs.sort();
         for dir in dirs {
             let started = std::time::Instant::now();
-            let wasm = crate::plugin::build(&dir)?;
+            let rust = dir.join("Cargo.toml").exists();
+            let wasm = match crate::plugin::build(&dir) {
+                Ok(w) => w,
+                Err(e) if !rust => {
+                    // Go and JS plugins need their toolchains; without them `up` still runs.
+                    eprintln!("skipped {}: {e:#}", dir.display());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             eprintln!(
                 "built {} in {:.1}s",
                 dir.display(),
@@ -180,7 +189,7 @@ async fn status_loop(up: &Up, exit_after: Option<Duration>) {
     loop {
         let s = up.snapshot().await;
         let line = format!(
-            "{} nodes · pods {}/{} ready · plugins: {} · reconciles {} · commands {} executed, {} refused, {} failed",
+            "{} nodes · pods {}/{} ready · plugins: {} · reconciles {} · commands {} executed, {} refused, {} failed · sidecars {}",
             s.nodes,
             s.pods.0,
             s.pods.1,
@@ -193,6 +202,7 @@ async fn status_loop(up: &Up, exit_after: Option<Duration>) {
             s.commands.executed,
             s.commands.refused,
             s.commands.failed,
+            s.sidecars,
         );
         if tty {
             print!("\r\x1b[2K{line}");
@@ -319,6 +329,62 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         );
         if let Some(err) = p["lastLoadError"].as_str() {
             println!("    last load error: {err}");
+        }
+    }
+    if let Some(pipe) = v["sidecars"].as_object() {
+        let connected = pipe["connected"].as_array().cloned().unwrap_or_default();
+        println!(
+            "sidecar pipe {} ({}): {} connected, {} pod-commands in flight",
+            pipe["listen"].as_str().unwrap_or("?"),
+            if pipe["tls"] == true {
+                "TLS"
+            } else {
+                "plaintext"
+            },
+            connected.len(),
+            pipe["inFlight"]
+        );
+        if !connected.is_empty() {
+            println!(
+                "{:<40} {:<40} {:>7} {:<20}",
+                "POD", "PLUGINS", "WAITING", "PROBES FAILING"
+            );
+        }
+        for s in connected {
+            let plugins: Vec<String> = s["plugins"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(n, d)| {
+                    let d = d.as_str().unwrap_or("").trim_start_matches("sha256:");
+                    format!("{n}@{}", d.get(..8).unwrap_or(d))
+                })
+                .collect();
+            let failing: Vec<&str> = s["probes"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, ok)| **ok == false)
+                .map(|(k, _)| k.as_str())
+                .collect();
+            println!(
+                "{:<40} {:<40} {:>7} {:<20}",
+                s["pod"].as_str().unwrap_or("?"),
+                if plugins.is_empty() {
+                    "-".to_owned()
+                } else {
+                    plugins.join(",")
+                },
+                s["waiting"],
+                if failing.is_empty() {
+                    "-".to_owned()
+                } else {
+                    failing.join(",")
+                }
+            );
+            for (plugin, error) in s["errors"].as_object().into_iter().flatten() {
+                println!("    {plugin}: {}", error.as_str().unwrap_or("?"));
+            }
         }
     }
     if let Some(kinds) = v["kinds"].as_object() {

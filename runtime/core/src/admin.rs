@@ -130,6 +130,12 @@ pub fn plugins_json(rt: &Runtime) -> serde_json::Value {
         "kinds": rt.informers.states(),
         "objects": rt.informers.counts(),
         "plugins": plugins,
+        "sidecars": rt.sidecars().map(|(s, addr)| json!({
+            "listen": addr.to_string(),
+            "tls": s.ca_file().is_some(),
+            "inFlight": s.in_flight(),
+            "connected": s.status(),
+        })),
     })
 }
 

@@ -33,6 +33,8 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     /// The pipe to the sidecars in pods.
     pub sidecars: Sidecars,
+    /// Drive `Plugin` objects (bosun.dev/v1alpha1) found in the cluster.
+    pub plugin_objects: bool,
 }
 
 /// The sidecar pipe (gRPC), off unless `listen` is set.
@@ -50,6 +52,22 @@ pub struct Sidecars {
     pub command_ttl_seconds: u64,
     /// A command sent but not acknowledged is sent again after this long.
     pub resend_ms: u64,
+    /// How a sidecar proves which pod it is.
+    pub auth: SidecarAuth,
+    /// The audience sidecar tokens must be issued for (`tokenReview`): the projected
+    /// service-account token's `audience`.
+    pub token_audience: String,
+}
+
+/// How sidecars authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SidecarAuth {
+    /// Tokens the runtime issues per pod (embedded mode: `bosun up`, tests).
+    Issued,
+    /// The pod's projected service-account token, checked with a TokenReview: the
+    /// token's pod name and uid must be the pod the sidecar claims to be.
+    TokenReview,
 }
 
 impl Default for Sidecars {
@@ -60,6 +78,8 @@ impl Default for Sidecars {
             tls_names: Vec::new(),
             command_ttl_seconds: 600,
             resend_ms: 5000,
+            auth: SidecarAuth::Issued,
+            token_audience: "bosun".to_owned(),
         }
     }
 }
@@ -77,6 +97,7 @@ impl Default for Config {
             limits: Limits::default(),
             shutdown_grace_seconds: 10,
             sidecars: Sidecars::default(),
+            plugin_objects: true,
         }
     }
 }

@@ -79,6 +79,8 @@ pub struct Parts {
     pub queue: queue::Config,
     /// True while this runtime leads; reconciles wait while it does not.
     pub leading: watch::Receiver<bool>,
+    /// Canaries in progress.
+    pub gray: Arc<crate::gray::Gray>,
 }
 
 /// Routes changes and runs reconciles.
@@ -292,9 +294,19 @@ impl Dispatcher {
             // A standby never reconciles; the key waits for leadership.
             let _ = leading.wait_for(|l| *l).await;
         }
-        let Some(revision) = self.parts.registry.current(name) else {
+        let Some(stable) = self.parts.registry.current(name) else {
             return Outcome::Ok;
         };
+        // A canary in progress serves its share of the keys.
+        let revision = self
+            .parts
+            .gray
+            .pick(name, &item.key, || {
+                let json = self.parts.informers.get(&item.key)?;
+                let v: serde_json::Value = serde_json::from_str(&json).ok()?;
+                serde_json::from_value(v["metadata"]["labels"].clone()).ok()
+            })
+            .unwrap_or(stable);
         let request = ReconcileRequest {
             target: item.key.clone(),
             events: item.events.clone(),

@@ -82,6 +82,7 @@ pub struct Pipe {
     counters: Counters,
     pod_commands: Mutex<std::collections::VecDeque<PodDelivery>>,
     on_pod_outcome: std::sync::OnceLock<OutcomeHook>,
+    on_pod_command: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// Called with `(plugin, target)` when a pod-command's outcome arrives.
@@ -122,7 +123,13 @@ impl Pipe {
             counters: Counters::default(),
             pod_commands: Mutex::default(),
             on_pod_outcome: std::sync::OnceLock::new(),
+            on_pod_command: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets what runs when a pod-command starts waiting (the sidecar pipe wakes up).
+    pub fn on_pod_command(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_pod_command.set(hook);
     }
 
     /// Sets what runs when a pod-command's outcome arrives (the runtime reconciles the
@@ -330,6 +337,9 @@ impl Pipe {
                 let overflow = queue.len().saturating_sub(MAX_WAITING_POD_COMMANDS);
                 let dropped: Vec<PodDelivery> = queue.drain(..overflow).collect();
                 drop(queue);
+                if let Some(wake) = self.on_pod_command.get() {
+                    wake();
+                }
                 let message = format!("waiting for the sidecar of {}/{}", p.namespace, p.pod);
                 self.verdict(
                     &call,

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::connect::{self, Health};
 use crate::dispatch::{Dispatcher, Parts};
 use crate::executor::Executor;
+use crate::gray::{Analysis, Judgement, Route, Split};
 use crate::guardrail::Guardrails;
 use crate::informer::{Informers, Kind};
 use crate::metrics::Metrics;
@@ -73,6 +74,10 @@ pub struct Runtime {
     pub(crate) services: Services,
     admin_addr: std::net::SocketAddr,
     sidecars: Option<(Arc<Sidecars>, std::net::SocketAddr)>,
+    pub(crate) gray: Arc<crate::gray::Gray>,
+    analysis_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    objects_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    judgements: Arc<std::sync::Mutex<std::collections::HashMap<String, Judgement>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     folder_stop: Option<std::sync::mpsc::Sender<()>>,
 }
@@ -165,6 +170,7 @@ impl Runtime {
             }));
         }
 
+        let gray = Arc::new(crate::gray::Gray::default());
         let dispatcher = Dispatcher::new(Parts {
             registry: registry.clone(),
             informers: informers.clone(),
@@ -173,6 +179,7 @@ impl Runtime {
             metrics: metrics.clone(),
             queue: config.queue.to_queue(),
             leading: leading.clone(),
+            gray: gray.clone(),
         });
         tasks.push(tokio::spawn(dispatcher.clone().route(changes)));
         {
@@ -191,6 +198,7 @@ impl Runtime {
                 let (sidecars, tls) = Sidecars::new(
                     data,
                     &config.sidecars,
+                    client.clone(),
                     registry.clone(),
                     informers.clone(),
                     pipe.clone(),
@@ -272,6 +280,10 @@ impl Runtime {
             services,
             admin_addr,
             sidecars,
+            gray,
+            analysis_task: std::sync::Mutex::new(None),
+            objects_task: std::sync::Mutex::new(None),
+            judgements: Arc::default(),
             tasks,
             folder_stop: None,
         };
@@ -279,13 +291,43 @@ impl Runtime {
             runtime.watch_folder(&dir);
         }
         let runtime = Arc::new(runtime);
+        if runtime.config.plugin_objects {
+            runtime.informers.watch(crate::objects::kind());
+            let task = tokio::spawn(crate::objects::run(
+                Arc::downgrade(&runtime),
+                client.clone(),
+            ));
+            runtime
+                .objects_task
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .replace(task);
+        }
+        {
+            // The canary analysis: judged twice a second, acted on at once.
+            let weak = Arc::downgrade(&runtime);
+            let task = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tick.tick().await;
+                    let Some(rt) = weak.upgrade() else { return };
+                    rt.analyze();
+                }
+            });
+            // The task stops with the runtime (weak reference); shutdown aborts it too.
+            runtime
+                .analysis_task
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .replace(task);
+        }
         let admin_runtime = Arc::downgrade(&runtime);
         tokio::spawn(admin::serve(listener, admin_runtime));
         tracing::info!(admin = %admin_addr, "runtime started");
         Ok(runtime)
     }
 
-    fn spec(&self) -> Spec {
+    pub(crate) fn spec(&self) -> Spec {
         Spec {
             config: "{}".to_owned(),
             limits: self.config.limits.clone(),
@@ -366,6 +408,127 @@ impl Runtime {
         Ok(revision)
     }
 
+    /// Starts a canary of a new revision of an installed plugin: it serves the keys
+    /// `split` picks until the analysis promotes it or rolls it back. A plugin not
+    /// installed yet is installed directly.
+    pub fn canary(
+        &self,
+        source: &Source,
+        config: &str,
+        split: Split,
+        analysis: Analysis,
+    ) -> Result<Arc<Revision>, crate::gray::Error> {
+        let mut spec = self.spec();
+        spec.config = config.to_owned();
+        let revision = Arc::new(Revision::load(self.registry.engine(), source, spec)?);
+        self.start_canary(revision, split, analysis)
+    }
+
+    /// Starts a canary of a loaded revision (see [`Runtime::canary`]).
+    pub fn start_canary(
+        &self,
+        revision: Arc<Revision>,
+        split: Split,
+        analysis: Analysis,
+    ) -> Result<Arc<Revision>, crate::gray::Error> {
+        let name = revision.name().to_owned();
+        let Some(stable) = self.registry.current(&name) else {
+            self.registry.adopt(revision.clone());
+            self.dispatcher.sync();
+            return Ok(revision);
+        };
+        if stable.info().world != revision.info().world {
+            return Err(crate::gray::Error::World {
+                plugin: name,
+                stable: stable.info().world,
+                canary: revision.info().world,
+            });
+        }
+        if stable.digest() == revision.digest() && stable.config() == revision.config() {
+            return Ok(stable);
+        }
+        tracing::info!(plugin = %name, canary = %bosun_host::host::log::short(revision.digest()), split = ?split, "canary started");
+        self.gray.start(
+            &name,
+            Route::new(revision.clone(), &stable, split, analysis),
+        );
+        // Keys that moved to the canary are looked at by it at once.
+        self.dispatcher.resync();
+        Ok(revision)
+    }
+
+    /// Promotes the canary of `name`: it becomes the stable revision.
+    pub fn promote(&self, name: &str, why: &str) -> Result<Arc<Revision>, crate::gray::Error> {
+        let route = self
+            .gray
+            .end(name)
+            .ok_or_else(|| crate::gray::Error::NoCanary(name.to_owned()))?;
+        tracing::info!(plugin = %name, revision = %bosun_host::host::log::short(route.canary.digest()), "canary promoted: {why}");
+        self.registry.adopt(route.canary.clone());
+        self.judgements
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), Judgement::Promote(why.to_owned()));
+        self.dispatcher.sync();
+        Ok(route.canary)
+    }
+
+    /// Rolls the canary of `name` back: the stable revision serves every key again.
+    pub fn abort_canary(&self, name: &str, why: &str) -> Result<(), crate::gray::Error> {
+        let route = self
+            .gray
+            .end(name)
+            .ok_or_else(|| crate::gray::Error::NoCanary(name.to_owned()))?;
+        tracing::warn!(plugin = %name, revision = %bosun_host::host::log::short(route.canary.digest()), "canary rolled back: {why}");
+        self.registry.record_failure(
+            name,
+            route.canary.digest(),
+            &route.canary.info().origin,
+            &format!("rolled back: {why}"),
+        );
+        self.judgements
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), Judgement::RollBack(why.to_owned()));
+        self.dispatcher.resync();
+        Ok(())
+    }
+
+    /// The canary of `name` and the analysis' latest word on it (or on the last canary).
+    pub fn canary_state(&self, name: &str) -> (Option<Route>, Option<Judgement>) {
+        (
+            self.gray.route(name),
+            self.judgements
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(name)
+                .cloned(),
+        )
+    }
+
+    fn analyze(&self) {
+        let names: Vec<String> = self.registry.names();
+        for name in names {
+            let (Some(route), Some(stable)) =
+                (self.gray.route(&name), self.registry.current(&name))
+            else {
+                continue;
+            };
+            let judgement = route.judge(&stable);
+            let acted = match &judgement {
+                Judgement::Promote(why) => self.promote(&name, why).is_ok(),
+                Judgement::RollBack(why) => self.abort_canary(&name, why).is_ok(),
+                _ => false,
+            };
+            if !acted {
+                self.judgements
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(name, judgement);
+            }
+        }
+    }
+
     /// Removes a plugin.
     pub fn uninstall(&self, name: &str) {
         self.registry.remove(name);
@@ -428,6 +591,15 @@ impl Runtime {
             .await;
         if let Some((sidecars, _)) = &self.sidecars {
             sidecars.close("the runtime is shutting down");
+        }
+        for task in [&self.analysis_task, &self.objects_task] {
+            if let Some(t) = task
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+            {
+                t.abort();
+            }
         }
         if let Err(e) = self.audit.flush() {
             tracing::error!(error = %e, "cannot flush the audit log");

@@ -113,6 +113,9 @@ pub struct SidecarStatus {
 pub struct Sidecars {
     runtime_id: String,
     secret: Vec<u8>,
+    auth: config::SidecarAuth,
+    audience: String,
+    client: kube::Client,
     registry: Arc<Registry>,
     informers: Arc<Informers>,
     pipe: Arc<Pipe>,
@@ -205,6 +208,7 @@ impl Sidecars {
     pub fn new(
         data_dir: &Path,
         config: &config::Sidecars,
+        client: kube::Client,
         registry: Arc<Registry>,
         informers: Arc<Informers>,
         pipe: Arc<Pipe>,
@@ -230,9 +234,13 @@ impl Sidecars {
             });
         }
         informers.watch(Kind::new("v1", "Pod"));
+        let pipe_for_hook = pipe.clone();
         let sidecars = Arc::new(Sidecars {
             runtime_id: format!("{:016x}", fastrand::u64(..)),
             secret,
+            auth: config.auth,
+            audience: config.token_audience.clone(),
+            client,
             registry,
             informers,
             pipe,
@@ -245,6 +253,14 @@ impl Sidecars {
             pump: Mutex::default(),
             closed: std::sync::atomic::AtomicBool::new(false),
         });
+        {
+            let weak = Arc::downgrade(&sidecars);
+            pipe_for_hook.on_pod_command(Box::new(move || {
+                if let Some(s) = weak.upgrade() {
+                    s.wake.notify_one();
+                }
+            }));
+        }
         Ok((sidecars, tls.map(|(c, k, _)| (c, k))))
     }
 
@@ -305,11 +321,7 @@ impl Sidecars {
     }
 
     /// Serves the pipe on `listener` until the task is dropped.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: tokio::net::TcpListener,
-        tls: Option<Pem>,
-    ) {
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener, tls: Option<Pem>) {
         let mut builder = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(15)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)));
@@ -550,7 +562,10 @@ impl Sidecars {
         }
     }
 
-    fn authenticate(&self, token: &str, hello: &bosun_pipe::Hello) -> Result<(), Status> {
+    async fn authenticate(&self, token: &str, hello: &bosun_pipe::Hello) -> Result<(), Status> {
+        if self.auth == config::SidecarAuth::TokenReview {
+            return self.token_review(token, hello).await;
+        }
         if !bosun_pipe::token_matches(
             &self.secret,
             token,
@@ -580,6 +595,27 @@ impl Sidecars {
             )));
         }
         Ok(())
+    }
+
+    /// Asks the API server whose token this is (the pod's projected service-account
+    /// token carries the pod's name and uid).
+    async fn token_review(&self, token: &str, hello: &bosun_pipe::Hello) -> Result<(), Status> {
+        use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: token.to_owned(),
+                audiences: Some(vec![self.audience.clone()]),
+            },
+            ..Default::default()
+        };
+        let api: kube::Api<TokenReview> = kube::Api::all(self.client.clone());
+        let reviewed = api
+            .create(&kube::api::PostParams::default(), &review)
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!("TokenReview failed: {e}; the sidecar will retry"))
+            })?;
+        check_review(reviewed.status.as_ref(), hello)
     }
 
     fn received(&self, key: &PodKey, conn_id: u64, message: SidecarMessage) {
@@ -643,6 +679,62 @@ impl Sidecars {
     }
 }
 
+/// Whether a TokenReview's answer proves the token belongs to the pod in `hello`.
+fn check_review(
+    status: Option<&k8s_openapi::api::authentication::v1::TokenReviewStatus>,
+    hello: &bosun_pipe::Hello,
+) -> Result<(), Status> {
+    let Some(status) = status.filter(|s| s.authenticated == Some(true)) else {
+        let why = status.and_then(|s| s.error.clone()).unwrap_or_default();
+        return Err(Status::unauthenticated(format!(
+            "the token was not accepted by the API server{}",
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(": {why}")
+            }
+        )));
+    };
+    let user = status.user.clone().unwrap_or_default();
+    let extra = user.extra.unwrap_or_default();
+    let one = |k: &str| {
+        extra
+            .get(k)
+            .and_then(|v| v.first())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (pod, uid) = (
+        one("authentication.kubernetes.io/pod-name"),
+        one("authentication.kubernetes.io/pod-uid"),
+    );
+    let namespace = user
+        .username
+        .as_deref()
+        .and_then(|u| u.strip_prefix("system:serviceaccount:"))
+        .and_then(|r| r.split(':').next())
+        .unwrap_or_default()
+        .to_owned();
+    if pod.is_empty() {
+        return Err(Status::permission_denied(
+            "the token is not bound to a pod: mount a projected service-account token",
+        ));
+    }
+    if (namespace.as_str(), pod.as_str(), uid.as_str())
+        != (
+            hello.namespace.as_str(),
+            hello.pod.as_str(),
+            hello.uid.as_str(),
+        )
+    {
+        return Err(Status::permission_denied(format!(
+            "the token belongs to pod {namespace}/{pod} (uid {uid}), not {}/{} (uid {})",
+            hello.namespace, hello.pod, hello.uid
+        )));
+    }
+    Ok(())
+}
+
 struct Service(Arc<Sidecars>);
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -679,7 +771,7 @@ impl PipeService for Service {
         if sidecars.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Status::unavailable("the runtime is shutting down"));
         }
-        sidecars.authenticate(&token, &hello)?;
+        sidecars.authenticate(&token, &hello).await?;
         let key: PodKey = (hello.namespace.clone(), hello.pod.clone());
         let _span =
             tracing::info_span!("bosun.sidecars.session", pod = %format!("{}/{}", key.0, key.1))
@@ -900,5 +992,108 @@ impl Journal {
         {
             tracing::error!(file = %self.path.display(), error = %e, "cannot sync the pod-command journal");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::authentication::v1::{TokenReviewStatus, UserInfo};
+
+    use super::*;
+
+    fn hello() -> bosun_pipe::Hello {
+        bosun_pipe::Hello {
+            namespace: "demo".into(),
+            pod: "web-0".into(),
+            uid: "u1".into(),
+            ..Default::default()
+        }
+    }
+
+    fn review(authenticated: bool, user: &str, pod: &str, uid: &str) -> TokenReviewStatus {
+        let mut extra = std::collections::BTreeMap::new();
+        if !pod.is_empty() {
+            extra.insert(
+                "authentication.kubernetes.io/pod-name".to_owned(),
+                vec![pod.to_owned()],
+            );
+            extra.insert(
+                "authentication.kubernetes.io/pod-uid".to_owned(),
+                vec![uid.to_owned()],
+            );
+        }
+        TokenReviewStatus {
+            authenticated: Some(authenticated),
+            user: Some(UserInfo {
+                username: Some(user.to_owned()),
+                extra: Some(extra),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_token_review_must_name_the_claimed_pod() {
+        let sa = "system:serviceaccount:demo:web";
+        assert!(check_review(Some(&review(true, sa, "web-0", "u1")), &hello()).is_ok());
+        let e =
+            check_review(Some(&review(true, sa, "web-1", "u9")), &hello()).expect_err("other pod");
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(e.message().contains("belongs to pod demo/web-1"), "{e}");
+        let e = check_review(
+            Some(&review(
+                true,
+                "system:serviceaccount:other:web",
+                "web-0",
+                "u1",
+            )),
+            &hello(),
+        )
+        .expect_err("other namespace");
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        let e = check_review(Some(&review(true, sa, "", "")), &hello()).expect_err("unbound");
+        assert!(e.message().contains("projected"), "{e}");
+        let e =
+            check_review(Some(&review(false, sa, "web-0", "u1")), &hello()).expect_err("rejected");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        assert!(check_review(None, &hello()).is_err());
+    }
+
+    #[test]
+    fn the_journal_keeps_what_is_unfinished_across_opens() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("j.jsonl");
+        let (mut j, pending) = Journal::open(&path).expect("open");
+        assert!(pending.is_empty());
+        let d = |id| PodDelivery {
+            id,
+            plugin: Arc::from("p"),
+            key: Some("Pod/ns/a".into()),
+            target: Some(ObjectRef::namespaced("v1", "Pod", "ns", "a")),
+            command: PodCommand {
+                namespace: "ns".into(),
+                pod: "a".into(),
+                plugin: "agent".into(),
+                payload: format!("{id}"),
+            },
+        };
+        for id in 1..=3 {
+            j.queued(&d(id), 5);
+        }
+        j.done(2);
+        j.sync();
+        drop(j);
+        // A torn last line (a crash mid-write) is ignored.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(b"{\"queued\":{\"id\":9"))
+            .expect("tear");
+        let (_, pending) = Journal::open(&path).expect("reopen");
+        let ids: Vec<u64> = pending.iter().map(|(d, _)| d.id).collect();
+        assert_eq!(ids, [1, 3]);
+        assert_eq!(pending[1].0.command.payload, "3");
+        assert_eq!(pending[1].0.target, d(3).target);
     }
 }

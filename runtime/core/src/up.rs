@@ -41,6 +41,8 @@ pub struct Snapshot {
     pub reconciles: u64,
     /// Command verdicts so far.
     pub commands: crate::pipe::Counts,
+    /// Sidecars connected to the runtime's pipe.
+    pub sidecars: usize,
 }
 
 /// A running `bosun up`.
@@ -48,6 +50,7 @@ pub struct Up {
     cluster: Option<bosun_cluster::Cluster>,
     runtime: Arc<Runtime>,
     client: kube::Client,
+    launcher: Option<crate::embedded::Launcher>,
 }
 
 impl std::fmt::Debug for Up {
@@ -90,9 +93,16 @@ impl Up {
         let mut config = options.runtime.clone();
         config.data_dir = options.data_dir.join("runtime");
         config.plugins_dir = Some(options.plugins_dir.clone());
+        if config.sidecars.listen.is_none() {
+            // The simulated pods' sidecars run in this process: any free port will do.
+            config.sidecars.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+            config.sidecars.tls = true;
+        }
         let runtime = Runtime::start(config, client.clone())
             .await
             .context("cannot start the runtime")?;
+        let launcher =
+            crate::embedded::Launcher::start(&runtime, options.data_dir.join("sidecars"));
         if options.demo {
             demo(&client)
                 .await
@@ -102,6 +112,7 @@ impl Up {
             cluster: Some(cluster),
             runtime,
             client,
+            launcher,
         })
     }
 
@@ -158,11 +169,15 @@ impl Up {
             plugins,
             reconciles,
             commands: self.runtime.pipe.counts(),
+            sidecars: self.runtime.sidecars().map_or(0, |(s, _)| s.connected()),
         }
     }
 
     /// Stops the runtime (finishing reconciles in flight), then the cluster.
     pub async fn shutdown(mut self) {
+        if let Some(l) = self.launcher.take() {
+            l.stop().await;
+        }
         self.runtime.shutdown().await;
         if let Some(cluster) = self.cluster.take() {
             cluster.shutdown().await;
@@ -241,7 +256,12 @@ async fn demo(client: &kube::Client) -> Result<(), kube::Error> {
             "updateStrategy": { "type": "OnDelete" },
             "selector": { "matchLabels": { "app": "web" } },
             "template": {
-                "metadata": { "labels": { "app": "web" } },
+                // Each pod gets a Bosun sidecar: pod-agent plugins whose Pod
+                // subscription matches run in it.
+                "metadata": {
+                    "labels": { "app": "web" },
+                    "annotations": { "sidecar.bosun.dev/inject": "true" }
+                },
                 "spec": { "containers": [ { "name": "web", "image": "nginx:1.27" } ] }
             }
         }

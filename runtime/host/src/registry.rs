@@ -264,6 +264,43 @@ impl Registry {
         Ok(target)
     }
 
+    /// Makes an already loaded revision current (a canary promoted): calls in flight
+    /// finish on the revision they started on.
+    pub fn adopt(&self, revision: Arc<Revision>) {
+        let slot = self.slot(revision.name());
+        slot.swap(revision.clone());
+        slot.record(Entry {
+            digest: revision.digest().to_owned(),
+            origin: revision.info().origin.clone(),
+            at: SystemTime::now(),
+            outcome: Outcome::Serving,
+        });
+    }
+
+    /// Records that `digest` of plugin `name` was tried and did not stay (a canary rolled
+    /// back, a source that could not be verified), with why.
+    pub fn record_failure(&self, name: &str, digest: &str, origin: &str, reason: &str) {
+        self.slot(name).record(Entry {
+            digest: digest.to_owned(),
+            origin: origin.to_owned(),
+            at: SystemTime::now(),
+            outcome: Outcome::Failed(reason.to_owned()),
+        });
+    }
+
+    /// The history of one plugin, oldest first.
+    pub fn history(&self, name: &str) -> Vec<Entry> {
+        let plugins = self.plugins.read().unwrap_or_else(PoisonError::into_inner);
+        plugins.get(name).map_or_else(Vec::new, |slot| {
+            slot.history
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .cloned()
+                .collect()
+        })
+    }
+
     /// Removes a plugin; calls in flight finish.
     pub fn remove(&self, name: &str) -> bool {
         self.plugins

@@ -384,6 +384,9 @@ impl Revision {
     ) -> Result<R, Error> {
         let counters = &self.shared.counters;
         counters.calls.fetch_add(1, Ordering::Relaxed);
+        if op == "reconcile" {
+            counters.reconciles.fetch_add(1, Ordering::Relaxed);
+        }
         instance.calls += 1;
         instance.store.data_mut().begin_call(key);
         let deadline = self.shared.limits.deadline;

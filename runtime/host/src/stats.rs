@@ -24,6 +24,8 @@ macro_rules! counters {
 counters! {
     /// Calls made (any export).
     calls,
+    /// Reconcile calls (the samples a canary analysis compares).
+    reconciles,
     /// Calls the plugin answered with an error of its own.
     errors,
     /// Calls that trapped (panics, unreachable, host faults).

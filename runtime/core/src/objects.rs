@@ -1,0 +1,613 @@
+//! Plugin objects (`bosun.dev/v1alpha1` `Plugin`): the runtime drives each one through
+//! fetch (and verify) → compile → init → serve, with its rollout (direct or canary), and
+//! writes what happened into its status: stable and canary revisions, per-revision
+//! counters, conditions (Ready, Progressing, Degraded with the reason) and history.
+//!
+//! Annotations ask for actions: `bosun.dev/promote` promotes the canary now,
+//! `bosun.dev/rollback` aborts the canary (or, with none, goes back to the previous
+//! revision). `bosun plugin push|promote|rollback` set them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bosun_host::load::Source as Bytes;
+use bosun_host::registry::Outcome;
+use bosun_host::{Revision, World};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+
+use crate::crd::{
+    Condition, HistoryEntry, Plugin, PluginStatus, RevisionCounters, Source, Strategy,
+};
+use crate::gray::{Analysis, Judgement, Split};
+use crate::informer::Kind;
+use crate::runtime::Runtime;
+
+/// The annotation that promotes a canary (its value: when it was asked).
+pub const PROMOTE: &str = "bosun.dev/promote";
+/// The annotation that rolls back (its value: when it was asked).
+pub const ROLLBACK: &str = "bosun.dev/rollback";
+/// The label `bosun plugin push` puts on a plugin's ConfigMap: the digest's hex
+/// (its first 63 characters, the longest label value).
+pub const DIGEST_LABEL: &str = "bosun.dev/digest";
+
+/// The kind of Plugin objects.
+pub fn kind() -> Kind {
+    Kind::new("bosun.dev/v1alpha1", "Plugin")
+}
+
+#[derive(Default)]
+struct Seen {
+    version: String,
+    promote: Option<String>,
+    rollback: Option<String>,
+    problem: Option<(String, String)>,
+    status: Option<PluginStatus>,
+    written: Option<std::time::Instant>,
+}
+
+/// Counters alone are written at most this often.
+const COUNTERS_EVERY: Duration = Duration::from_secs(10);
+
+/// Drives Plugin objects until the runtime is gone.
+pub(crate) async fn run(runtime: Weak<Runtime>, client: kube::Client) {
+    let mut seen: HashMap<(String, String), Seen> = HashMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(rt) = runtime.upgrade() else { return };
+        if !rt.is_leader() {
+            continue;
+        }
+        for (target, _) in rt.informers().keys(&kind()) {
+            let Some(json) = rt.informers().get(&target) else {
+                continue;
+            };
+            let plugin: Plugin = match serde_json::from_str(&json) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(plugin = %target, error = %e, "unreadable Plugin object");
+                    continue;
+                }
+            };
+            let ns = target.namespace.clone().unwrap_or_default();
+            let entry = seen.entry((ns, target.name.clone())).or_default();
+            drive(&rt, &client, &plugin, entry).await;
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+    rfc3339(ms)
+}
+
+fn rfc3339(ms: u64) -> String {
+    bosun_host::host::clock::rfc3339(ms)
+}
+
+fn annotation(p: &Plugin, key: &str) -> Option<String> {
+    p.metadata.annotations.as_ref()?.get(key).cloned()
+}
+
+/// The plugin's bytes, checked against the digest its source names.
+async fn fetch(
+    client: &kube::Client,
+    ns: &str,
+    source: &Source,
+) -> Result<Bytes, (String, String)> {
+    match source {
+        Source::File { path } => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| ("FetchFailed".to_owned(), format!("file {path}: {e}")))?;
+            Ok(Bytes {
+                origin: path.clone(),
+                bytes: bytes.into(),
+            })
+        }
+        Source::ConfigMap { name, key } => {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+            let cm = api.get_opt(name).await.map_err(|e| {
+                (
+                    "FetchFailed".to_owned(),
+                    format!("ConfigMap {ns}/{name}: {e}"),
+                )
+            })?;
+            let Some(cm) = cm else {
+                return Err((
+                    "FetchFailed".to_owned(),
+                    format!("ConfigMap {ns}/{name} does not exist"),
+                ));
+            };
+            let bytes = cm
+                .binary_data
+                .as_ref()
+                .and_then(|b| b.get(key))
+                .map(|b| b.0.clone())
+                .ok_or_else(|| {
+                    (
+                        "FetchFailed".to_owned(),
+                        format!("ConfigMap {ns}/{name} has no binaryData key {key:?}"),
+                    )
+                })?;
+            let source = Bytes {
+                origin: format!("configmap {ns}/{name}"),
+                bytes: bytes.into(),
+            };
+            if let Some(want) = cm
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(DIGEST_LABEL))
+            {
+                let digest = source.digest();
+                if !digest
+                    .trim_start_matches("sha256:")
+                    .starts_with(want.as_str())
+                {
+                    return Err((
+                        "DigestMismatch".to_owned(),
+                        format!(
+                            "ConfigMap {ns}/{name} says {DIGEST_LABEL}={want} but its bytes are {digest}; refusing to serve them"
+                        ),
+                    ));
+                }
+            }
+            Ok(source)
+        }
+        Source::Url { url, .. } => Err((
+            "SourceUnsupported".to_owned(),
+            format!(
+                "url sources ({url}) are not fetched by this runtime yet; push the plugin as a ConfigMap (bosun plugin push) or use a file source"
+            ),
+        )),
+        Source::Oci { reference } => Err((
+            "SourceUnsupported".to_owned(),
+            format!(
+                "OCI sources ({reference}) are not fetched by this runtime yet; push the plugin as a ConfigMap (bosun plugin push)"
+            ),
+        )),
+    }
+}
+
+fn world_of(w: crate::crd::World) -> World {
+    match w {
+        crate::crd::World::Controller => World::Controller,
+        crate::crd::World::Admission => World::Admission,
+        crate::crd::World::PodAgent => World::PodAgent,
+    }
+}
+
+/// What the plugin's metadata asks for that the Plugin object does not grant.
+fn missing_grants(p: &Plugin, revision: &Revision) -> Vec<String> {
+    let mut missing = Vec::new();
+    for asked in &revision.metadata().permissions {
+        for verb in &asked.verbs {
+            let granted = p.spec.permissions.iter().any(|g| {
+                g.api_version == asked.api_version
+                    && (g.kind == asked.kind || g.kind == "*")
+                    && g.verbs.iter().any(|v| v == verb.as_str() || v == "*")
+            });
+            if !granted {
+                missing.push(format!(
+                    "{} on {}/{}",
+                    verb.as_str(),
+                    asked.api_version,
+                    asked.kind
+                ));
+            }
+        }
+    }
+    missing
+}
+
+fn analysis_of(p: &Plugin) -> Result<(Split, Analysis), String> {
+    let canary = p.spec.rollout.canary.clone().unwrap_or_default();
+    let split = match (&canary.selector, canary.share) {
+        (Some(sel), _) => {
+            let text: Vec<String> = sel
+                .match_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            Split::Selector(
+                bosun_host::selector::Selector::parse(&text.join(","))
+                    .map_err(|e| format!("rollout.canary.selector: {e}"))?,
+            )
+        }
+        (None, Some(share)) if (1..=100).contains(&share) => Split::Share(share),
+        (None, Some(share)) => {
+            return Err(format!(
+                "rollout.canary.share {share} is not a percentage of keys: use 1 to 100"
+            ));
+        }
+        (None, None) => Split::Share(10),
+    };
+    let d = Analysis::default();
+    let a = &canary.analysis;
+    for (name, v) in [
+        ("maxErrorRate", a.max_error_rate),
+        ("maxTrapRate", a.max_trap_rate),
+        ("maxRefusedRate", a.max_refused_rate),
+    ] {
+        if let Some(v) = v
+            && !(0.0..=1.0).contains(&v)
+        {
+            return Err(format!(
+                "rollout.canary.analysis.{name} {v} is not a rate: use 0 to 1"
+            ));
+        }
+    }
+    Ok((
+        split,
+        Analysis {
+            max_error_rate: a.max_error_rate.unwrap_or(d.max_error_rate),
+            max_trap_rate: a.max_trap_rate.unwrap_or(d.max_trap_rate),
+            max_refused_rate: a.max_refused_rate.unwrap_or(d.max_refused_rate),
+            min_samples: a.min_samples.unwrap_or(d.min_samples),
+            window: a.window_seconds.map_or(d.window, Duration::from_secs),
+            manual: canary.manual_promotion,
+        },
+    ))
+}
+
+async fn apply_spec(
+    rt: &Runtime,
+    client: &kube::Client,
+    p: &Plugin,
+) -> Result<(), (String, String)> {
+    let name = p.metadata.name.clone().unwrap_or_default();
+    let ns = p.metadata.namespace.clone().unwrap_or_default();
+    if p.spec.rollout.strategy == Strategy::Shadow {
+        return Err((
+            "InvalidRollout".to_owned(),
+            "shadow rollouts are not run by this runtime yet; use direct or canary".to_owned(),
+        ));
+    }
+    let canary = if p.spec.rollout.strategy == Strategy::Canary {
+        Some(analysis_of(p).map_err(|m| ("InvalidRollout".to_owned(), m))?)
+    } else {
+        None
+    };
+    let source = fetch(client, &ns, &p.spec.source).await?;
+    let config = p
+        .spec
+        .config
+        .as_ref()
+        .map_or_else(|| "{}".to_owned(), serde_json::Value::to_string);
+    let digest = source.digest();
+    // Already serving exactly this (stable, or as the canary)?
+    if let Some(current) = rt.registry().current(&name)
+        && current.digest() == digest
+        && current.config() == config
+    {
+        if rt.gray.route(&name).is_some() {
+            // The spec went back to the stable revision: the canary ends.
+            let _ = rt.abort_canary(&name, "the Plugin's source is the stable revision again");
+        }
+        return Ok(());
+    }
+    if let Some(route) = rt.gray.route(&name)
+        && route.canary.digest() == digest
+        && route.canary.config() == config
+    {
+        return Ok(());
+    }
+    let mut spec = rt.spec();
+    spec.config = config;
+    if let Some(l) = &p.spec.limits {
+        if let Some(ms) = l.deadline_ms {
+            spec.limits.deadline = Duration::from_millis(ms);
+        }
+        if let Some(bytes) = l.memory_bytes {
+            spec.limits.memory_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+    }
+    let engine = rt.registry().engine().clone();
+    let (src, expected) = (source.clone(), name.clone());
+    let loaded =
+        tokio::task::spawn_blocking(move || Revision::load_named(&engine, &src, spec, &expected))
+            .await
+            .map_err(|e| ("LoadFailed".to_owned(), e.to_string()))?;
+    let revision = match loaded {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            rt.registry()
+                .record_failure(&name, &digest, &source.origin, &e.cause.to_string());
+            return Err(("LoadFailed".to_owned(), e.to_string()));
+        }
+    };
+    let want = world_of(p.spec.world);
+    if revision.info().world != want {
+        let why = format!(
+            "the component is a {} plugin but spec.world says {want}",
+            revision.info().world
+        );
+        rt.registry()
+            .record_failure(&name, &digest, &source.origin, &why);
+        return Err(("WorldMismatch".to_owned(), why));
+    }
+    let missing = missing_grants(p, &revision);
+    if !missing.is_empty() {
+        let why = format!(
+            "the plugin asks for permissions spec.permissions does not grant: {}",
+            missing.join(", ")
+        );
+        rt.registry()
+            .record_failure(&name, &digest, &source.origin, &why);
+        return Err(("PermissionsNotGranted".to_owned(), why));
+    }
+    if canary.is_some()
+        && rt.registry().current(&name).is_none()
+        && let Some(stable) = p.status.as_ref().and_then(|s| s.stable_revision.clone())
+        && stable != digest
+    {
+        // A restarted runtime: the stable revision comes back first, then the canary
+        // resumes with the same split.
+        restore_stable(rt, client, p, &stable).await?;
+    }
+    match canary {
+        Some((split, analysis)) if rt.registry().current(&name).is_some() => {
+            rt.start_canary(revision, split, analysis)
+                .map_err(|e| ("LoadFailed".to_owned(), e.to_string()))?;
+        }
+        _ => {
+            if rt.gray.route(&name).is_some() {
+                let _ = rt.abort_canary(&name, "replaced by a direct rollout");
+            }
+            rt.registry().adopt(revision);
+            rt.dispatcher.sync();
+        }
+    }
+    Ok(())
+}
+
+/// Loads the revision `digest` of `p` from the ConfigMap `bosun plugin push` left for it.
+async fn restore_stable(
+    rt: &Runtime,
+    client: &kube::Client,
+    p: &Plugin,
+    digest: &str,
+) -> Result<(), (String, String)> {
+    let name = p.metadata.name.clone().unwrap_or_default();
+    let ns = p.metadata.namespace.clone().unwrap_or_default();
+    let hex = digest.trim_start_matches("sha256:");
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let list = api
+        .list(&kube::api::ListParams::default().labels(&format!("bosun.dev/plugin={name}")))
+        .await
+        .map_err(|e| {
+            (
+                "FetchFailed".to_owned(),
+                format!("listing the ConfigMaps of {name}: {e}"),
+            )
+        })?;
+    let found = list.items.into_iter().find(|cm| {
+        cm.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(DIGEST_LABEL))
+            .is_some_and(|d| hex.starts_with(d.as_str()))
+    });
+    let Some(cm) = found else {
+        return Err((
+            "FetchFailed".to_owned(),
+            format!(
+                "the stable revision {digest} is not kept in any ConfigMap of {name}; push it again"
+            ),
+        ));
+    };
+    let source = Source::ConfigMap {
+        name: cm.metadata.name.unwrap_or_default(),
+        key: "plugin.wasm".to_owned(),
+    };
+    let bytes = fetch(client, &ns, &source).await?;
+    let mut spec = rt.spec();
+    spec.config = p
+        .spec
+        .config
+        .as_ref()
+        .map_or_else(|| "{}".to_owned(), serde_json::Value::to_string);
+    let engine = rt.registry().engine().clone();
+    let expected = name.clone();
+    let revision =
+        tokio::task::spawn_blocking(move || Revision::load_named(&engine, &bytes, spec, &expected))
+            .await
+            .map_err(|e| ("LoadFailed".to_owned(), e.to_string()))?
+            .map_err(|e| ("LoadFailed".to_owned(), e.to_string()))?;
+    rt.registry().adopt(Arc::new(revision));
+    rt.dispatcher.sync();
+    Ok(())
+}
+
+async fn drive(rt: &Arc<Runtime>, client: &kube::Client, p: &Plugin, seen: &mut Seen) {
+    let name = p.metadata.name.clone().unwrap_or_default();
+    let ns = p.metadata.namespace.clone().unwrap_or_default();
+    let version = format!(
+        "{}/{}",
+        p.metadata.generation.unwrap_or_default(),
+        serde_json::to_string(&p.spec).unwrap_or_default()
+    );
+    let first = seen.version.is_empty();
+    if version != seen.version {
+        let span = tracing::info_span!("bosun.plugins.apply", plugin = %format!("{ns}/{name}"));
+        match tracing::Instrument::instrument(apply_spec(rt, client, p), span).await {
+            Ok(()) => seen.problem = None,
+            Err((reason, message)) => {
+                tracing::warn!(plugin = %format!("{ns}/{name}"), reason = %reason, "{message}");
+                seen.problem = Some((reason, message));
+            }
+        }
+        seen.version = version;
+    }
+    // Annotations are requests: one seen when the runtime starts was already acted on
+    // (or is stale), so only a change acts.
+    let promote = annotation(p, PROMOTE);
+    if !first
+        && promote.is_some()
+        && promote != seen.promote
+        && let Err(e) = rt.promote(&name, "promoted by hand (bosun.dev/promote)")
+    {
+        tracing::warn!(plugin = %name, "{e}");
+    }
+    seen.promote = promote;
+    let rollback = annotation(p, ROLLBACK);
+    if !first && rollback.is_some() && rollback != seen.rollback {
+        if rt.gray.route(&name).is_some() {
+            let _ = rt.abort_canary(&name, "rolled back by hand (bosun.dev/rollback)");
+        } else {
+            match rt.registry().rollback(&name, None) {
+                Ok(_) => rt.dispatcher.sync(),
+                Err(e) => tracing::warn!(plugin = %name, "{e}"),
+            }
+        }
+    }
+    seen.rollback = rollback;
+    let mut status = status_of(rt, &name, seen.problem.as_ref());
+    // A condition keeps its transition time while its status stays.
+    let now = now_rfc3339();
+    for c in &mut status.conditions {
+        c.last_transition_time = seen
+            .status
+            .as_ref()
+            .and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|o| o.type_ == c.type_ && o.status == c.status)
+            })
+            .map_or_else(|| now.clone(), |o| o.last_transition_time.clone());
+    }
+    let only_counters = seen.status.as_ref().is_some_and(|old| {
+        let mut a = old.clone();
+        a.revisions = status.revisions.clone();
+        a == status
+    });
+    let due = seen.written.is_none_or(|t| t.elapsed() >= COUNTERS_EVERY);
+    if seen.status.as_ref() != Some(&status) && (!only_counters || due) {
+        let api: Api<Plugin> = Api::namespaced(client.clone(), &ns);
+        // A merge patch leaves out what it does not name: fields now empty are nulled.
+        let mut value = serde_json::to_value(&status).unwrap_or_default();
+        for field in ["stableRevision", "canaryRevision", "canaryShare"] {
+            if let Some(obj) = value.as_object_mut() {
+                obj.entry(field).or_insert(serde_json::Value::Null);
+            }
+        }
+        let patch = serde_json::json!({ "status": value });
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                seen.status = Some(status);
+                seen.written = Some(std::time::Instant::now());
+            }
+            Err(e) => {
+                tracing::warn!(plugin = %format!("{ns}/{name}"), error = %e, "cannot write the Plugin status")
+            }
+        }
+    }
+}
+
+fn condition(type_: &str, on: bool, reason: &str, message: &str) -> Condition {
+    Condition {
+        type_: type_.to_owned(),
+        status: if on { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        // Set when written; the runtime does not track transitions across restarts.
+        last_transition_time: String::new(),
+    }
+}
+
+fn status_of(rt: &Runtime, name: &str, problem: Option<&(String, String)>) -> PluginStatus {
+    let stable = rt.registry().current(name);
+    let (route, judgement) = rt.canary_state(name);
+    let mut revisions = BTreeMap::new();
+    let counters = |r: &Revision| {
+        let s = r.stats();
+        RevisionCounters {
+            reconciles: s.reconciles,
+            errors: s.errors,
+            traps: s.traps + s.timeouts + s.out_of_memory,
+            refused: s.commands_refused,
+        }
+    };
+    if let Some(s) = &stable {
+        revisions.insert(s.digest().to_owned(), counters(s));
+    }
+    if let Some(r) = &route {
+        revisions.insert(r.canary.digest().to_owned(), counters(&r.canary));
+    }
+    let mut conditions = vec![match &stable {
+        Some(s) => condition(
+            "Ready",
+            true,
+            "Serving",
+            &format!("{} serves", bosun_host::host::log::short(s.digest())),
+        ),
+        None => condition("Ready", false, "NotServing", "no revision serves yet"),
+    }];
+    conditions.push(match (&route, &judgement) {
+        (Some(_), Some(j)) => {
+            let (reason, text) = match j {
+                Judgement::Waiting(t) => ("CanaryAnalysis", t),
+                Judgement::ReadyToPromote(t) => ("AwaitingPromotion", t),
+                Judgement::Promote(t) | Judgement::RollBack(t) => ("CanaryAnalysis", t),
+            };
+            condition("Progressing", true, reason, text)
+        }
+        (Some(_), None) => condition(
+            "Progressing",
+            true,
+            "CanaryStarted",
+            "the analysis has not run yet",
+        ),
+        (None, Some(Judgement::Promote(t))) => condition("Progressing", false, "CanaryPromoted", t),
+        (None, Some(Judgement::RollBack(t))) => {
+            condition("Progressing", false, "CanaryRolledBack", t)
+        }
+        (None, _) => condition("Progressing", false, "Stable", "no canary in progress"),
+    });
+    conditions.push(match (problem, &judgement, &route) {
+        (Some((reason, message)), _, _) => condition("Degraded", true, reason, message),
+        (None, Some(Judgement::RollBack(t)), None) => {
+            condition("Degraded", true, "CanaryRolledBack", t)
+        }
+        _ => condition("Degraded", false, "AsExpected", ""),
+    });
+    let history = rt
+        .registry()
+        .history(name)
+        .into_iter()
+        .map(|e| {
+            let ms =
+                e.at.duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+            let (outcome, reason) = match e.outcome {
+                Outcome::Serving => ("Serving", None),
+                Outcome::Replaced => ("Replaced", None),
+                Outcome::RolledBack => ("RolledBackTo", None),
+                Outcome::Failed(r) => ("Failed", Some(r)),
+            };
+            HistoryEntry {
+                digest: e.digest,
+                time: rfc3339(ms),
+                outcome: outcome.to_owned(),
+                reason,
+            }
+        })
+        .collect();
+    PluginStatus {
+        stable_revision: stable.map(|s| s.digest().to_owned()),
+        canary_revision: route.as_ref().map(|r| r.canary.digest().to_owned()),
+        canary_share: route.as_ref().and_then(|r| match r.split {
+            Split::Share(s) => Some(s),
+            Split::Selector(_) => None,
+        }),
+        revisions,
+        conditions,
+        history,
+    }
+}
