@@ -256,7 +256,7 @@ pub fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// GET on a loopback admin endpoint (HTTP/1.0, no dependencies).
-fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .with_context(|| format!("cannot reach the runtime's admin endpoint at {addr}: is `bosun up` or `bosun run` running?"))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;

@@ -21,6 +21,7 @@ pub async fn serve(listener: tokio::net::TcpListener, runtime: Shared) {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/plugins", get(plugins))
+        .route("/plugins/{name}/diff", get(diff))
         .with_state(runtime);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "admin endpoint stopped");
@@ -137,6 +138,26 @@ pub fn plugins_json(rt: &Runtime) -> serde_json::Value {
             "connected": s.status(),
         })),
     })
+}
+
+/// What a shadow revision decided differently from the stable one.
+async fn diff(
+    State(rt): State<Shared>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    let Some(rt) = rt.upgrade() else {
+        return gone();
+    };
+    if rt.registry.current(&name).is_none() {
+        return (StatusCode::NOT_FOUND, format!("no plugin named {name:?}\n")).into_response();
+    }
+    let shadow = rt.gray.shadow(&name).map(|(r, _)| r.digest().to_owned());
+    axum::Json(json!({
+        "plugin": name,
+        "shadow": shadow,
+        "differences": rt.gray.differences(&name),
+    }))
+    .into_response()
 }
 
 async fn plugins(State(rt): State<Shared>) -> Response {

@@ -288,6 +288,38 @@ impl Dispatcher {
         while tasks.join_next().await.is_some() {}
     }
 
+    /// Runs the shadow revision of `name` on the request the stable one just answered, and
+    /// records a difference when it would have submitted other commands.
+    async fn shadow(&self, name: &str, request: ReconcileRequest, stable: Vec<serde_json::Value>) {
+        let Some((shadow, sink)) = self.parts.gray.shadow(name) else {
+            return;
+        };
+        let key = request.target.key();
+        let events: Vec<String> = request.events.iter().map(|e| format!("{e:?}")).collect();
+        let result = tokio::task::spawn_blocking(move || shadow.reconcile(&request)).await;
+        let submitted = sink.take(&key);
+        let shadow = match result {
+            Ok(Ok(_)) => Ok(submitted),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if shadow.as_ref() != Ok(&stable) {
+            let at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+            self.parts.gray.differ(
+                name,
+                crate::gray::Difference {
+                    at_ms,
+                    key,
+                    events,
+                    stable,
+                    shadow,
+                },
+            );
+        }
+    }
+
     async fn reconcile(&self, name: &str, item: &queue::Item<ObjectRef>) -> Outcome {
         let mut leading = self.parts.leading.clone();
         if !*leading.borrow() {
@@ -320,6 +352,7 @@ impl Dispatcher {
         };
         let started = Instant::now();
         let rev = revision.clone();
+        let shadow_request = self.parts.gray.shadow(name).map(|_| request.clone());
         let span =
             tracing::debug_span!("bosun.dispatch.reconcile", plugin = %name, key = %item.key);
         let result = match tokio::task::spawn_blocking(move || rev.reconcile(&request)).await {
@@ -339,10 +372,16 @@ impl Dispatcher {
             .metrics
             .reconcile(name, revision.digest(), label, started.elapsed());
         let completed = !matches!(&result, Err(e) if e.poisons_instance());
+        let stable_commands = shadow_request
+            .as_ref()
+            .map(|_| self.parts.pipe.pending_of(&call));
         self.parts
             .pipe
             .finish(&call, completed, &self.parts.executor)
             .await;
+        if let (Some(req), Some(stable), true) = (shadow_request, stable_commands, result.is_ok()) {
+            self.shadow(name, req, stable).await;
+        }
         match result {
             Ok(o) => match o.requeue_after_ms {
                 Some(ms) => Outcome::RequeueAfter(Duration::from_millis(ms)),

@@ -33,6 +33,9 @@ pub enum Error {
         /// The canary's world.
         canary: bosun_host::World,
     },
+    /// A shadow needs a stable revision to compare with.
+    #[error("plugin {0} has no stable revision to shadow; install it first")]
+    NoStable(String),
     /// There is no canary to promote or roll back.
     #[error("plugin {0} has no canary in progress")]
     NoCanary(String),
@@ -75,6 +78,62 @@ pub enum Split {
     Share(u8),
     /// Objects whose labels match.
     Selector(Selector),
+    /// None: the new revision runs beside the stable one on every key, its commands are
+    /// recorded and compared, never executed.
+    Shadow,
+}
+
+/// One key where a shadow revision decided differently from the stable one.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Difference {
+    /// When (unix ms).
+    pub at_ms: u64,
+    /// The key.
+    pub key: String,
+    /// The events of the call.
+    pub events: Vec<String>,
+    /// What the stable revision submitted.
+    pub stable: Vec<serde_json::Value>,
+    /// What the shadow revision would have submitted (or its error).
+    pub shadow: Result<Vec<serde_json::Value>, String>,
+}
+
+/// Differences kept per plugin (the newest).
+const DIFFERENCES: usize = 1000;
+
+/// Commands of a shadow revision: recorded per key, never executed.
+#[derive(Debug, Default)]
+pub struct ShadowSink {
+    submitted: std::sync::Mutex<HashMap<String, Vec<serde_json::Value>>>,
+}
+
+impl ShadowSink {
+    /// Takes what was submitted while reconciling `key`.
+    pub fn take(&self, key: &str) -> Vec<serde_json::Value> {
+        self.submitted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key)
+            .unwrap_or_default()
+    }
+}
+
+impl bosun_host::host::commands::Commands for ShadowSink {
+    fn submit(
+        &self,
+        call: &bosun_host::host::CallInfo,
+        command: bosun_host::contract::Command,
+    ) -> Result<u64, String> {
+        let key = call.key.as_ref().map(ObjectRef::key).unwrap_or_default();
+        let mut map = self
+            .submitted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let list = map.entry(key).or_default();
+        list.push(command.to_json());
+        Ok(list.len() as u64)
+    }
 }
 
 /// A canary in progress.
@@ -86,6 +145,8 @@ pub struct Route {
     pub split: Split,
     /// What it must show.
     pub analysis: Analysis,
+    /// Where a shadow revision's commands go.
+    pub sink: Option<Arc<ShadowSink>>,
     started: Instant,
     stable_base: Stats,
     canary_base: Stats,
@@ -159,6 +220,7 @@ impl Route {
             canary,
             split,
             analysis,
+            sink: None,
             started: Instant::now(),
             stable_base: stable.stats(),
             stable_digest: stable.digest().to_owned(),
@@ -170,6 +232,7 @@ impl Route {
         match &self.split {
             Split::Share(share) => bucket(&key.key()) < *share,
             Split::Selector(s) => labels.is_some_and(|l| s.matches(l)),
+            Split::Shadow => false,
         }
     }
 
@@ -190,6 +253,15 @@ impl Route {
     pub fn judge(&self, stable: &Revision) -> Judgement {
         let a = &self.analysis;
         let (s, c) = self.rates(stable);
+        if matches!(self.split, Split::Shadow) {
+            // A shadow is only observed: promoted or dropped by hand.
+            return Judgement::Waiting(format!(
+                "shadow: {} reconciles, errors {} (stable {})",
+                c.samples,
+                pct(c.error_rate),
+                pct(s.error_rate)
+            ));
+        }
         if c.samples >= a.min_samples {
             // A limit breached by the canary, and worse than stable over the same window.
             for (what, canary, stable, max) in [
@@ -250,6 +322,7 @@ impl Route {
 #[derive(Debug, Default)]
 pub struct Gray {
     routes: RwLock<HashMap<String, Route>>,
+    differences: std::sync::Mutex<HashMap<String, std::collections::VecDeque<Difference>>>,
 }
 
 impl Gray {
@@ -278,6 +351,36 @@ impl Gray {
             .cloned()
     }
 
+    /// The shadow of `plugin`, if one runs: its revision and sink.
+    pub fn shadow(&self, plugin: &str) -> Option<(Arc<Revision>, Arc<ShadowSink>)> {
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+        let r = routes.get(plugin)?;
+        Some((r.canary.clone(), r.sink.clone()?))
+    }
+
+    /// Records a difference between stable and shadow.
+    pub fn differ(&self, plugin: &str, d: Difference) {
+        let mut all = self
+            .differences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let list = all.entry(plugin.to_owned()).or_default();
+        list.push_back(d);
+        while list.len() > DIFFERENCES {
+            list.pop_front();
+        }
+    }
+
+    /// The differences recorded for `plugin`, oldest first.
+    pub fn differences(&self, plugin: &str) -> Vec<Difference> {
+        self.differences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(plugin)
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The canary revision when it serves `key`; `labels` is asked for only when the
     /// canary splits by selector.
     pub fn pick(
@@ -289,7 +392,7 @@ impl Gray {
         let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
         let route = routes.get(plugin)?;
         let takes = match &route.split {
-            Split::Share(_) => route.takes(key, None),
+            Split::Share(_) | Split::Shadow => route.takes(key, None),
             Split::Selector(_) => route.takes(key, labels().as_ref()),
         };
         takes.then(|| route.canary.clone())

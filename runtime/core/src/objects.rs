@@ -260,12 +260,6 @@ async fn apply_spec(
 ) -> Result<(), (String, String)> {
     let name = p.metadata.name.clone().unwrap_or_default();
     let ns = p.metadata.namespace.clone().unwrap_or_default();
-    if p.spec.rollout.strategy == Strategy::Shadow {
-        return Err((
-            "InvalidRollout".to_owned(),
-            "shadow rollouts are not run by this runtime yet; use direct or canary".to_owned(),
-        ));
-    }
     let canary = if p.spec.rollout.strategy == Strategy::Canary {
         Some(analysis_of(p).map_err(|m| ("InvalidRollout".to_owned(), m))?)
     } else {
@@ -293,6 +287,46 @@ async fn apply_spec(
         && route.canary.digest() == digest
         && route.canary.config() == config
     {
+        return Ok(());
+    }
+    if p.spec.rollout.strategy == Strategy::Shadow {
+        if rt.registry().current(&name).is_none() {
+            return Err((
+                "InvalidRollout".to_owned(),
+                "a shadow needs a stable revision to compare with: roll the first revision out directly".to_owned(),
+            ));
+        }
+        let (rt_src, cfg) = (source.clone(), config.clone());
+        let shadow = rt
+            .shadow(&rt_src, &cfg)
+            .map_err(|e| ("LoadFailed".to_owned(), e.to_string()))?;
+        let want = world_of(p.spec.world);
+        let missing = missing_grants(p, &shadow);
+        if shadow.info().world != want || !missing.is_empty() || shadow.name() != name {
+            rt.gray.end(&name);
+            return Err(if shadow.info().world != want {
+                (
+                    "WorldMismatch".to_owned(),
+                    format!(
+                        "the component is a {} plugin but spec.world says {want}",
+                        shadow.info().world
+                    ),
+                )
+            } else if shadow.name() != name {
+                (
+                    "LoadFailed".to_owned(),
+                    format!("the component is plugin {:?}, not {name:?}", shadow.name()),
+                )
+            } else {
+                (
+                    "PermissionsNotGranted".to_owned(),
+                    format!(
+                        "the plugin asks for permissions spec.permissions does not grant: {}",
+                        missing.join(", ")
+                    ),
+                )
+            });
+        }
         return Ok(());
     }
     let mut spec = rt.spec();
@@ -604,7 +638,7 @@ fn status_of(rt: &Runtime, name: &str, problem: Option<&(String, String)>) -> Pl
         canary_revision: route.as_ref().map(|r| r.canary.digest().to_owned()),
         canary_share: route.as_ref().and_then(|r| match r.split {
             Split::Share(s) => Some(s),
-            Split::Selector(_) => None,
+            Split::Selector(_) | Split::Shadow => None,
         }),
         revisions,
         conditions,

@@ -276,6 +276,17 @@ impl Pipe {
         }
     }
 
+    /// The commands `call` submitted that wait for its reconcile to return, as JSON (a
+    /// shadow revision's commands are compared with them).
+    pub fn pending_of(&self, call: &CallInfo) -> Vec<serde_json::Value> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&call_key(call))
+            .map(|list| list.iter().map(|a| a.command.to_json()).collect())
+            .unwrap_or_default()
+    }
+
     /// Outcomes not yet shown to `plugin` for `key`, oldest first.
     pub fn take_outcomes(&self, plugin: &str, key: &ObjectRef) -> Vec<CommandOutcome> {
         let k: CallKey = (Arc::from(plugin), Some(key.key()));

@@ -457,20 +457,69 @@ impl Runtime {
         Ok(revision)
     }
 
-    /// Promotes the canary of `name`: it becomes the stable revision.
+    /// Starts a shadow of a new revision: it reconciles every key the stable revision
+    /// does, its commands are recorded and compared with stable's, never executed.
+    pub fn shadow(
+        &self,
+        source: &Source,
+        config: &str,
+    ) -> Result<Arc<Revision>, crate::gray::Error> {
+        let sink = Arc::new(crate::gray::ShadowSink::default());
+        let mut spec = self.spec();
+        spec.config = config.to_owned();
+        spec.services.commands = sink.clone();
+        let revision = Arc::new(Revision::load(self.registry.engine(), source, spec)?);
+        let name = revision.name().to_owned();
+        let stable = self
+            .registry
+            .current(&name)
+            .ok_or_else(|| crate::gray::Error::NoStable(name.clone()))?;
+        if stable.info().world != revision.info().world {
+            return Err(crate::gray::Error::World {
+                plugin: name,
+                stable: stable.info().world,
+                canary: revision.info().world,
+            });
+        }
+        let mut route = Route::new(
+            revision.clone(),
+            &stable,
+            Split::Shadow,
+            Analysis::default(),
+        );
+        route.sink = Some(sink);
+        tracing::info!(plugin = %name, shadow = %bosun_host::host::log::short(revision.digest()), "shadow started");
+        self.gray.start(&name, route);
+        self.dispatcher.resync();
+        Ok(revision)
+    }
+
+    /// Promotes the canary (or shadow) of `name`: it becomes the stable revision.
     pub fn promote(&self, name: &str, why: &str) -> Result<Arc<Revision>, crate::gray::Error> {
         let route = self
             .gray
             .end(name)
             .ok_or_else(|| crate::gray::Error::NoCanary(name.to_owned()))?;
         tracing::info!(plugin = %name, revision = %bosun_host::host::log::short(route.canary.digest()), "canary promoted: {why}");
-        self.registry.adopt(route.canary.clone());
+        let promoted = if route.sink.is_some() {
+            // A shadow's commands went to its sink: load it again on the real pipe.
+            let mut spec = self.spec();
+            spec.config = route.canary.config().to_owned();
+            let source = Source {
+                origin: route.canary.info().origin.clone(),
+                bytes: route.canary.bytes().clone(),
+            };
+            Arc::new(Revision::load(self.registry.engine(), &source, spec)?)
+        } else {
+            route.canary.clone()
+        };
+        self.registry.adopt(promoted.clone());
         self.judgements
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(name.to_owned(), Judgement::Promote(why.to_owned()));
         self.dispatcher.sync();
-        Ok(route.canary)
+        Ok(promoted)
     }
 
     /// Rolls the canary of `name` back: the stable revision serves every key again.

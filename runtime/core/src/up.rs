@@ -90,6 +90,9 @@ impl Up {
         label_zones(&client)
             .await
             .context("cannot label the simulated nodes")?;
+        install_crd(&client)
+            .await
+            .context("cannot install the Plugin CRD")?;
         let mut config = options.runtime.clone();
         config.data_dir = options.data_dir.join("runtime");
         config.plugins_dir = Some(options.plugins_dir.clone());
@@ -200,6 +203,22 @@ fn seed(file: &Path, dir: &Path) -> anyhow::Result<()> {
         std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
     }
+    Ok(())
+}
+
+/// Installs (or updates) the `Plugin` CRD, so `bosun plugin push` works against the
+/// embedded cluster.
+async fn install_crd(client: &kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&crate::crd::crd_yaml()?)?;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply("bosun-up").force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
     Ok(())
 }
 

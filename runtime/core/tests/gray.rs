@@ -528,3 +528,81 @@ async fn bad_plugins_are_degraded_with_the_reason_and_never_serve() {
     rt.shutdown().await;
     env.cluster.shutdown().await;
 }
+
+fn admin_get(rt: &Runtime, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(rt.admin_addr()).expect("admin");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_executes_nothing_and_its_differences_are_reported() {
+    let env = env(5).await;
+    let rt = start(&env).await;
+    let v1 = hostile(None);
+    let cm1 = push_configmap(&env, &v1, None).await;
+    apply_plugin(
+        &env,
+        "hostile",
+        &cm1,
+        json!({"mode": "ok"}),
+        json!({"strategy": "direct"}),
+    )
+    .await;
+    eventually("v1 serves", Duration::from_secs(60), || async {
+        keys_patched_by(&rt, &digest(&v1)).len() == 5
+    })
+    .await;
+    // The shadow decides differently: it would delete each pod.
+    let v2 = hostile(Some("shadow"));
+    let cm2 = push_configmap(&env, &v2, None).await;
+    apply_plugin(
+        &env,
+        "hostile",
+        &cm2,
+        json!({"mode": "reap"}),
+        json!({"strategy": "shadow"}),
+    )
+    .await;
+    let api: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    // Mark a pod for reaping: the shadow would delete it, the stable one only labels it.
+    api.patch(
+        "p-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"reap": "true"}}})),
+    )
+    .await
+    .expect("mark");
+    eventually(
+        "the difference is reported",
+        Duration::from_secs(60),
+        || async {
+            let body = admin_get(&rt, "/plugins/hostile/diff");
+            body.contains(&digest(&v2))
+                && body.contains("\"delete\"")
+                && body.contains("Pod/default/p-0")
+        },
+    )
+    .await;
+    // Nothing the shadow decided was executed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        api.get_opt("p-0").await.expect("get").is_some(),
+        "the shadow's delete ran"
+    );
+    assert!(patches_by(&rt, &digest(&v2)).is_empty());
+    let s = status(&env, "hostile").await;
+    assert_eq!(s.stable_revision.as_deref(), Some(digest(&v1).as_str()));
+    assert_eq!(s.canary_revision.as_deref(), Some(digest(&v2).as_str()));
+    rt.shutdown().await;
+    env.cluster.shutdown().await;
+}

@@ -44,6 +44,52 @@ pub enum Command {
     Promote(gray::PromoteArgs),
     /// Ask the runtime to roll a Plugin back, or point it at an older revision (--to).
     Rollback(gray::RollbackArgs),
+    /// Show where a shadow revision decided differently from the stable one.
+    Diff(DiffArgs),
+}
+
+/// Flags of `bosun plugin diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The plugin.
+    pub name: String,
+    /// The runtime's admin endpoint.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub admin: std::net::SocketAddr,
+    /// Print the JSON as served.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `bosun plugin diff`: the differences the runtime recorded between a shadow revision
+/// and the stable one.
+fn diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
+    let body = crate::serve::get(args.admin, &format!("/plugins/{}/diff", args.name))?;
+    if args.json {
+        println!("{body}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| anyhow::anyhow!("the admin endpoint answered with invalid JSON: {e}"))?;
+    match v["shadow"].as_str() {
+        Some(d) => println!("shadow revision {d} of {}", args.name),
+        None => println!(
+            "{} has no shadow running (differences kept from the last one, if any)",
+            args.name
+        ),
+    }
+    let list = v["differences"].as_array().cloned().unwrap_or_default();
+    println!("{} difference(s)", list.len());
+    for d in list {
+        println!("--- {} ({})", d["key"].as_str().unwrap_or("?"), d["events"]);
+        println!("  stable: {}", d["stable"]);
+        match (d["shadow"].get("Ok"), d["shadow"].get("Err")) {
+            (Some(ok), _) => println!("  shadow: {ok}"),
+            (_, Some(err)) => println!("  shadow failed: {}", err.as_str().unwrap_or("?")),
+            _ => println!("  shadow: {}", d["shadow"]),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Flags of `bosun plugin build`.
@@ -172,6 +218,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::History(args) => gray::history(&args),
         Command::Promote(args) => gray::promote(&args),
         Command::Rollback(args) => gray::rollback(&args),
+        Command::Diff(args) => diff(&args),
     }
 }
 
