@@ -46,6 +46,8 @@ const NS: &str = "default";
 /// Simulated time from a container start to Ready.
 const STARTUP: Duration = Duration::from_secs(5);
 const OLD: &str = "app:v1";
+/// How long the pods may take to be Ready before the release (real time).
+const SETUP_LIMIT: Duration = Duration::from_secs(600);
 const NEW: &str = "app:v2";
 const GATE: &str = "release.bosun.dev/InPlaceReady";
 
@@ -240,12 +242,25 @@ async fn settled(
                 })
                 .collect());
         }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(900),
-            "setup timed out: {} pods, {} ready",
-            pods.len(),
-            pods.iter().filter(|p| ready(p)).count()
-        );
+        if started.elapsed() > SETUP_LIMIT {
+            let stuck: Vec<String> = pods
+                .iter()
+                .filter(|p| !ready(p))
+                .take(3)
+                .map(|p| {
+                    format!(
+                        "{}: {}",
+                        name(p),
+                        serde_json::to_string(&p.status).unwrap_or_default()
+                    )
+                })
+                .collect();
+            anyhow::bail!(
+                "setup timed out: {} pods, {} ready; not ready: {stuck:?}",
+                pods.len(),
+                pods.iter().filter(|p| ready(p)).count()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

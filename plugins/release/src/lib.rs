@@ -226,10 +226,13 @@ fn failed(pod: &Value, timeout: Duration, now_ms: u64) -> bool {
 }
 
 /// A status-subresource JSON patch that sets the [`GATE`] condition to `value`, guarded by
-/// a `test` on what the cache shows (the condition's index, or the whole list when the
-/// condition is appended), so a stale cache can neither clobber another condition nor
-/// add the gate twice. `None` when the pod has no conditions yet (the kubelet has not
-/// reported it): there is nothing to guard against and nothing to gate.
+/// a `test` on what the cache shows (the condition's index, or, when the condition is
+/// appended, the type of the last condition: the list has not grown since), so a stale
+/// cache can neither clobber another condition nor add the gate twice. The guard tests
+/// types only: the kubelet rewrites the other conditions' status and times all the time,
+/// and a guard on those would fail under load. `None` when the pod has no conditions yet
+/// (the kubelet has not reported it): there is nothing to guard against and nothing to
+/// gate.
 fn gate_patch(pod: &Value, value: bool, now_rfc3339: &str) -> Option<Value> {
     let conditions = pod
         .pointer("/status/conditions")
@@ -245,10 +248,14 @@ fn gate_patch(pod: &Value, value: bool, now_rfc3339: &str) -> Option<Value> {
                 {"op": "test", "path": format!("/status/conditions/{i}/type"), "value": GATE},
                 {"op": "replace", "path": format!("/status/conditions/{i}"), "value": condition},
             ]),
-            None => json!([
-                {"op": "test", "path": "/status/conditions", "value": conditions},
-                {"op": "add", "path": "/status/conditions/-", "value": condition},
-            ]),
+            None => {
+                let last = conditions.len().checked_sub(1)?;
+                json!([
+                    {"op": "test", "path": format!("/status/conditions/{last}/type"),
+                        "value": str_at(&conditions[last], "/type")},
+                    {"op": "add", "path": "/status/conditions/-", "value": condition},
+                ])
+            }
         },
     )
 }

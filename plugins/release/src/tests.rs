@@ -522,8 +522,8 @@ fn a_gate_condition_is_appended_guarded_by_the_list_it_was_read_from() {
     let p = pod(1).gated(None).build();
     let patch = gate_patch(&p, true, "2026-01-01T00:00:00Z").expect("conditions exist");
     assert_eq!(patch[0]["op"], "test");
-    assert_eq!(patch[0]["path"], "/status/conditions");
-    assert_eq!(patch[0]["value"], p["status"]["conditions"]);
+    assert_eq!(patch[0]["path"], "/status/conditions/0/type");
+    assert_eq!(patch[0]["value"], "Ready");
     assert_eq!(patch[1]["path"], "/status/conditions/-");
     let p = pod(1).gated(Some("True")).build();
     let patch = gate_patch(&p, false, "2026-01-01T00:00:00Z").expect("conditions exist");
