@@ -61,6 +61,10 @@ pub enum Error {
 
 type PodKey = (String, String);
 
+/// The pod annotation naming pod-agent plugins the pod runs (comma-separated), besides
+/// those whose `v1 Pod` subscription matches it.
+pub const PLUGINS_ANNOTATION: &str = "sidecar.bosun.dev/plugins";
+
 /// A PEM certificate and its PEM key.
 pub type Pem = (String, String);
 
@@ -501,6 +505,16 @@ impl Sidecars {
         let value: serde_json::Value = serde_json::from_str(&object).ok()?;
         let labels: BTreeMap<String, String> =
             serde_json::from_value(value["metadata"]["labels"].clone()).unwrap_or_default();
+        // The pod may name the pod-agent plugins it wants (what sidecar injection sets).
+        let named: Vec<&str> = value["metadata"]["annotations"][PLUGINS_ANNOTATION]
+            .as_str()
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut out = Vec::new();
         for name in self.registry.names() {
             let Some(r) = self.registry.current(&name) else {
@@ -509,14 +523,15 @@ impl Sidecars {
             if r.info().world != World::PodAgent {
                 continue;
             }
-            let wanted = r.metadata().subscriptions.iter().any(|s| {
-                s.api_version == "v1"
-                    && s.kind == "Pod"
-                    && s.namespace.as_deref().is_none_or(|n| n == namespace)
-                    && s.label_selector
-                        .as_deref()
-                        .is_none_or(|l| Selector::parse(l).is_ok_and(|sel| sel.matches(&labels)))
-            });
+            let wanted = named.contains(&name.as_str())
+                || r.metadata().subscriptions.iter().any(|s| {
+                    s.api_version == "v1"
+                        && s.kind == "Pod"
+                        && s.namespace.as_deref().is_none_or(|n| n == namespace)
+                        && s.label_selector.as_deref().is_none_or(|l| {
+                            Selector::parse(l).is_ok_and(|sel| sel.matches(&labels))
+                        })
+                });
             if wanted {
                 out.push(PluginAssignment {
                     name,

@@ -18,8 +18,9 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// The hot-reloaded plugins folder.
     pub plugins_dir: PathBuf,
-    /// Components to place in the plugins folder first (built-in plugins).
-    pub seed: Vec<PathBuf>,
+    /// Components to place in the plugins folder first (built-in plugins), each with
+    /// the config it gets in `bosun up` (a JSON file), if any.
+    pub seed: Vec<(PathBuf, Option<PathBuf>)>,
     /// Simulated nodes.
     pub nodes: usize,
     /// Runtime settings (its data and plugins folders are overridden).
@@ -72,8 +73,8 @@ impl Up {
                 options.plugins_dir.display()
             )
         })?;
-        for file in &options.seed {
-            seed(file, &options.plugins_dir)?;
+        for (file, config) in &options.seed {
+            seed(file, config.as_deref(), &options.plugins_dir)?;
         }
         let cluster = bosun_cluster::start(bosun_cluster::Config {
             data_dir: Some(options.data_dir.join("cluster")),
@@ -188,7 +189,7 @@ impl Up {
     }
 }
 
-fn seed(file: &Path, dir: &Path) -> anyhow::Result<()> {
+fn seed(file: &Path, config: Option<&Path>, dir: &Path) -> anyhow::Result<()> {
     use anyhow::Context;
     let name = file.file_name().context("a plugin file has no name")?;
     let name = name
@@ -196,6 +197,16 @@ fn seed(file: &Path, dir: &Path) -> anyhow::Result<()> {
         .replace("bosun_plugin_", "")
         .replace('_', "-");
     let dest = dir.join(name);
+    if let Some(config) = config {
+        // The config first: the watcher loads the plugin with it.
+        let text =
+            std::fs::read(config).with_context(|| format!("cannot read {}", config.display()))?;
+        let json = dest.with_extension("json");
+        if std::fs::read(&json).ok().as_deref() != Some(text.as_slice()) {
+            std::fs::write(&json, &text)
+                .with_context(|| format!("cannot write {}", json.display()))?;
+        }
+    }
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     if std::fs::read(&dest).ok().as_deref() != Some(bytes.as_slice()) {
         // Write beside, then rename: the folder watcher never sees half a file.
@@ -267,7 +278,9 @@ async fn demo(client: &kube::Client) -> Result<(), kube::Error> {
             "annotations": {
                 "release.bosun.dev/strategy": "InPlaceIfPossible",
                 "release.bosun.dev/max-unavailable": "1"
-            }
+            },
+            // Copied onto the running pods by the owner-labels plugin (JavaScript).
+            "labels": { "team": "demo" }
         },
         "spec": {
             "replicas": 3,
@@ -279,7 +292,11 @@ async fn demo(client: &kube::Client) -> Result<(), kube::Error> {
                 // subscription matches run in it.
                 "metadata": {
                     "labels": { "app": "web" },
-                    "annotations": { "sidecar.bosun.dev/inject": "true" }
+                    "annotations": {
+                        "sidecar.bosun.dev/inject": "true",
+                        // The app-probe plugin (Go) answers the pod's probes.
+                        "sidecar.bosun.dev/plugins": "app-probe"
+                    }
                 },
                 "spec": { "containers": [ { "name": "web", "image": "nginx:1.27" } ] }
             }

@@ -528,3 +528,45 @@ async fn bad_tokens_and_oversize_messages_are_refused() {
     rt.shutdown().await;
     env.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_can_name_the_plugins_its_sidecar_runs() {
+    let env = env().await;
+    let rt = start(&env, config(&env, 0, false)).await;
+    let launcher_dir = env.dir.path().join("launched");
+    let launcher = Launcher::start(&rt, launcher_dir.clone()).expect("pipe configured");
+    rt.install(
+        &source(bosun_test_artifacts::TEST_AGENT),
+        r#"{"tag":"named"}"#,
+    )
+    .expect("agent");
+    // No `bosun.dev/agent=test` label: the agent's subscription does not match; the
+    // annotation names it.
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "named-0", "namespace": "default", "annotations": {
+            "sidecar.bosun.dev/inject": "true", "sidecar.bosun.dev/plugins": "agent"}},
+        "spec": {"containers": [{"name": "app", "image": "app:v1"}]}
+    }))
+    .expect("pod");
+    let pod = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create");
+    let shared = shared_of(&launcher_dir, &pod);
+    eventually(
+        "the named plugin started in the pod",
+        Duration::from_secs(30),
+        || async {
+            std::fs::read_to_string(shared.join("started"))
+                .ok()
+                .as_deref()
+                == Some("named")
+        },
+    )
+    .await;
+    launcher.stop().await;
+    rt.shutdown().await;
+    env.cluster.shutdown().await;
+}
