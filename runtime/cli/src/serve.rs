@@ -137,7 +137,9 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
                 dir.display(),
                 started.elapsed().as_secs_f64()
             );
-            seed.push(wasm);
+            // A plugin's `bosun-up.json` is its config in `bosun up`.
+            let config = Some(dir.join("bosun-up.json")).filter(|c| c.is_file());
+            seed.push((wasm, config));
         }
     }
     let plugins_dir = args
