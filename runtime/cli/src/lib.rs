@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod offline;
 pub mod plugin;
+pub mod record;
 pub mod release;
 pub mod serve;
 
@@ -38,6 +39,9 @@ pub enum Command {
     /// rollback on a cluster.
     #[command(subcommand)]
     Plugin(plugin::Command),
+    /// Record a plugin's calls (requests, cache reads, commands) from a running runtime
+    /// into a file, for `bosun plugin test --replay`.
+    Record(record::RecordArgs),
     /// In-place releases of StatefulSets by the release plugin.
     #[command(subcommand)]
     Release(release::Command),
@@ -74,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cluster(ClusterCommand::Serve(args)) => serve::cluster(args),
         Command::Plugin(cmd) => plugin::run(cmd),
         Command::Release(cmd) => release::run(cmd),
+        Command::Record(args) => record::record(&args),
     }
 }
 

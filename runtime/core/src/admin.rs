@@ -1,4 +1,5 @@
-//! The admin endpoint: /metrics (Prometheus text), /healthz, /readyz, /plugins (JSON).
+//! The admin endpoint: /metrics (Prometheus text), /healthz, /readyz, /plugins (JSON),
+//! /plugins/NAME/diff (JSON), /plugins/NAME/record?seconds=N (JSON lines).
 
 use std::sync::Weak;
 
@@ -22,6 +23,7 @@ pub async fn serve(listener: tokio::net::TcpListener, runtime: Shared) {
         .route("/readyz", get(readyz))
         .route("/plugins", get(plugins))
         .route("/plugins/{name}/diff", get(diff))
+        .route("/plugins/{name}/record", get(record))
         .with_state(runtime);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "admin endpoint stopped");
@@ -158,6 +160,62 @@ async fn diff(
         "differences": rt.gray.differences(&name),
     }))
     .into_response()
+}
+
+/// Records the calls of a plugin for `seconds` (default 30, at most 600) and answers
+/// with them, one JSON line per call.
+async fn record(
+    State(rt): State<Shared>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    use crate::record::{DEFAULT_SECONDS, MAX_SECONDS};
+    let bad = |msg: String| (StatusCode::BAD_REQUEST, format!("{msg}\n")).into_response();
+    let seconds = match query.get("seconds").map(|s| s.parse::<u64>()) {
+        None => DEFAULT_SECONDS,
+        Some(Ok(n)) if (1..=MAX_SECONDS).contains(&n) => n,
+        Some(_) => {
+            return bad(format!(
+                "seconds must be a whole number from 1 to {MAX_SECONDS}"
+            ));
+        }
+    };
+    let session = {
+        let Some(rt) = rt.upgrade() else {
+            return gone();
+        };
+        let Some(revision) = rt.registry.current(&name) else {
+            return (StatusCode::NOT_FOUND, format!("no plugin named {name:?}\n")).into_response();
+        };
+        if revision.info().world != bosun_host::World::Controller {
+            return bad(format!(
+                "plugin {name} is a {} plugin; only controller plugins' reconciles are recorded",
+                revision.info().world
+            ));
+        }
+        match rt.recorder.start(&name) {
+            Ok(s) => s,
+            Err(e) => return (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+        }
+    };
+    // The runtime is not held while waiting: it may stop meanwhile.
+    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+    let recorded = session.stop();
+    let mut body = recorded.lines.join("\n");
+    if !body.is_empty() {
+        body.push('\n');
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),
+            (
+                header::HeaderName::from_static("bosun-dropped-calls"),
+                recorded.dropped.to_string(),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn plugins(State(rt): State<Shared>) -> Response {

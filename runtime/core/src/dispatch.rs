@@ -81,6 +81,8 @@ pub struct Parts {
     pub leading: watch::Receiver<bool>,
     /// Canaries in progress.
     pub gray: Arc<crate::gray::Gray>,
+    /// Recordings of plugins' calls.
+    pub recorder: Arc<crate::record::Recorder>,
 }
 
 /// Routes changes and runs reconciles.
@@ -350,6 +352,7 @@ impl Dispatcher {
             revision: Arc::from(revision.digest()),
             key: Some(item.key.clone()),
         };
+        let recording = self.parts.recorder.begin(&call, &request);
         let started = Instant::now();
         let rev = revision.clone();
         let shadow_request = self.parts.gray.shadow(name).map(|_| request.clone());
@@ -363,6 +366,9 @@ impl Dispatcher {
                 message: e.to_string(),
             }),
         };
+        if let Some(ticket) = recording {
+            self.parts.recorder.end(ticket, &result);
+        }
         let label = match &result {
             Ok(_) => "ok",
             Err(CallError::Plugin { .. }) => "error",

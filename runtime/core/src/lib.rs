@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod objects;
 pub mod pipe;
 pub mod queue;
+pub mod record;
 pub mod runtime;
 pub mod sidecars;
 pub mod up;

@@ -75,6 +75,7 @@ pub struct Runtime {
     admin_addr: std::net::SocketAddr,
     sidecars: Option<(Arc<Sidecars>, std::net::SocketAddr)>,
     pub(crate) gray: Arc<crate::gray::Gray>,
+    pub(crate) recorder: Arc<crate::record::Recorder>,
     analysis_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     objects_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     judgements: Arc<std::sync::Mutex<std::collections::HashMap<String, Judgement>>>,
@@ -171,6 +172,11 @@ impl Runtime {
         }
 
         let gray = Arc::new(crate::gray::Gray::default());
+        // Plugins read the cache and submit commands through the recorder.
+        let recorder = Arc::new(crate::record::Recorder::new(
+            informers.clone(),
+            pipe.clone(),
+        ));
         let dispatcher = Dispatcher::new(Parts {
             registry: registry.clone(),
             informers: informers.clone(),
@@ -180,6 +186,7 @@ impl Runtime {
             queue: config.queue.to_queue(),
             leading: leading.clone(),
             gray: gray.clone(),
+            recorder: recorder.clone(),
         });
         tasks.push(tokio::spawn(dispatcher.clone().route(changes)));
         {
@@ -248,9 +255,9 @@ impl Runtime {
 
         let state: Arc<dyn State> = Arc::new(MemoryState::default());
         let services = Services {
-            cache: informers.clone(),
+            cache: recorder.clone(),
             state,
-            commands: pipe.clone(),
+            commands: recorder.clone(),
             log: plugin_log,
             clock: Arc::new(clock::System),
             pod: None,
@@ -281,6 +288,7 @@ impl Runtime {
             admin_addr,
             sidecars,
             gray,
+            recorder,
             analysis_task: std::sync::Mutex::new(None),
             objects_task: std::sync::Mutex::new(None),
             judgements: Arc::default(),

@@ -86,6 +86,27 @@ impl Selector {
     }
 }
 
+/// Kubernetes selector syntax, which [`Selector::parse`] reads back to an equal selector
+/// (recordings keep `cache.list` queries in this form).
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, r) in self.requirements.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            match r {
+                Requirement::Equals(k, v) => write!(f, "{k}={v}")?,
+                Requirement::NotEquals(k, v) => write!(f, "{k}!={v}")?,
+                Requirement::In(k, vs) => write!(f, "{k} in ({})", vs.join(","))?,
+                Requirement::NotIn(k, vs) => write!(f, "{k} notin ({})", vs.join(","))?,
+                Requirement::Exists(k) => f.write_str(k)?,
+                Requirement::NotExists(k) => write!(f, "!{k}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 fn split_top_level(input: &str) -> Result<Vec<&str>, String> {
     let mut parts = Vec::new();
     let (mut depth, mut start) = (0i32, 0usize);
@@ -199,6 +220,26 @@ pub fn is_dns_label(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_reads_back_to_an_equal_selector() {
+        for input in [
+            "",
+            "app=web",
+            "app!=web,tier in (a,b)",
+            "x notin (c), !legacy, env",
+        ] {
+            let parsed = Selector::parse(input).expect("valid");
+            let again = Selector::parse(&parsed.to_string()).expect("displayed form parses");
+            assert_eq!(again, parsed, "{input:?} -> {parsed}");
+        }
+        assert_eq!(
+            Selector::parse("a = 1 ,b in ( x , y )")
+                .expect("valid")
+                .to_string(),
+            "a=1,b in (x,y)"
+        );
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

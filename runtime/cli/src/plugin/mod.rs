@@ -32,6 +32,7 @@ pub enum Command {
     /// Show a component's world, imports, exports, metadata, size and digest.
     Inspect(InspectArgs),
     /// Run one reconcile against an offline cache; print the commands and the outcome as JSON.
+    /// With --replay, run every call of a recording and compare the commands.
     Test(TestArgs),
     /// Store a component in the cluster and roll it out as the Plugin's new revision
     /// (direct, canary or shadow), granting the permissions its metadata asks.
@@ -118,11 +119,21 @@ pub struct TestArgs {
     /// The component (.wasm), or a plugin source folder to build first.
     pub file: PathBuf,
     /// The object to reconcile (JSON or YAML).
-    #[arg(long)]
-    pub object: PathBuf,
+    #[arg(long, required_unless_present = "replay")]
+    pub object: Option<PathBuf>,
     /// A folder of objects (JSON/YAML files) the plugin sees in its cache.
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// Replay a recording (`bosun record`) instead: run every recorded call against its
+    /// recorded cache reads and compare the commands with the recorded ones.
+    #[arg(long, conflicts_with_all = ["object", "cache", "now_ms"])]
+    pub replay: Option<PathBuf>,
+    /// With --replay: run this plugin too and show only the calls where the two differ.
+    #[arg(long, requires = "replay")]
+    pub against: Option<PathBuf>,
+    /// The config of the --against plugin, as JSON (default: --config).
+    #[arg(long, requires = "against")]
+    pub against_config: Option<String>,
     /// The plugin's config, as JSON.
     #[arg(long, default_value = "{}")]
     pub config: String,
@@ -151,7 +162,7 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    fn engine(&self) -> anyhow::Result<Engine> {
+    pub(crate) fn engine(&self) -> anyhow::Result<Engine> {
         let cache_dir = if self.no_compiled_cache {
             None
         } else {
@@ -223,7 +234,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 }
 
 /// A component path: the file itself, or the output of building a source folder.
-fn component(path: &Path) -> anyhow::Result<Source> {
+pub(crate) fn component(path: &Path) -> anyhow::Result<Source> {
     let file = if path.is_dir() {
         build(path)?
     } else {
@@ -287,20 +298,26 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
+    if let Some(recording) = &args.replay {
+        return crate::record::replay(args, recording);
+    }
+    let Some(object_path) = &args.object else {
+        bail!("--object FILE (or --replay REC.jsonl) is required");
+    };
     let mut cache = OfflineCache::default();
     if let Some(dir) = &args.cache {
         cache.load_dir(dir)?;
     }
-    let text = std::fs::read_to_string(&args.object)
-        .with_context(|| format!("cannot read the object {}", args.object.display()))?;
+    let text = std::fs::read_to_string(object_path)
+        .with_context(|| format!("cannot read the object {}", object_path.display()))?;
     let object = parse_documents(&text)
-        .with_context(|| format!("{} is not valid JSON or YAML", args.object.display()))?
+        .with_context(|| format!("{} is not valid JSON or YAML", object_path.display()))?
         .into_iter()
         .next()
         .context("no object")?;
     let target: ObjectRef = cache
         .insert(&object)
-        .with_context(|| format!("in {}", args.object.display()))?;
+        .with_context(|| format!("in {}", object_path.display()))?;
     serde_json::from_str::<Value>(&args.config).context("--config is not valid JSON")?;
 
     let recorder = Arc::new(commands::Recorder::default());
