@@ -606,3 +606,72 @@ async fn a_shadow_executes_nothing_and_its_differences_are_reported() {
     rt.shutdown().await;
     env.cluster.shutdown().await;
 }
+
+async fn apply_url(env: &Env, url: &str, sha256: &str) {
+    let plugin = json!({
+        "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
+        "metadata": {"name": "hostile", "namespace": "default"},
+        "spec": {
+            "source": {"url": {"url": url, "sha256": sha256}},
+            "world": "controller",
+            "config": {"mode": "ok"},
+            "permissions": [{"apiVersion": "v1", "kind": "Pod", "verbs": ["read", "patch", "delete", "pod-command"]}],
+            "rollout": {"strategy": "direct"},
+        }
+    });
+    Api::<Plugin>::namespaced(env.client.clone(), "default")
+        .patch(
+            "hostile",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(plugin),
+        )
+        .await
+        .expect("apply Plugin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_sources_are_fetched_and_checked_against_their_sha256() {
+    let env = env(2).await;
+    let rt = start(&env).await;
+    let v1 = hostile(None);
+    let served = v1.clone();
+    let app = axum::Router::new().route(
+        "/hostile.wasm",
+        axum::routing::get(move || {
+            let bytes = served.clone();
+            async move { bytes }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = format!("http://{addr}");
+    apply_url(&env, &format!("{base}/hostile.wasm"), &digest(&v1)).await;
+    eventually(
+        "v1 serves from its URL",
+        Duration::from_secs(60),
+        || async {
+            status(&env, "hostile").await.stable_revision.as_deref() == Some(digest(&v1).as_str())
+        },
+    )
+    .await;
+    // A source that 404s.
+    apply_url(&env, &format!("{base}/missing.wasm"), &digest(&v1)).await;
+    degraded(&env, &v1, "FetchFailed", "404 Not Found").await;
+    // Bytes that do not match the sha256 the Plugin names.
+    let other = digest(&hostile(Some("other")));
+    apply_url(&env, &format!("{base}/hostile.wasm"), &other).await;
+    degraded(&env, &v1, "DigestMismatch", "refusing to serve it").await;
+    // Not a sha256 at all.
+    apply_url(&env, &format!("{base}/hostile.wasm"), "abc").await;
+    degraded(&env, &v1, "InvalidSource", "64 hex digits").await;
+    assert!(
+        rt.registry()
+            .current("hostile")
+            .is_some_and(|r| r.digest() == digest(&v1))
+    );
+    rt.shutdown().await;
+    env.cluster.shutdown().await;
+}
