@@ -54,7 +54,8 @@ const COUNTERS_EVERY: Duration = Duration::from_secs(10);
 pub(crate) async fn run(runtime: Weak<Runtime>, client: kube::Client) {
     let mut seen: HashMap<(String, String), Seen> = HashMap::new();
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Cheap when nothing changed: a spec is applied once, status written on change.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let Some(rt) = runtime.upgrade() else { return };
         if !rt.is_leader() {
             continue;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bosun_host::host::log;
 use bosun_host::load::Source;
 use bosun_runtime::{Config, Runtime};
+use bosun_test_support::eventually;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -66,21 +67,6 @@ async fn start(env: &Env, config: Config) -> Arc<Runtime> {
 
 fn source(path: &str) -> Source {
     Source::file(std::path::Path::new(path)).expect("artifact")
-}
-
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for: {what}");
 }
 
 async fn pod(env: &Env, name: &str, labels: serde_json::Value) -> Pod {

@@ -13,6 +13,7 @@ use bosun_host::contract::Verdict;
 use bosun_host::host::log;
 use bosun_runtime::crd::Plugin;
 use bosun_runtime::{Config, Runtime};
+use bosun_test_support::eventually;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -82,34 +83,14 @@ async fn start(env: &Env) -> Arc<Runtime> {
     .expect("runtime")
 }
 
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for: {what}");
-}
-
 /// The hostile test plugin, optionally with a custom section appended (other bytes,
 /// another digest, same behaviour).
 fn hostile(tag: Option<&str>) -> Vec<u8> {
-    let mut bytes = std::fs::read(bosun_test_artifacts::HOSTILE).expect("hostile");
-    if let Some(tag) = tag {
-        let name = b"bosun-test";
-        bytes.push(0);
-        bytes.push(u8::try_from(1 + name.len() + tag.len()).expect("small"));
-        bytes.push(u8::try_from(name.len()).expect("small"));
-        bytes.extend_from_slice(name);
-        bytes.extend_from_slice(tag.as_bytes());
+    let bytes = std::fs::read(bosun_test_artifacts::HOSTILE).expect("hostile");
+    match tag {
+        Some(tag) => bosun_test_support::with_custom_section(&bytes, tag),
+        None => bytes,
     }
-    bytes
 }
 
 fn digest(bytes: &[u8]) -> String {

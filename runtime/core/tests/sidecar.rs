@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bosun_host::host::log;
 use bosun_host::load::Source;
@@ -16,6 +16,7 @@ use bosun_runtime::embedded::Launcher;
 use bosun_runtime::{Config, Runtime};
 use bosun_sidecar::config::Token;
 use bosun_sidecar::{Config as SidecarConfig, Sidecar};
+use bosun_test_support::{eventually, free_port, with_custom_section};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use serde_json::json;
@@ -41,13 +42,6 @@ async fn env() -> Env {
         dir: tempfile::tempdir().expect("tempdir"),
         logs: Arc::new(log::Memory::default()),
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
 }
 
 fn config(env: &Env, pipe_port: u16, tls: bool) -> Config {
@@ -77,33 +71,12 @@ fn source(path: &str) -> Source {
 
 /// The agent plugin with different bytes (a custom section appended): a new revision.
 fn agent_v2() -> Source {
-    let mut bytes = std::fs::read(bosun_test_artifacts::TEST_AGENT).expect("agent");
-    let name = b"bosun-test";
-    let payload = b"revision 2";
-    bytes.push(0);
-    bytes.push(u8::try_from(1 + name.len() + payload.len()).expect("small"));
-    bytes.push(u8::try_from(name.len()).expect("small"));
-    bytes.extend_from_slice(name);
-    bytes.extend_from_slice(payload);
+    let bytes = std::fs::read(bosun_test_artifacts::TEST_AGENT).expect("agent");
+    let bytes = with_custom_section(&bytes, "revision 2");
     Source {
         origin: "agent-v2".to_owned(),
         bytes: bytes.into(),
     }
-}
-
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for: {what}");
 }
 
 async fn agent_pod(env: &Env, name: &str, inject: bool) -> Pod {
