@@ -704,3 +704,82 @@ fn status_of(rt: &Runtime, name: &str, problem: Option<&(String, String)>) -> Pl
         history,
     }
 }
+
+/// Embedded mode: every plugin the plugins folder loaded is published as a `Plugin`
+/// object (a `file` source), so `bosun plugin status|push|promote|rollback` see and
+/// manage folder plugins like any other. A plugin whose serving revision did not come
+/// from the folder (a push took over) is left alone until the folder's file changes.
+pub async fn mirror_folder(
+    runtime: Weak<Runtime>,
+    client: kube::Client,
+    dir: std::path::PathBuf,
+    namespace: String,
+) {
+    let mut published: HashMap<String, String> = HashMap::new();
+    let api: Api<Plugin> = Api::namespaced(client, &namespace);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(rt) = runtime.upgrade() else { return };
+        for name in rt.registry().names() {
+            let Some(r) = rt.registry().current(&name) else {
+                continue;
+            };
+            let Ok(path) = std::fs::canonicalize(&r.info().origin) else {
+                continue;
+            };
+            if !path.starts_with(&dir)
+                || published.get(&name).map(String::as_str) == Some(r.digest())
+            {
+                continue;
+            }
+            let world = match r.info().world {
+                World::Controller => "controller",
+                World::Admission => "admission",
+                World::PodAgent => "pod-agent",
+            };
+            let permissions: Vec<serde_json::Value> = r
+                .metadata()
+                .permissions
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "apiVersion": p.api_version,
+                        "kind": p.kind,
+                        "verbs": p.verbs.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let config: serde_json::Value =
+                serde_json::from_str(r.config()).unwrap_or_else(|_| serde_json::json!({}));
+            let plugin = serde_json::json!({
+                "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
+                "metadata": {"name": name, "namespace": namespace,
+                    "labels": {"bosun.dev/source": "plugins-folder"}},
+                "spec": {
+                    "source": {"file": {"path": path.display().to_string()}},
+                    "world": world,
+                    "config": config,
+                    "permissions": permissions,
+                    "rollout": {"strategy": "direct"},
+                }
+            });
+            match api
+                .patch(
+                    &name,
+                    &PatchParams::apply("bosun-plugins-folder").force(),
+                    &Patch::Apply(&plugin),
+                )
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(plugin = %name, "published the folder's plugin as a Plugin object");
+                    published.insert(name, r.digest().to_owned());
+                }
+                // The CRD may not be installed (yet): try again next round.
+                Err(e) => {
+                    tracing::debug!(plugin = %name, error = %e, "cannot publish the Plugin object")
+                }
+            }
+        }
+    }
+}

@@ -52,6 +52,7 @@ pub struct Up {
     runtime: Arc<Runtime>,
     client: kube::Client,
     launcher: Option<crate::embedded::Launcher>,
+    mirror: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Up {
@@ -107,6 +108,15 @@ impl Up {
             .context("cannot start the runtime")?;
         let launcher =
             crate::embedded::Launcher::start(&runtime, options.data_dir.join("sidecars"));
+        // The folder's plugins are Plugin objects too, managed by `bosun plugin …`.
+        let plugins_dir = std::fs::canonicalize(&options.plugins_dir)
+            .unwrap_or_else(|_| options.plugins_dir.clone());
+        let mirror = tokio::spawn(crate::objects::mirror_folder(
+            Arc::downgrade(&runtime),
+            client.clone(),
+            plugins_dir,
+            "default".to_owned(),
+        ));
         if options.demo {
             demo(&client)
                 .await
@@ -117,6 +127,7 @@ impl Up {
             runtime,
             client,
             launcher,
+            mirror,
         })
     }
 
@@ -179,6 +190,7 @@ impl Up {
 
     /// Stops the runtime (finishing reconciles in flight), then the cluster.
     pub async fn shutdown(mut self) {
+        self.mirror.abort();
         if let Some(l) = self.launcher.take() {
             l.stop().await;
         }
