@@ -60,20 +60,7 @@ async fn runtime(env: &Env, name: &str) -> Arc<Runtime> {
     rt
 }
 
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for: {what}");
-}
+use bosun_test_support::eventually;
 
 fn sts_api(env: &Env) -> Api<StatefulSet> {
     Api::namespaced(env.client.clone(), "default")

@@ -306,9 +306,7 @@ impl Dispatcher {
             Err(e) => Err(e.to_string()),
         };
         if shadow.as_ref() != Ok(&stable) {
-            let at_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+            let at_ms = bosun_host::host::clock::Clock::now_ms(&bosun_host::host::clock::System);
             self.parts.gray.differ(
                 name,
                 crate::gray::Difference {

@@ -9,8 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
+use bosun_host::host::clock::{Clock, System, rfc3339};
 use bosun_host::load::Source as Bytes;
 use bosun_host::registry::Outcome;
 use bosun_host::{Revision, World};
@@ -79,14 +80,7 @@ pub(crate) async fn run(runtime: Weak<Runtime>, client: kube::Client) {
 }
 
 fn now_rfc3339() -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
-    rfc3339(ms)
-}
-
-fn rfc3339(ms: u64) -> String {
-    bosun_host::host::clock::rfc3339(ms)
+    rfc3339(System.now_ms())
 }
 
 fn annotation(p: &Plugin, key: &str) -> Option<String> {
@@ -325,11 +319,7 @@ async fn apply_spec(
         None
     };
     let source = fetch(client, &ns, &p.spec.source).await?;
-    let config = p
-        .spec
-        .config
-        .as_ref()
-        .map_or_else(|| "{}".to_owned(), serde_json::Value::to_string);
+    let config = config_of(p);
     let digest = source.digest();
     // Already serving exactly this (stable, or as the canary)?
     if let Some(current) = rt.registry().current(&name)
@@ -359,32 +349,9 @@ async fn apply_spec(
         let shadow = rt
             .shadow(&rt_src, &cfg)
             .map_err(|e| ("LoadFailed".to_owned(), e.to_string()))?;
-        let want = world_of(p.spec.world);
-        let missing = missing_grants(p, &shadow);
-        if shadow.info().world != want || !missing.is_empty() || shadow.name() != name {
+        if let Err(problem) = admissible(p, &shadow, &name) {
             rt.gray.end(&name);
-            return Err(if shadow.info().world != want {
-                (
-                    "WorldMismatch".to_owned(),
-                    format!(
-                        "the component is a {} plugin but spec.world says {want}",
-                        shadow.info().world
-                    ),
-                )
-            } else if shadow.name() != name {
-                (
-                    "LoadFailed".to_owned(),
-                    format!("the component is plugin {:?}, not {name:?}", shadow.name()),
-                )
-            } else {
-                (
-                    "PermissionsNotGranted".to_owned(),
-                    format!(
-                        "the plugin asks for permissions spec.permissions does not grant: {}",
-                        missing.join(", ")
-                    ),
-                )
-            });
+            return Err(problem);
         }
         return Ok(());
     }
@@ -398,39 +365,11 @@ async fn apply_spec(
             spec.limits.memory_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
         }
     }
-    let engine = rt.registry().engine().clone();
-    let (src, expected) = (source.clone(), name.clone());
-    let loaded =
-        tokio::task::spawn_blocking(move || Revision::load_named(&engine, &src, spec, &expected))
-            .await
-            .map_err(|e| ("LoadFailed".to_owned(), e.to_string()))?;
-    let revision = match loaded {
-        Ok(r) => Arc::new(r),
-        Err(e) => {
-            rt.registry()
-                .record_failure(&name, &digest, &source.origin, &e.cause.to_string());
-            return Err(("LoadFailed".to_owned(), e.to_string()));
-        }
-    };
-    let want = world_of(p.spec.world);
-    if revision.info().world != want {
-        let why = format!(
-            "the component is a {} plugin but spec.world says {want}",
-            revision.info().world
-        );
+    let revision = Arc::new(load(rt, &source, spec, &name).await?);
+    if let Err((reason, why)) = admissible(p, &revision, &name) {
         rt.registry()
             .record_failure(&name, &digest, &source.origin, &why);
-        return Err(("WorldMismatch".to_owned(), why));
-    }
-    let missing = missing_grants(p, &revision);
-    if !missing.is_empty() {
-        let why = format!(
-            "the plugin asks for permissions spec.permissions does not grant: {}",
-            missing.join(", ")
-        );
-        rt.registry()
-            .record_failure(&name, &digest, &source.origin, &why);
-        return Err(("PermissionsNotGranted".to_owned(), why));
+        return Err((reason, why));
     }
     if canary.is_some()
         && rt.registry().current(&name).is_none()
@@ -453,6 +392,73 @@ async fn apply_spec(
             rt.registry().adopt(revision);
             rt.dispatcher.sync();
         }
+    }
+    Ok(())
+}
+
+/// The JSON handed to the plugin's `init`.
+fn config_of(p: &Plugin) -> String {
+    p.spec
+        .config
+        .as_ref()
+        .map_or_else(|| "{}".to_owned(), serde_json::Value::to_string)
+}
+
+/// Loads (compile, link, metadata, init) off the async threads; a failure is recorded
+/// in the plugin's history.
+async fn load(
+    rt: &Runtime,
+    source: &Bytes,
+    spec: bosun_host::load::Spec,
+    name: &str,
+) -> Result<Revision, (String, String)> {
+    let engine = rt.registry().engine().clone();
+    let (src, expected) = (source.clone(), name.to_owned());
+    tokio::task::spawn_blocking(move || Revision::load_named(&engine, &src, spec, &expected))
+        .await
+        .map_err(|e| ("LoadFailed".to_owned(), e.to_string()))?
+        .map_err(|e| {
+            rt.registry().record_failure(
+                name,
+                &source.digest(),
+                &source.origin,
+                &e.cause.to_string(),
+            );
+            ("LoadFailed".to_owned(), e.to_string())
+        })
+}
+
+/// Whether a loaded revision may serve as `p`: its world, its name, and the
+/// permissions its metadata asks for against what the Plugin grants.
+fn admissible(p: &Plugin, revision: &Revision, name: &str) -> Result<(), (String, String)> {
+    let want = world_of(p.spec.world);
+    if revision.info().world != want {
+        return Err((
+            "WorldMismatch".to_owned(),
+            format!(
+                "the component is a {} plugin but spec.world says {want}",
+                revision.info().world
+            ),
+        ));
+    }
+    if revision.name() != name {
+        return Err((
+            "LoadFailed".to_owned(),
+            format!(
+                "the component is plugin {:?}, not {name:?}",
+                revision.name()
+            ),
+        ));
+    }
+    let missing = missing_grants(p, revision);
+    if !missing.is_empty() {
+        return Err((
+            "PermissionsNotGranted".to_owned(),
+            format!(
+                "the plugin asks for permissions spec.permissions does not grant: {}",
+                missing.join(", ")
+            ),
+        ));
     }
     Ok(())
 }
@@ -498,18 +504,8 @@ async fn restore_stable(
     };
     let bytes = fetch(client, &ns, &source).await?;
     let mut spec = rt.spec();
-    spec.config = p
-        .spec
-        .config
-        .as_ref()
-        .map_or_else(|| "{}".to_owned(), serde_json::Value::to_string);
-    let engine = rt.registry().engine().clone();
-    let expected = name.clone();
-    let revision =
-        tokio::task::spawn_blocking(move || Revision::load_named(&engine, &bytes, spec, &expected))
-            .await
-            .map_err(|e| ("LoadFailed".to_owned(), e.to_string()))?
-            .map_err(|e| ("LoadFailed".to_owned(), e.to_string()))?;
+    spec.config = config_of(p);
+    let revision = load(rt, &bytes, spec, &name).await?;
     rt.registry().adopt(Arc::new(revision));
     rt.dispatcher.sync();
     Ok(())

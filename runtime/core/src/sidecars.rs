@@ -142,9 +142,7 @@ impl std::fmt::Debug for Sidecars {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    bosun_host::host::clock::Clock::now_ms(&bosun_host::host::clock::System)
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
