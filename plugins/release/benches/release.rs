@@ -24,7 +24,9 @@
 //! (30), `BOSUN_BENCH_PODS` (100 per set), `BOSUN_BENCH_SPEED` (clock factor, 10),
 //! `BOSUN_BENCH_FAULT_SECONDS` (how long a failing pull fails, simulated, 30),
 //! `BOSUN_BENCH_POD_START_SECONDS` (a new pod's start delay, simulated, 10),
-//! `BOSUN_BENCH_WAYS` (`a,b,c`).
+//! `BOSUN_BENCH_WAYS` (`a,b,c`), `BOSUN_BENCH_TRACE` (a pod name: every change of that pod
+//! printed with its time, the release plugin's metrics, and the runtime's data directory
+//! (audit log) kept, to see where the time goes).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -128,7 +130,140 @@ struct Outcome {
     uid_changed: usize,
     restarted_more_than_once: usize,
     requests: Requests,
+    /// Per pod, from the first change the way made to it to it running the new image
+    /// Ready (sorted; (a) and (b) only).
+    per_pod: Vec<Duration>,
     note: String,
+}
+
+/// Follows the pods through the store's change feed, in-process: no API requests and no
+/// copies, so the measurement does not load what it measures.
+struct Tracker {
+    key: String,
+    rx: tokio::sync::broadcast::Receiver<Arc<bosun_cluster::store::Event>>,
+    /// Whether each pod runs the new image Ready.
+    done: HashMap<String, bool>,
+    touched: HashMap<String, Instant>,
+    finished: HashMap<String, Instant>,
+    rt: Arc<bosun_cluster::resource::ResourceType>,
+    /// `BOSUN_BENCH_TRACE`: a pod whose every change is printed, to see where time goes.
+    trace: Option<String>,
+    since: Instant,
+}
+
+impl Tracker {
+    fn new(cluster: &bosun_cluster::Cluster) -> anyhow::Result<Self> {
+        let rt = cluster
+            .store()
+            .resolve("", "v1", "pods")
+            .context("the pods resource")?;
+        let mut t = Self {
+            key: rt.storage_key(),
+            rx: cluster.store().subscribe(),
+            done: HashMap::new(),
+            touched: HashMap::new(),
+            finished: HashMap::new(),
+            rt,
+            trace: std::env::var("BOSUN_BENCH_TRACE").ok(),
+            since: Instant::now(),
+        };
+        t.rescan(cluster);
+        Ok(t)
+    }
+
+    fn rescan(&mut self, cluster: &bosun_cluster::Cluster) {
+        let mut seen = HashMap::new();
+        cluster.store().for_each(&self.rt, NS, |p| {
+            seen.insert(
+                p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                done_json(p),
+            );
+        });
+        self.done = seen;
+    }
+
+    fn drain(&mut self, cluster: &bosun_cluster::Cluster) {
+        use tokio::sync::broadcast::error::TryRecvError;
+        loop {
+            match self.rx.try_recv() {
+                Ok(e) if e.key == self.key => {
+                    let p = &e.object;
+                    if p["metadata"]["namespace"] != NS {
+                        continue;
+                    }
+                    let name = p["metadata"]["name"].as_str().unwrap_or_default();
+                    let now = Instant::now();
+                    if self.trace.as_deref() == Some(name) {
+                        let cond = |t: &str| {
+                            p.pointer("/status/conditions")
+                                .and_then(serde_json::Value::as_array)
+                                .and_then(|cs| cs.iter().find(|c| c["type"] == t))
+                                .map_or("-".to_owned(), |c| c["status"].to_string())
+                        };
+                        println!(
+                            "trace {name} +{:>6.0}ms rv {} {:?}: spec {} running {} ready {} gate {} Ready {}",
+                            now.duration_since(self.since).as_secs_f64() * 1000.0,
+                            p["metadata"]["resourceVersion"],
+                            e.kind,
+                            p["spec"]["containers"][0]["image"],
+                            p["status"]["containerStatuses"][0]["imageID"],
+                            p["status"]["containerStatuses"][0]["ready"],
+                            cond(GATE),
+                            cond("Ready"),
+                        );
+                    }
+                    if !self.touched.contains_key(name) && touched_json(p) {
+                        self.touched.insert(name.to_owned(), now);
+                    }
+                    if e.kind == bosun_cluster::store::EventKind::Deleted {
+                        self.touched.entry(name.to_owned()).or_insert(now);
+                        self.done.remove(name);
+                        continue;
+                    }
+                    let done = done_json(p);
+                    if done && !self.finished.contains_key(name) {
+                        self.finished.insert(name.to_owned(), now);
+                    }
+                    self.done.insert(name.to_owned(), done);
+                }
+                Ok(_) => {}
+                Err(TryRecvError::Lagged(_)) => self.rescan(cluster),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+    }
+
+    fn converged(&self, total: usize) -> bool {
+        self.done.len() == total && self.done.values().all(|d| *d)
+    }
+
+    fn latencies(&self) -> Vec<Duration> {
+        let mut out: Vec<Duration> = self
+            .finished
+            .iter()
+            .filter_map(|(name, end)| Some(*end - *self.touched.get(name)?))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Whether a way has begun to change this pod: its gate is False, its spec has the new
+/// image, or it is being deleted.
+fn touched_json(p: &serde_json::Value) -> bool {
+    let gate_false = p
+        .pointer("/status/conditions")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == GATE && c["status"] == "False")
+        });
+    gate_false
+        || p.pointer("/spec/containers/0/image") == Some(&json!(NEW))
+        || p.pointer("/metadata/deletionTimestamp").is_some()
 }
 
 fn ready(p: &Pod) -> bool {
@@ -148,6 +283,23 @@ fn running(p: &Pod, image: &str) -> bool {
 
 fn done(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none() && ready(p) && running(p, NEW)
+}
+
+/// [`done`] on the stored form of a pod.
+fn done_json(p: &serde_json::Value) -> bool {
+    let ready = p
+        .pointer("/status/conditions")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+    let image = p
+        .pointer("/status/containerStatuses/0/imageID")
+        .and_then(serde_json::Value::as_str);
+    p.pointer("/metadata/deletionTimestamp").is_none()
+        && ready
+        && image == Some(format!("sim://{NEW}").as_str())
 }
 
 fn waiting_failed(p: &Pod) -> bool {
@@ -309,6 +461,7 @@ async fn released(shape: &Shape, way: Way) -> anyhow::Result<Outcome> {
     inject_faults(shape, &cluster);
 
     let requests = cluster.requests();
+    let mut tracker = Tracker::new(&cluster)?;
     let start = Instant::now();
     set_template_image(shape, &client).await?;
     let limit = shape
@@ -316,30 +469,35 @@ async fn released(shape: &Shape, way: Way) -> anyhow::Result<Outcome> {
         .max(Duration::from_secs(300));
     let mut converged = false;
     while start.elapsed() < limit {
-        let pods = pod_api.list(&ListParams::default()).await?.items;
-        if pods.len() == shape.total() && pods.iter().all(done) {
+        tracker.drain(&cluster);
+        if tracker.converged(shape.total()) {
             converged = true;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = start.elapsed();
-    // The bench's own polling lists are not the release's: one per 100 ms.
-    let polls = (elapsed.as_millis() / 100) as u64 + 1;
-    let mut requests = cluster.requests().since(&requests);
-    requests.reads = requests.reads.saturating_sub(polls);
+    let requests = cluster.requests().since(&requests);
     let after = pod_api.list(&ListParams::default()).await?.items;
     let mut outcome = judge(way, elapsed, converged, &before, &after, requests);
-    outcome.note = format!(
-        "the bench's {polls} polling lists are not counted{}",
-        if way == Way::InPlace {
-            ""
-        } else {
-            "; recreated pods change uid by design"
+    outcome.per_pod = tracker.latencies();
+    if tracker.trace.is_some() {
+        for line in rt.metrics().encode().lines() {
+            if line.contains("plugin=\"release\"") && !line.contains("_bucket") {
+                println!("{line}");
+            }
         }
-    );
+    }
+    outcome.note = if way == Way::InPlace {
+        String::new()
+    } else {
+        "recreated pods change uid by design".to_owned()
+    };
     rt.shutdown().await;
     cluster.shutdown().await;
+    if tracker.trace.is_some() {
+        println!("runtime data kept in {}", dir.keep().display());
+    }
     Ok(outcome)
 }
 
@@ -378,6 +536,7 @@ fn judge(
         uid_changed,
         restarted_more_than_once,
         requests,
+        per_pod: Vec::new(),
         note: String::new(),
     }
 }
@@ -549,7 +708,21 @@ async fn run() -> anyhow::Result<()> {
             o.requests.total()
         );
     }
-    for o in &outcomes {
+    for o in outcomes.iter().filter(|o| !o.per_pod.is_empty()) {
+        let at = |q: f64| {
+            let i = ((o.per_pod.len() - 1) as f64 * q).round() as usize;
+            shape.sim_s(o.per_pod[i])
+        };
+        println!(
+            "  {}: per pod, first change to running {NEW} Ready: p50 {:.1}s, p90 {:.1}s, max {:.1}s simulated ({} pods)",
+            o.way.label(),
+            at(0.5),
+            at(0.9),
+            at(1.0),
+            o.per_pod.len()
+        );
+    }
+    for o in outcomes.iter().filter(|o| !o.note.is_empty()) {
         println!("  {}: {}", o.way.label(), o.note);
     }
     let time = |w: Way| {

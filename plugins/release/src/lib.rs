@@ -226,13 +226,14 @@ fn failed(pod: &Value, timeout: Duration, now_ms: u64) -> bool {
 }
 
 /// A status-subresource JSON patch that sets the [`GATE`] condition to `value`, guarded by
-/// a `test` on what the cache shows (the condition's index, or, when the condition is
-/// appended, the type of the last condition: the list has not grown since), so a stale
-/// cache can neither clobber another condition nor add the gate twice. The guard tests
-/// types only: the kubelet rewrites the other conditions' status and times all the time,
-/// and a guard on those would fail under load. `None` when the pod has no conditions yet
-/// (the kubelet has not reported it): there is nothing to guard against and nothing to
-/// gate.
+/// a `test` on what the cache shows, so a stale cache can neither clobber another
+/// condition nor add the gate twice: when the condition is there, the type at its index;
+/// when it is appended, the whole list (a test of the last element would pass after
+/// someone else appended the gate, and the kubelet reads a duplicate True as Ready). The
+/// kubelet rewrites the list only when a condition changes status, so the whole-list
+/// guard rarely fails; when it does, the next pass sees the fresh list. `None` when the
+/// pod has no conditions yet (the kubelet has not reported it): there is nothing to
+/// guard against and nothing to gate.
 fn gate_patch(pod: &Value, value: bool, now_rfc3339: &str) -> Option<Value> {
     let conditions = pod
         .pointer("/status/conditions")
@@ -242,22 +243,33 @@ fn gate_patch(pod: &Value, value: bool, now_rfc3339: &str) -> Option<Value> {
         "type": GATE, "status": status, "lastTransitionTime": now_rfc3339,
         "reason": if value { "InPlaceUpdateDone" } else { "InPlaceUpdating" },
     });
-    Some(
-        match conditions.iter().position(|c| str_at(c, "/type") == GATE) {
-            Some(i) => json!([
-                {"op": "test", "path": format!("/status/conditions/{i}/type"), "value": GATE},
-                {"op": "replace", "path": format!("/status/conditions/{i}"), "value": condition},
-            ]),
-            None => {
-                let last = conditions.len().checked_sub(1)?;
-                json!([
-                    {"op": "test", "path": format!("/status/conditions/{last}/type"),
-                        "value": str_at(&conditions[last], "/type")},
-                    {"op": "add", "path": "/status/conditions/-", "value": condition},
-                ])
-            }
-        },
-    )
+    Some(match gate_position(pod) {
+        Some(i) => json!([
+            {"op": "test", "path": format!("/status/conditions/{i}/type"), "value": GATE},
+            {"op": "replace", "path": format!("/status/conditions/{i}"), "value": condition},
+        ]),
+        None => json!([
+            {"op": "test", "path": "/status/conditions", "value": conditions},
+            {"op": "add", "path": "/status/conditions/-", "value": condition},
+        ]),
+    })
+}
+
+/// The index of the [`GATE`] condition in the pod's status as the cache shows it.
+fn gate_position(pod: &Value) -> Option<usize> {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)?
+        .iter()
+        .position(|c| str_at(c, "/type") == GATE)
+}
+
+/// Where [`gate_patch`] puts the [`GATE`] condition: its index, or the end of the list.
+/// `None` when the pod has no conditions yet (nothing to gate).
+fn gate_index(pod: &Value) -> Option<usize> {
+    let conditions = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)?;
+    Some(gate_position(pod).unwrap_or(conditions.len()))
 }
 
 /// The template with images, labels and annotations removed: two templates whose
@@ -627,17 +639,32 @@ impl Release {
         let mut budget = max_unavailable.saturating_sub(unavailable);
         let mut wake = None::<Duration>;
         let mut blocked = None;
+        // Old revisions' templates and whether they differ from the target in place only:
+        // read once per reconcile, not once per pod.
+        let target_shape = in_place_shape(&target_template);
+        let mut templates: BTreeMap<String, (Option<Value>, bool)> = BTreeMap::new();
         if paused.is_none() {
             for pod in candidates {
+                let marked = draining(pod);
+                // A pod that is not available already does not cost any budget.
+                let cost = u64::from(available(pod));
+                if !marked && budget < cost {
+                    continue;
+                }
                 let name = str_at(pod, "/metadata/name").to_owned();
                 let old_rev = rev_of(pod);
-                let old_template = revision_template(ctx, &ns, &old_rev);
-                let in_place = params.strategy != Strategy::Recreate
-                    && old_template
-                        .as_ref()
-                        .is_some_and(|t| in_place_shape(t) == in_place_shape(&target_template));
+                let (old_template, same_shape) =
+                    &*templates.entry(old_rev.clone()).or_insert_with(|| {
+                        let t = revision_template(ctx, &ns, &old_rev);
+                        let same = t
+                            .as_ref()
+                            .is_some_and(|t| in_place_shape(t) == target_shape);
+                        (t, same)
+                    });
+                let (old_template, same_shape) = (old_template.as_ref(), *same_shape);
+                let in_place = params.strategy != Strategy::Recreate && same_shape;
                 // Marked earlier: the grace period may be over.
-                if draining(pod) {
+                if marked {
                     if gated(pod) && !self.set_gate(ctx, &mut gates, &ns, pod, false) {
                         break;
                     }
@@ -654,25 +681,20 @@ impl Release {
                             wake = Some(wake.map_or(self.poll, |w| w.min(self.poll)));
                             continue;
                         }
+                        let guard = gated(pod).then(|| gate_position(pod)).flatten();
                         if !self.patch_images(
                             ctx,
                             &ns,
                             pod,
-                            &old_rev,
-                            old_template.as_ref(),
-                            &target,
-                            &target_template,
+                            (&old_rev, old_template),
+                            (&target, &target_template),
+                            guard,
                             now,
                         )? {
                             break;
                         }
                         in_flight.insert(name, sent(&target, "Patched", now));
                     }
-                    continue;
-                }
-                // A pod that is not available already does not cost any budget.
-                let cost = u64::from(available(pod));
-                if budget < cost {
                     continue;
                 }
                 if !in_place {
@@ -693,15 +715,26 @@ impl Release {
                         "{sts_ref}: evicting {name} to recreate it at {target}"
                     ));
                     in_flight.insert(name, sent(&target, "Evicted", now));
-                } else if params.grace_period.is_zero() && !gated(pod) {
+                } else if params.grace_period.is_zero() {
+                    // No grace period: out of service and patched in one pass. The pipe
+                    // runs a plugin's commands in order, and the image patch tests that
+                    // the gate condition is False, so it never reaches a pod whose
+                    // gate patch failed (it is retried on a later pass).
+                    let guard = if gated(pod) {
+                        if !self.set_gate(ctx, &mut gates, &ns, pod, false) {
+                            break;
+                        }
+                        gate_index(pod)
+                    } else {
+                        None
+                    };
                     if !self.patch_images(
                         ctx,
                         &ns,
                         pod,
-                        &old_rev,
-                        old_template.as_ref(),
-                        &target,
-                        &target_template,
+                        (&old_rev, old_template),
+                        (&target, &target_template),
+                        guard,
                         now,
                     )? {
                         break;
@@ -765,9 +798,11 @@ impl Release {
         Ok(Outcome::requeue_after(delay))
     }
 
-    /// One JSON patch: test the old revision (a stale cache cannot update a pod twice),
-    /// set the changed images, the target template's labels and annotations (dropping
-    /// those only the old template had), the revision label and the progress annotation.
+    /// One JSON patch: test the old revision (a stale cache cannot update a pod twice)
+    /// and, with `gate` (the index of the [`GATE`] condition), that the pod is out of
+    /// service; set the changed images, the target template's labels and annotations
+    /// (dropping those only the old template had), the revision label and the progress
+    /// annotation.
     #[expect(
         clippy::too_many_arguments,
         reason = "two call sites, all plain inputs"
@@ -777,10 +812,9 @@ impl Release {
         ctx: &mut Context,
         ns: &str,
         pod: &Value,
-        old_rev: &str,
-        old_template: Option<&Value>,
-        target: &str,
-        template: &Value,
+        (old_rev, old_template): (&str, Option<&Value>),
+        (target, template): (&str, &Value),
+        gate: Option<usize>,
         now: u64,
     ) -> Result<bool, Error> {
         let wanted: BTreeMap<&str, &str> = template
@@ -792,6 +826,10 @@ impl Release {
             .collect();
         let label_path = format!("/metadata/labels/{}", escape(HASH_LABEL));
         let mut ops = vec![json!({"op": "test", "path": label_path, "value": old_rev})];
+        if let Some(i) = gate {
+            ops.push(json!({"op": "test", "path": format!("/status/conditions/{i}/type"), "value": GATE}));
+            ops.push(json!({"op": "test", "path": format!("/status/conditions/{i}/status"), "value": "False"}));
+        }
         for (i, c) in pod
             .get("spec")
             .map(containers)

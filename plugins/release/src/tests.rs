@@ -421,7 +421,9 @@ fn gate_patches(commands: &[Command]) -> Vec<(String, String)> {
     commands
         .iter()
         .filter_map(|c| match c {
-            Command::JsonPatch { target, patch } if patch.contains("/status/conditions") => {
+            Command::JsonPatch { target, patch }
+                if patch.contains("/status/conditions") && !patch.contains("app:v2") =>
+            {
                 let ops: Value = serde_json::from_str(patch).ok()?;
                 let ops = ops.as_array()?;
                 // Every operation stays under /status: the host sends it to the subresource.
@@ -441,8 +443,12 @@ fn gate_patches(commands: &[Command]) -> Vec<(String, String)> {
 
 #[test]
 fn a_gated_pod_is_taken_out_of_service_before_its_images_change() {
-    // No grace period: a gated pod is still marked first, and its gate set False.
+    // No grace period: in one pass the gate is set False, then the images are patched
+    // by a patch that tests the gate is False (the pipe runs the two in order, and a
+    // failed gate patch makes the image patch fail).
     let sts = sts(2).build();
+    // The fixture's conditions: Ready, then the gate.
+    let gate_at = 1;
     let mut h = host(
         sts.clone(),
         false,
@@ -450,11 +456,35 @@ fn a_gated_pod_is_taken_out_of_service_before_its_images_change() {
     );
     run(&mut h);
     let cmds = h.take_commands();
-    assert!(patched(&cmds).is_empty(), "{cmds:?}");
     assert_eq!(
         gate_patches(&cmds),
         [("web-1".to_owned(), "False".to_owned())]
     );
+    assert_eq!(patched(&cmds), ["web-1"]);
+    let patches: Vec<&str> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::JsonPatch { patch, .. } => Some(patch.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(patches.len(), 2, "{patches:?}");
+    assert!(!patches[0].contains("app:v2"), "gate first: {patches:?}");
+    let ops: Value = serde_json::from_str(patches[1]).expect("json");
+    assert!(
+        ops.as_array().is_some_and(|ops| ops.contains(&json!(
+            {"op": "test", "path": format!("/status/conditions/{gate_at}/status"), "value": "False"}
+        ))),
+        "{ops}"
+    );
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| matches!(c, Command::MergePatch { patch, .. } if patch.contains(STATE))),
+        "no mark without a grace period: {cmds:?}"
+    );
+
+    // Marked earlier (by a release with a grace period, now over):
 
     let now = Host::new().enter(bosun_sdk::clock::now_ms);
     let marked = || {
@@ -519,12 +549,21 @@ fn a_gated_pod_is_taken_out_of_service_before_its_images_change() {
 
 #[test]
 fn a_gate_condition_is_appended_guarded_by_the_list_it_was_read_from() {
+    use bosun_cluster::patch::{PatchKind, patch as apply};
     let p = pod(1).gated(None).build();
     let patch = gate_patch(&p, true, "2026-01-01T00:00:00Z").expect("conditions exist");
     assert_eq!(patch[0]["op"], "test");
-    assert_eq!(patch[0]["path"], "/status/conditions/0/type");
-    assert_eq!(patch[0]["value"], "Ready");
+    assert_eq!(patch[0]["path"], "/status/conditions");
+    assert_eq!(patch[0]["value"], p["status"]["conditions"]);
     assert_eq!(patch[1]["path"], "/status/conditions/-");
+    // Applied by the API server to what the cache showed: the gate is appended once.
+    let body = serde_json::to_vec(&patch).expect("json");
+    let once = apply(PatchKind::Json, &p, &body).expect("applies");
+    assert_eq!(gate_status(&once), Some("True"));
+    // The cache was stale and the gate is there already (another pass appended it):
+    // the patch fails instead of adding it twice.
+    let err = apply(PatchKind::Json, &once, &body).expect_err("the guard fails");
+    assert!(err.to_string().contains("did not match"), "{err}");
     let p = pod(1).gated(Some("True")).build();
     let patch = gate_patch(&p, false, "2026-01-01T00:00:00Z").expect("conditions exist");
     assert_eq!(patch[0]["path"], "/status/conditions/1/type");

@@ -171,6 +171,15 @@ pub(crate) fn is_deleting(obj: &Value) -> bool {
     path(obj, "metadata.deletionTimestamp").is_some_and(|v| !v.is_null())
 }
 
+/// The uids in `metadata.ownerReferences`, borrowed.
+pub(crate) fn owner_uid_refs(obj: &Value) -> impl Iterator<Item = &str> {
+    path(obj, "metadata.ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("uid").and_then(Value::as_str))
+}
+
 /// The uids in `metadata.ownerReferences`.
 pub(crate) fn owner_uids(obj: &Value) -> Vec<String> {
     path(obj, "metadata.ownerReferences")

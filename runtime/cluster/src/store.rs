@@ -96,7 +96,9 @@ struct History {
     compacted: u64,
 }
 
-type Objects = BTreeMap<(String, String), Value>;
+/// Objects are shared: the internal controllers take snapshots of a whole resource on
+/// every pass, which must not deep-copy thousands of objects.
+type Objects = BTreeMap<(String, String), Arc<Value>>;
 
 struct Inner {
     rv: u64,
@@ -264,6 +266,18 @@ impl Store {
         })
     }
 
+    /// Calls `f` with every object of a resource in one namespace (or all, `ns` empty),
+    /// without copying them: for observers in the same process (benchmarks) that must not
+    /// load the server with lists. `f` runs under the store's lock: keep it short.
+    pub fn for_each(&self, rt: &ResourceType, ns: &str, mut f: impl FnMut(&Value)) {
+        let inner = self.lock();
+        for ((ons, _), obj) in inner.objects.get(&rt.storage_key()).into_iter().flatten() {
+            if ns.is_empty() || ons == ns {
+                f(obj);
+            }
+        }
+    }
+
     /// Creates an object; `ns` is the namespace from the URL ("" for cluster-scoped).
     pub fn create(&self, rt: &ResourceType, ns: &str, obj: Value, dry_run: bool) -> Result<Value> {
         let mut inner = self.lock();
@@ -353,7 +367,7 @@ impl Store {
     }
 
     /// Every object of a storage key (internal controllers).
-    pub(crate) fn all(&self, key: &str) -> Vec<Value> {
+    pub(crate) fn all(&self, key: &str) -> Vec<Arc<Value>> {
         let inner = self.lock();
         inner
             .objects
@@ -368,7 +382,7 @@ impl Store {
         let uids: HashSet<&str> = inner
             .objects
             .values()
-            .flat_map(|o| o.values().map(meta::uid_of))
+            .flat_map(|o| o.values().map(|v| meta::uid_of(v)))
             .collect();
         let mut out = Vec::new();
         for (key, objs) in &inner.objects {
@@ -406,7 +420,7 @@ impl Store {
                     Arc::new(Event {
                         kind: EventKind::Added,
                         key: key.clone(),
-                        object: obj.clone(),
+                        object: Value::clone(obj),
                         previous: None,
                         rv: meta::resource_version(obj).unwrap_or(0),
                     })
@@ -502,7 +516,7 @@ fn load(db: &Database, inner: &mut Inner) -> std::result::Result<(), redb::Error
             .objects
             .entry(key.to_string())
             .or_default()
-            .insert((ns.to_string(), name.to_string()), obj);
+            .insert((ns.to_string(), name.to_string()), Arc::new(obj));
     }
     Ok(())
 }
@@ -547,6 +561,7 @@ impl Inner {
         self.objects
             .get(key)?
             .get(&(ns.to_string(), name.to_string()))
+            .map(|o| &**o)
     }
 
     /// Commits one write to disk (if persistent), then applies it in memory.
@@ -581,7 +596,7 @@ impl Inner {
         let k = (ns.to_string(), name.to_string());
         match obj {
             Some(o) => {
-                objs.insert(k, o.clone());
+                objs.insert(k, Arc::new(o.clone()));
             }
             None => {
                 objs.remove(&k);
@@ -942,7 +957,7 @@ impl Inner {
         for (key, objs) in &self.objects {
             for ((ns, name), obj) in objs {
                 if meta::owner_uids(obj).contains(&uid) {
-                    deps.push((key.clone(), ns.clone(), name.clone(), obj.clone()));
+                    deps.push((key.clone(), ns.clone(), name.clone(), Value::clone(obj)));
                 }
             }
         }

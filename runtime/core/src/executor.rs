@@ -326,8 +326,12 @@ fn merge_patch_scope(patch: &Value) -> Result<bool, Error> {
     }
 }
 
-/// Whether a JSON patch goes to the `status` subresource: every operation's `path` (and
-/// `from`, for move and copy) is `/status` or below it. Refuses one that mixes them.
+/// Whether a JSON patch goes to the `status` subresource: every operation that changes
+/// something has its `path` (and `from`, for move and copy) at `/status` or below it.
+/// Refuses one that changes both. `test` operations only guard: the API server applies a
+/// patch to the whole object, status included, either way, so a patch of the main
+/// resource may test the status (apply images only if a condition is False) and the
+/// reverse; a patch of tests alone goes to the main resource.
 fn json_patch_scope(patch: &json_patch::Patch) -> Result<bool, Error> {
     use json_patch::PatchOperation as Op;
     let under_status = |p: &str| p == "/status" || p.starts_with("/status/");
@@ -337,7 +341,7 @@ fn json_patch_scope(patch: &json_patch::Patch) -> Result<bool, Error> {
             Op::Add(o) => paths.push(o.path.to_string()),
             Op::Remove(o) => paths.push(o.path.to_string()),
             Op::Replace(o) => paths.push(o.path.to_string()),
-            Op::Test(o) => paths.push(o.path.to_string()),
+            Op::Test(_) => {}
             Op::Move(o) => paths.extend([o.path.to_string(), o.from.to_string()]),
             Op::Copy(o) => paths.extend([o.path.to_string(), o.from.to_string()]),
         }
@@ -402,6 +406,17 @@ mod tests {
         assert!(matches!(json_patch_scope(&mixed), Err(Error::Invalid(_))));
         let moved = json_ops(json!([{"op": "move", "from": "/spec/x", "path": "/status/x"}]));
         assert!(json_patch_scope(&moved).is_err());
+        // Tests guard without choosing: images patched only while a condition is False.
+        let guarded = json_ops(json!([
+            {"op": "test", "path": "/status/conditions/2/status", "value": "False"},
+            {"op": "replace", "path": "/spec/containers/0/image", "value": "app:v2"},
+        ]));
+        assert!(!json_patch_scope(&guarded).expect("main resource"));
+        let status_guarded = json_ops(json!([
+            {"op": "test", "path": "/metadata/labels/a", "value": "b"},
+            {"op": "replace", "path": "/status/phase", "value": "Running"},
+        ]));
+        assert!(json_patch_scope(&status_guarded).expect("status"));
     }
 
     /// An executor on a fresh embedded cluster with one simulated node, and a running pod.

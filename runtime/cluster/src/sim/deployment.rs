@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 /// One pass over every Deployment.
-pub(crate) fn reconcile(ctx: &Ctx) -> Option<Instant> {
+pub(crate) fn reconcile(ctx: &Ctx, _: &super::Wake) -> Option<Instant> {
     let deployments = ctx.store.all(&ctx.kinds.deployments.storage_key());
     if deployments.is_empty() {
         return None;
@@ -55,7 +55,7 @@ fn scale(ctx: &Ctx, rs: &Value, n: usize) {
     );
 }
 
-fn sync(ctx: &Ctx, d: &Value, sets: &[Value]) {
+fn sync(ctx: &Ctx, d: &Value, sets: &[std::sync::Arc<Value>]) {
     let (ns, name) = (meta::namespace(d), meta::name(d));
     let want = replicas(d);
     let template = meta::path(d, "spec.template")
@@ -63,7 +63,11 @@ fn sync(ctx: &Ctx, d: &Value, sets: &[Value]) {
         .unwrap_or(Value::Null);
     let hash = template_hash(&template);
     let rs_name = format!("{name}-{hash}");
-    let owned: Vec<&Value> = sets.iter().filter(|s| owned_by(s, d)).collect();
+    let owned: Vec<&Value> = sets
+        .iter()
+        .map(|s| &**s)
+        .filter(|s| owned_by(s, d))
+        .collect();
     let Some(new) = owned.iter().find(|s| meta::name(s) == rs_name).copied() else {
         let revision = owned
             .iter()

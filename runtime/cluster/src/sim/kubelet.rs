@@ -6,17 +6,60 @@
 //! (restartCount + 1, same pod uid): the in-place update path. Init containers are
 //! treated as already completed; probes are not run.
 
-use super::Ctx;
 use super::scheduler::set_condition;
+use super::{Ctx, Interest, Wake};
 use crate::meta;
+use crate::store::{Event, EventKind};
 use serde_json::{Map, Value, json};
-use std::collections::{HashMap, HashSet};
-use std::sync::PoisonError;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Brings every pod on a simulated node to its simulated state.
-pub(crate) fn reconcile(ctx: &Ctx) -> Option<Instant> {
+/// What the kubelets keep between passes.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// When each simulated sandbox (`uid/sandbox`) and container
+    /// (`uid/name/restartCount`) started, for readiness.
+    starts: HashMap<String, Instant>,
+    /// What was computed for each pod, by uid.
+    seen: HashMap<String, Seen>,
+    /// Pods whose status changes by itself at an instant (a container becomes ready, a
+    /// pull fault ends): `(when, namespace, name)`.
+    timers: BTreeSet<(Instant, String, String)>,
+}
+
+/// What the kubelet computed for a pod: while the pod, the faults and the clock have not
+/// moved past it, computing again gives the same status.
+#[derive(Debug)]
+struct Seen {
+    /// The pod's resourceVersion after the kubelet's own write (or as read).
+    resource_version: String,
+    generation: u64,
+    due: Option<Instant>,
+}
+
+/// The kubelets care about pods bound to a node; a node coming or going changes which
+/// pods they run.
+pub(crate) fn interest(ctx: &Ctx, e: &Event) -> Interest {
+    if e.key == ctx.kinds.pods.storage_key() {
+        if e.kind == EventKind::Deleted || meta::str_at(&e.object, "spec.nodeName").is_empty() {
+            return Interest::Ignore;
+        }
+        return Interest::Key(
+            meta::namespace(&e.object).to_string(),
+            meta::name(&e.object).to_string(),
+        );
+    }
+    if e.key == ctx.kinds.nodes.storage_key() && e.kind != EventKind::Modified {
+        return Interest::Full;
+    }
+    Interest::Ignore
+}
+
+/// Brings pods on simulated nodes to their simulated state: every pod on a full pass,
+/// otherwise the pods that changed and those whose timer is due.
+pub(crate) fn reconcile(ctx: &Ctx, wake: &Wake) -> Option<Instant> {
     let nodes: HashSet<String> = ctx
         .store
         .all(&ctx.kinds.nodes.storage_key())
@@ -24,12 +67,34 @@ pub(crate) fn reconcile(ctx: &Ctx) -> Option<Instant> {
         .filter(|n| super::node::is_simulated(n))
         .map(|n| meta::name(n).to_string())
         .collect();
-    let pods = ctx.store.all(&ctx.kinds.pods.storage_key());
-    let mut starts = ctx.starts.lock().unwrap_or_else(PoisonError::into_inner);
-    let uids: HashSet<&str> = pods.iter().map(meta::uid_of).collect();
-    starts.retain(|k, _| uids.contains(k.split('/').next().unwrap_or("")));
-    let mut next: Option<Instant> = None;
+    let mut state = ctx.kubelet.lock().unwrap_or_else(PoisonError::into_inner);
+    let state = &mut *state;
+    let now = Instant::now();
+    let pods: Vec<Arc<Value>> = if wake.full {
+        let pods = ctx.store.all(&ctx.kinds.pods.storage_key());
+        let uids: HashSet<&str> = pods.iter().map(|p| meta::uid_of(p)).collect();
+        state
+            .starts
+            .retain(|k, _| uids.contains(k.split('/').next().unwrap_or("")));
+        state.seen.retain(|uid, _| uids.contains(uid.as_str()));
+        state.timers.clear();
+        pods
+    } else {
+        let mut keys: HashSet<(String, String)> = wake.changed.clone();
+        while let Some(first) = state.timers.first()
+            && first.0 <= now
+        {
+            if let Some((_, ns, name)) = state.timers.pop_first() {
+                keys.insert((ns, name));
+            }
+        }
+        keys.into_iter()
+            .filter_map(|(ns, name)| ctx.store.get(&ctx.kinds.pods, &ns, &name).ok())
+            .map(Arc::new)
+            .collect()
+    };
     let delay = ctx.control.config.scaled(ctx.control.config.startup_delay);
+    let generation = ctx.control.generation();
     for pod in &pods {
         let node = meta::str_at(pod, "spec.nodeName");
         if !nodes.contains(node)
@@ -38,10 +103,39 @@ pub(crate) fn reconcile(ctx: &Ctx) -> Option<Instant> {
         {
             continue;
         }
-        let status = pod_status(ctx, pod, &mut starts, delay, &mut next);
-        super::write_status(ctx, &ctx.kinds.pods, pod, status);
+        let (ns, name) = (meta::namespace(pod), meta::name(pod));
+        let (uid, rv) = (
+            meta::uid_of(pod),
+            meta::str_at(pod, "metadata.resourceVersion"),
+        );
+        let due = match state.seen.get(uid) {
+            Some(s)
+                if s.resource_version == rv
+                    && s.generation == generation
+                    && s.due.is_none_or(|d| now < d) =>
+            {
+                s.due
+            }
+            _ => {
+                let mut due = None;
+                let status = pod_status(ctx, pod, &mut state.starts, delay, &mut due);
+                let written = super::write_status(ctx, &ctx.kinds.pods, pod, status);
+                state.seen.insert(
+                    uid.to_string(),
+                    Seen {
+                        resource_version: written.unwrap_or_else(|| rv.to_string()),
+                        generation,
+                        due,
+                    },
+                );
+                due
+            }
+        };
+        if let Some(at) = due {
+            state.timers.insert((at, ns.to_string(), name.to_string()));
+        }
     }
-    next
+    state.timers.first().map(|t| t.0)
 }
 
 fn pod_status(

@@ -93,6 +93,8 @@ pub struct Control {
     faults: Mutex<Faults>,
     /// Wakes the controllers after a fault changes.
     poke: tokio::sync::Notify,
+    /// Counts fault changes: what the kubelet computed before a change is stale.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Control {
@@ -101,11 +103,25 @@ impl Control {
             config,
             faults: Mutex::default(),
             poke: tokio::sync::Notify::new(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
+    /// The faults, for a change: what was computed under the old ones is stale.
     fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.faults_now()
+    }
+
+    /// The faults, to read.
+    fn faults_now(&self) -> MutexGuard<'_, Faults> {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many times the faults changed.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The timing in force.
@@ -161,7 +177,7 @@ impl Control {
 
     /// Whether a pull of `image` by the pod fails at `now`; `Some(until)` while it does.
     fn pod_pull_fails(&self, ns: &str, pod: &str, image: &str, now: Instant) -> Option<Instant> {
-        let mut f = self.faults();
+        let mut f = self.faults_now();
         let key = (ns.to_string(), pod.to_string(), image.to_string());
         let fault = f.pod_pulls.get_mut(&key)?;
         let until = *fault.since.get_or_insert(now) + fault.lasts;
@@ -173,15 +189,15 @@ impl Control {
     }
 
     fn node_ready(&self, node: &str) -> bool {
-        !self.faults().not_ready.contains(node)
+        !self.faults_now().not_ready.contains(node)
     }
 
     fn image_fails(&self, image: &str) -> bool {
-        self.faults().bad_images.contains(image)
+        self.faults_now().bad_images.contains(image)
     }
 
     fn take_crash(&self, ns: &str, pod: &str, container: &str) -> bool {
-        self.faults()
+        self.faults_now()
             .crashes
             .remove(&(ns.to_string(), pod.to_string(), container.to_string()))
     }
@@ -289,32 +305,88 @@ pub(crate) struct Ctx {
     pub store: Arc<Store>,
     pub control: Arc<Control>,
     pub kinds: Kinds,
-    /// When each simulated container (`uid/name/restartCount`) started, for readiness.
-    pub starts: Mutex<HashMap<String, Instant>>,
+    /// What the kubelet keeps between passes.
+    pub kubelet: Mutex<kubelet::State>,
 }
 
-/// Writes `status` through /status when it differs; a conflict is retried on the next pass.
-pub(crate) fn write_status(ctx: &Ctx, rt: &ResourceType, obj: &Value, status: Value) {
+/// Writes `status` through /status when it differs; a conflict is retried on the next
+/// pass. The new resourceVersion when it wrote.
+pub(crate) fn write_status(
+    ctx: &Ctx,
+    rt: &ResourceType,
+    obj: &Value,
+    status: Value,
+) -> Option<String> {
     if obj.get("status") == Some(&status) {
-        return;
+        return None;
     }
     let mut o = obj.clone();
     if let Some(m) = o.as_object_mut() {
         m.insert("status".into(), status);
     }
-    if let Err(e) = ctx
+    match ctx
         .store
         .update(rt, meta::namespace(obj), meta::name(obj), o, true, false)
-        && e.code != 409
-        && e.code != 404
     {
-        tracing::warn!(name = meta::name(obj), error = %e, "status write failed");
+        Ok(written) => Some(meta::str_at(&written, "metadata.resourceVersion").to_string()),
+        Err(e) => {
+            if e.code != 409 && e.code != 404 {
+                tracing::warn!(name = meta::name(obj), error = %e, "status write failed");
+            }
+            None
+        }
     }
 }
 
-/// A reconcile function: one pass over everything, returning when it wants to run again
-/// at the latest.
-type Reconcile = fn(&Ctx) -> Option<Instant>;
+/// Why a pass runs.
+#[derive(Debug, Default)]
+pub(crate) struct Wake {
+    /// Everything may have changed: the first pass, a resync, a fault, a lagged feed.
+    pub full: bool,
+    /// The `(namespace, name)` of the objects the controller said it cares about that
+    /// changed since the last pass (see [`Interest`]); a controller that looks at
+    /// everything on every pass ignores them.
+    pub changed: HashSet<(String, String)>,
+}
+
+/// A reconcile function: one pass, returning when it wants to run again at the latest.
+type Reconcile = fn(&Ctx, &Wake) -> Option<Instant>;
+
+/// What a change means to a controller.
+pub(crate) enum Interest {
+    /// Nothing: no pass for it.
+    Ignore,
+    /// A pass, for the object `(namespace, name)` (what the controller works on: a
+    /// pod's StatefulSet for the StatefulSet controller).
+    Key(String, String),
+    /// A pass over everything.
+    Full,
+}
+
+type Filter = fn(&Ctx, &crate::store::Event) -> Interest;
+
+/// Every change: a pass over everything.
+fn any_change(_: &Ctx, _: &crate::store::Event) -> Interest {
+    Interest::Full
+}
+
+/// Only the controller's own deadlines, pokes and resyncs.
+fn no_change(_: &Ctx, _: &crate::store::Event) -> Interest {
+    Interest::Ignore
+}
+
+impl Wake {
+    fn add(&mut self, interest: Interest) -> bool {
+        match interest {
+            Interest::Ignore => return false,
+            Interest::Key(ns, name) => {
+                self.changed.insert((ns, name));
+            }
+            Interest::Full => self.full = true,
+        }
+        true
+    }
+}
 
 /// Starts the simulation tasks.
 pub(crate) fn spawn(
@@ -333,57 +405,80 @@ pub(crate) fn spawn(
         store,
         control,
         kinds,
-        starts: Mutex::default(),
+        kubelet: Mutex::default(),
     });
     node::register(&ctx, nodes);
-    let loops: [(&'static str, Reconcile); 7] = [
-        ("nodes", node::reconcile),
-        ("scheduler", scheduler::reconcile),
-        ("kubelet", kubelet::reconcile),
-        ("statefulset", statefulset::reconcile),
-        ("replicaset", replicaset::reconcile),
-        ("deployment", deployment::reconcile),
-        ("disruption", disruption::reconcile),
+    let loops: [(&'static str, Reconcile, Filter); 7] = [
+        ("nodes", node::reconcile, no_change),
+        ("scheduler", scheduler::reconcile, scheduler::interest),
+        ("kubelet", kubelet::reconcile, kubelet::interest),
+        ("statefulset", statefulset::reconcile, statefulset::interest),
+        ("replicaset", replicaset::reconcile, any_change),
+        ("deployment", deployment::reconcile, any_change),
+        ("disruption", disruption::reconcile, any_change),
     ];
     loops
         .into_iter()
-        .map(|(name, f)| tokio::spawn(run(ctx.clone(), name, f, stop.clone())))
+        .map(|(name, f, filter)| tokio::spawn(run(ctx.clone(), name, f, filter, stop.clone())))
         .collect()
 }
 
-/// Runs a reconcile function on every change (batched), on pokes, and when it asks to.
+/// Runs a reconcile function on the changes it cares about (batched), on pokes, when it
+/// asks to, and every five seconds over everything.
 async fn run(
     ctx: Arc<Ctx>,
     name: &'static str,
     reconcile: Reconcile,
+    filter: Filter,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut rx = ctx.store.subscribe();
     let resync = Duration::from_secs(5);
+    let mut wake = Wake {
+        full: true,
+        ..Wake::default()
+    };
+    let mut last_full = Instant::now();
     loop {
         let began = Instant::now();
+        if wake.full {
+            last_full = began;
+        }
         let next = {
             let _span = tracing::trace_span!("bosun.cluster.sim", controller = name).entered();
-            reconcile(&ctx)
+            reconcile(&ctx, &std::mem::take(&mut wake))
         };
-        // A pass scans every object: under a stream of writes, wait twice as long as the
-        // pass took, so the controllers never take more than a third of the time.
-        let pause = (began.elapsed() * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
-        let deadline = next.unwrap_or_else(|| Instant::now() + resync);
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = tokio::time::sleep_until(deadline) => {}
-            () = ctx.control.poke.notified() => {}
-            r = rx.recv() => match r {
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
-            },
+        // Under a stream of writes, wait twice as long as the pass took, so a controller
+        // whose passes are long never takes more than a third of the time.
+        let pause = (began.elapsed() * 2).clamp(Duration::from_millis(2), Duration::from_secs(1));
+        let resync_at = last_full + resync;
+        let deadline = next.map_or(resync_at, |n| n.min(resync_at));
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep_until(deadline) => {
+                    wake.full |= Instant::now() >= resync_at;
+                    break;
+                }
+                () = ctx.control.poke.notified() => {
+                    wake.full = true;
+                    break;
+                }
+                r = rx.recv() => match r {
+                    Ok(e) => if wake.add(filter(&ctx, &e)) { break },
+                    Err(RecvError::Lagged(_)) => { wake.full = true; break }
+                    Err(RecvError::Closed) => return,
+                },
+            }
         }
         // Let a burst of writes land, then do one pass for all of them.
         tokio::time::sleep(pause).await;
         loop {
             match rx.try_recv() {
-                Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                Ok(e) => {
+                    wake.add(filter(&ctx, &e));
+                }
+                Err(TryRecvError::Lagged(_)) => wake.full = true,
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Closed) => return,
             }
@@ -394,7 +489,19 @@ async fn run(
 /// Whether `owner` is a controller owner reference of `obj`.
 pub(crate) fn owned_by(obj: &Value, owner: &Value) -> bool {
     let uid = meta::uid_of(owner);
-    meta::owner_uids(obj).iter().any(|u| u == uid)
+    meta::owner_uid_refs(obj).any(|u| u == uid)
+}
+
+/// Objects grouped by the uids of their owners: one pass, instead of one scan of every
+/// object per owner.
+pub(crate) fn by_owner(objs: &[Arc<Value>]) -> HashMap<&str, Vec<&Value>> {
+    let mut out: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for o in objs {
+        for uid in meta::owner_uid_refs(o) {
+            out.entry(uid).or_default().push(o);
+        }
+    }
+    out
 }
 
 /// A controller owner reference to `owner`.

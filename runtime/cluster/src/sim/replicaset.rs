@@ -1,22 +1,26 @@
 //! The ReplicaSet controller: keeps `spec.replicas` pods, deleting unready and newest first.
 
-use super::{Ctx, owned_by, pod_from_template, pod_ready, replicas};
+use super::{Ctx, by_owner, pod_from_template, pod_ready, replicas};
 use crate::meta;
 use crate::store::DeleteOptions;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 /// One pass over every ReplicaSet.
-pub(crate) fn reconcile(ctx: &Ctx) -> Option<Instant> {
+pub(crate) fn reconcile(ctx: &Ctx, _: &super::Wake) -> Option<Instant> {
     let sets = ctx.store.all(&ctx.kinds.replicasets.storage_key());
     if sets.is_empty() {
         return None;
     }
     let pods = ctx.store.all(&ctx.kinds.pods.storage_key());
+    let pods_of = by_owner(&pods);
     for rs in sets.iter().filter(|s| !meta::is_deleting(s)) {
-        let mut owned: Vec<&Value> = pods
-            .iter()
-            .filter(|p| owned_by(p, rs) && !meta::is_deleting(p))
+        let mut owned: Vec<&Value> = pods_of
+            .get(meta::uid_of(rs))
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|p| !meta::is_deleting(p))
             .collect();
         let want = replicas(rs);
         let ns = meta::namespace(rs);

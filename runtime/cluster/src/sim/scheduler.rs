@@ -56,11 +56,30 @@ pub(crate) fn fits(pod: &Value, node: &Value) -> bool {
     selector_ok && taints_ok
 }
 
+/// The scheduler cares about pods waiting for a node, pods going (capacity frees up) and
+/// nodes.
+pub(crate) fn interest(ctx: &Ctx, e: &crate::store::Event) -> super::Interest {
+    use crate::store::EventKind;
+    let o = &e.object;
+    let wanted = if e.key == ctx.kinds.pods.storage_key() {
+        e.kind == EventKind::Deleted
+            || (meta::str_at(o, "spec.nodeName").is_empty() && !meta::is_deleting(o))
+    } else {
+        e.key == ctx.kinds.nodes.storage_key()
+    };
+    if wanted {
+        super::Interest::Full
+    } else {
+        super::Interest::Ignore
+    }
+}
+
 /// Binds every pending pod it can.
-pub(crate) fn reconcile(ctx: &Ctx) -> Option<Instant> {
+pub(crate) fn reconcile(ctx: &Ctx, _: &super::Wake) -> Option<Instant> {
     let pods = ctx.store.all(&ctx.kinds.pods.storage_key());
     let pending: Vec<&Value> = pods
         .iter()
+        .map(|p| &**p)
         .filter(|p| {
             meta::str_at(p, "spec.nodeName").is_empty()
                 && !meta::is_deleting(p)

@@ -3,36 +3,71 @@
 //! and recreated from the highest ordinal down, one at a time, while all are ready),
 //! OnDelete, and currentRevision/updateRevision through ControllerRevisions.
 
-use super::{Ctx, owned_by, pod_from_template, pod_ready, replicas, template_hash};
+use super::{Ctx, Interest, Wake, by_owner, pod_from_template, pod_ready, replicas, template_hash};
 use crate::meta;
 use crate::store::DeleteOptions;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use tokio::time::Instant;
 
-/// One pass over every StatefulSet.
-pub(crate) fn reconcile(ctx: &Ctx) -> Option<Instant> {
+/// The StatefulSet controller cares about StatefulSets and the pods and revisions they
+/// own: a change is a pass for the owner.
+pub(crate) fn interest(ctx: &Ctx, e: &crate::store::Event) -> Interest {
+    let o = &e.object;
+    let ns = meta::namespace(o).to_string();
+    if e.key == ctx.kinds.statefulsets.storage_key() {
+        return Interest::Key(ns, meta::name(o).to_string());
+    }
+    if e.key != ctx.kinds.pods.storage_key() && e.key != ctx.kinds.revisions.storage_key() {
+        return Interest::Ignore;
+    }
+    meta::path(o, "metadata.ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|r| meta::str_at(r, "kind") == "StatefulSet")
+        .map_or(Interest::Ignore, |r| {
+            Interest::Key(ns, meta::str_at(r, "name").to_string())
+        })
+}
+
+/// One pass over every StatefulSet (or those that changed).
+pub(crate) fn reconcile(ctx: &Ctx, wake: &Wake) -> Option<Instant> {
     let sets = ctx.store.all(&ctx.kinds.statefulsets.storage_key());
     if sets.is_empty() {
         return None;
     }
     let pods = ctx.store.all(&ctx.kinds.pods.storage_key());
     let revisions = ctx.store.all(&ctx.kinds.revisions.storage_key());
-    for sts in sets.iter().filter(|s| !meta::is_deleting(s)) {
-        sync(ctx, sts, &pods, &revisions);
+    let (pods_of, revisions_of) = (by_owner(&pods), by_owner(&revisions));
+    let changed = |s: &Value| {
+        wake.full
+            || wake
+                .changed
+                .contains(&(meta::namespace(s).to_string(), meta::name(s).to_string()))
+    };
+    for sts in sets.iter().filter(|s| !meta::is_deleting(s) && changed(s)) {
+        let uid = meta::uid_of(sts);
+        let none = Vec::new();
+        let (pods, revisions) = (
+            pods_of.get(uid).unwrap_or(&none),
+            revisions_of.get(uid).unwrap_or(&none),
+        );
+        sync(ctx, sts, pods, revisions);
     }
     None
 }
 
 const HASH_LABEL: &str = "controller-revision-hash";
 
-fn sync(ctx: &Ctx, sts: &Value, pods: &[Value], revisions: &[Value]) {
+/// `pods` and `revisions`: those `sts` owns.
+fn sync(ctx: &Ctx, sts: &Value, pods: &[&Value], revisions: &[&Value]) {
     let (ns, name) = (meta::namespace(sts), meta::name(sts));
     let template = meta::path(sts, "spec.template")
         .cloned()
         .unwrap_or(Value::Null);
     let update_rev = format!("{name}-{}", template_hash(&template));
-    let owned_revs: Vec<&Value> = revisions.iter().filter(|r| owned_by(r, sts)).collect();
+    let owned_revs = revisions;
     if !owned_revs.iter().any(|r| meta::name(r) == update_rev) {
         let number = owned_revs
             .iter()
@@ -67,10 +102,9 @@ fn sync(ctx: &Ctx, sts: &Value, pods: &[Value], revisions: &[Value]) {
     let prefix = format!("{name}-");
     let by_ordinal: BTreeMap<usize, &Value> = pods
         .iter()
-        .filter(|p| owned_by(p, sts))
         .filter_map(|p| {
             let i = meta::name(p).strip_prefix(&prefix)?.parse().ok()?;
-            Some((i, p))
+            Some((i, *p))
         })
         .collect();
     let want = replicas(sts);
