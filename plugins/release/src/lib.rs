@@ -35,6 +35,7 @@
 //! containers up, running and ready, within `release.bosun.dev/update-timeout-seconds`.
 
 mod params;
+mod slim;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -109,18 +110,34 @@ struct Status {
     paused: Option<String>,
 }
 
+/// JSON pointer lookups for literal paths (no `~` escapes): serde_json's `pointer`
+/// allocates to unescape every token, which was most of a reconcile's time.
+trait At {
+    fn at(&self, path: &str) -> Option<&Value>;
+}
+
+impl At for Value {
+    fn at(&self, path: &str) -> Option<&Value> {
+        path.split('/').skip(1).try_fold(self, |v, token| match v {
+            Value::Object(m) => m.get(token),
+            Value::Array(a) => a.get(token.parse::<usize>().ok()?),
+            _ => None,
+        })
+    }
+}
+
 fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+    v.at(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 fn annotation<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.pointer("/metadata/annotations")
+    v.at("/metadata/annotations")
         .and_then(|a| a.get(key))
         .and_then(Value::as_str)
 }
 
 fn label<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.pointer("/metadata/labels")
+    v.at("/metadata/labels")
         .and_then(|a| a.get(key))
         .and_then(Value::as_str)
 }
@@ -145,7 +162,7 @@ fn containers(v: &Value) -> &[Value] {
 }
 
 fn pod_ready(pod: &Value) -> bool {
-    pod.pointer("/status/conditions")
+    pod.at("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|cs| {
             cs.iter()
@@ -161,14 +178,14 @@ fn available(pod: &Value) -> bool {
 
 /// Whether the pod declares the readiness gate [`GATE`].
 fn gated(pod: &Value) -> bool {
-    pod.pointer("/spec/readinessGates")
+    pod.at("/spec/readinessGates")
         .and_then(Value::as_array)
         .is_some_and(|gs| gs.iter().any(|g| str_at(g, "/conditionType") == GATE))
 }
 
 /// The status (`True`, `False`) of the [`GATE`] condition, if the pod has one.
 fn gate_status(pod: &Value) -> Option<&str> {
-    pod.pointer("/status/conditions")
+    pod.at("/status/conditions")
         .and_then(Value::as_array)?
         .iter()
         .find(|c| str_at(c, "/type") == GATE)
@@ -178,11 +195,11 @@ fn gate_status(pod: &Value) -> Option<&str> {
 /// Every container the spec asks for runs its image (the kubelet reports an imageID for
 /// it) and is ready, whatever the pod's readiness gates say.
 fn containers_ready(pod: &Value) -> bool {
-    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+    if pod.at("/metadata/deletionTimestamp").is_some() {
         return false;
     }
     let statuses: BTreeMap<&str, &Value> = pod
-        .pointer("/status/containerStatuses")
+        .at("/status/containerStatuses")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -206,7 +223,7 @@ fn containers_ready(pod: &Value) -> bool {
 /// ago has not brought its containers up and ready.
 fn failed(pod: &Value, timeout: Duration, now_ms: u64) -> bool {
     let waiting = pod
-        .pointer("/status/containerStatuses")
+        .at("/status/containerStatuses")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -235,9 +252,7 @@ fn failed(pod: &Value, timeout: Duration, now_ms: u64) -> bool {
 /// pod has no conditions yet (the kubelet has not reported it): there is nothing to
 /// guard against and nothing to gate.
 fn gate_patch(pod: &Value, value: bool, now_rfc3339: &str) -> Option<Value> {
-    let conditions = pod
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)?;
+    let conditions = pod.at("/status/conditions").and_then(Value::as_array)?;
     let status = if value { "True" } else { "False" };
     let condition = json!({
         "type": GATE, "status": status, "lastTransitionTime": now_rfc3339,
@@ -257,7 +272,7 @@ fn gate_patch(pod: &Value, value: bool, now_rfc3339: &str) -> Option<Value> {
 
 /// The index of the [`GATE`] condition in the pod's status as the cache shows it.
 fn gate_position(pod: &Value) -> Option<usize> {
-    pod.pointer("/status/conditions")
+    pod.at("/status/conditions")
         .and_then(Value::as_array)?
         .iter()
         .position(|c| str_at(c, "/type") == GATE)
@@ -266,9 +281,7 @@ fn gate_position(pod: &Value) -> Option<usize> {
 /// Where [`gate_patch`] puts the [`GATE`] condition: its index, or the end of the list.
 /// `None` when the pod has no conditions yet (nothing to gate).
 fn gate_index(pod: &Value) -> Option<usize> {
-    let conditions = pod
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)?;
+    let conditions = pod.at("/status/conditions").and_then(Value::as_array)?;
     Some(gate_position(pod).unwrap_or(conditions.len()))
 }
 
@@ -301,7 +314,7 @@ fn revision_template(ctx: &Context, ns: &str, revision: &str) -> Option<Value> {
     let r = ObjectRef::new("apps/v1", "ControllerRevision")
         .namespaced(ns)
         .named(revision);
-    ctx.get(&r)?.pointer("/data/spec/template").cloned()
+    ctx.get(&r)?.at("/data/spec/template").cloned()
 }
 
 fn pod_ref(ns: &str, pod: &Value) -> ObjectRef {
@@ -348,7 +361,7 @@ fn metadata_ops(
     keep: &[&str],
 ) -> Vec<Value> {
     let of = |v: &Value| {
-        v.pointer(&format!("/metadata/{field}"))
+        v.at(&format!("/metadata/{field}"))
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default()
@@ -498,10 +511,8 @@ impl Release {
         }
         let ns = sts_ref.namespace.clone().unwrap_or_default();
         let target = str_at(sts, "/status/updateRevision").to_owned();
-        let generation = sts.pointer("/metadata/generation").and_then(Value::as_i64);
-        let observed = sts
-            .pointer("/status/observedGeneration")
-            .and_then(Value::as_i64);
+        let generation = sts.at("/metadata/generation").and_then(Value::as_i64);
+        let observed = sts.at("/status/observedGeneration").and_then(Value::as_i64);
         if target.is_empty() || observed < generation {
             // The StatefulSet controller has not recorded the new revision yet.
             return Ok(Outcome::requeue_after(self.poll));
@@ -511,7 +522,7 @@ impl Release {
         };
         let uid = str_at(sts, "/metadata/uid");
         let selector = sts
-            .pointer("/spec/selector/matchLabels")
+            .at("/spec/selector/matchLabels")
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()
@@ -520,17 +531,16 @@ impl Release {
                     .join(",")
             })
             .unwrap_or_default();
-        let pods: Vec<Value> = ctx
-            .list("v1", "Pod", Some(&ns), Some(&selector))?
+        let pods: Vec<Value> = slim::pods(ctx, &ns, &selector)?
             .into_iter()
             .filter(|p| {
-                p.pointer("/metadata/ownerReferences")
+                p.at("/metadata/ownerReferences")
                     .and_then(Value::as_array)
                     .is_some_and(|os| os.iter().any(|o| str_at(o, "/uid") == uid))
             })
             .collect();
         let total = sts
-            .pointer("/spec/replicas")
+            .at("/spec/replicas")
             .and_then(Value::as_u64)
             .unwrap_or(1);
         let now = ctx.now_ms();
@@ -540,10 +550,14 @@ impl Release {
             .state_get(&key)
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        let by_name: BTreeMap<&str, &Value> = pods
+            .iter()
+            .map(|p| (str_at(p, "/metadata/name"), p))
+            .collect();
         // Forget what the cache now shows, or what is too old to trust.
         in_flight.retain(|name, sent| {
             now.saturating_sub(sent.since_ms) < IN_FLIGHT_TTL_MS
-                && pods.iter().any(|p| {
+                && by_name.get(name.as_str()).is_some_and(|p| {
                     let shown = if sent.phase == "Draining" {
                         annotation(p, STATE)
                             .and_then(|s| serde_json::from_str::<State>(s).ok())
@@ -551,9 +565,7 @@ impl Release {
                     } else {
                         label(p, HASH_LABEL) == Some(sent.revision.as_str())
                     };
-                    str_at(p, "/metadata/name") == name
-                        && !shown
-                        && p.pointer("/metadata/deletionTimestamp").is_none()
+                    !shown && p.at("/metadata/deletionTimestamp").is_none()
                 })
         });
 
@@ -565,9 +577,9 @@ impl Release {
         gates.retain(|name, (value, at)| {
             let want = if *value { "True" } else { "False" };
             now.saturating_sub(*at) < GATE_RETRY_MS
-                && pods
-                    .iter()
-                    .any(|p| str_at(p, "/metadata/name") == name && gate_status(p) != Some(want))
+                && by_name
+                    .get(name.as_str())
+                    .is_some_and(|p| gate_status(p) != Some(want))
         });
 
         let rev_of = |p: &Value| label(p, HASH_LABEL).unwrap_or("").to_owned();
@@ -596,7 +608,7 @@ impl Release {
         // Unavailable: missing, not available, marked for update, or just acted on.
         let present = pods
             .iter()
-            .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none());
+            .filter(|p| p.at("/metadata/deletionTimestamp").is_none());
         let unavailable = total.saturating_sub(present.count() as u64)
             + pods
                 .iter()
@@ -622,7 +634,7 @@ impl Release {
             .filter(|p| {
                 rev_of(p) != target
                     && ordinal(p) >= params.partition
-                    && p.pointer("/metadata/deletionTimestamp").is_none()
+                    && p.at("/metadata/deletionTimestamp").is_none()
                     && !in_flight.contains_key(str_at(p, "/metadata/name"))
             })
             .collect();
@@ -857,7 +869,7 @@ impl Release {
             since_ms: now,
         };
         let text = serde_json::to_string(&state).map_err(Error::from)?;
-        if pod.pointer("/metadata/annotations").is_none() {
+        if pod.at("/metadata/annotations").is_none() {
             ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
         }
         ops.extend(metadata_ops(

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::At as _;
 use serde_json::Value;
 
 /// Opts a StatefulSet in: `InPlaceIfPossible`, `InPlaceOnly` or `Recreate`.
@@ -140,7 +141,7 @@ impl Params {
     /// The parameters of `sts`; `Ok(None)` when it has not opted in.
     pub fn of(sts: &Value) -> Result<Option<Params>, Invalid> {
         let annotation = |key: &str| {
-            sts.pointer("/metadata/annotations")
+            sts.at("/metadata/annotations")
                 .and_then(|a| a.get(key))
                 .and_then(Value::as_str)
         };

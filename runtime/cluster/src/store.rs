@@ -49,11 +49,12 @@ pub struct Event {
     pub kind: EventKind,
     /// Storage key of the resource (`group/plural`).
     pub key: String,
-    /// The object after the change (before it, for a deletion, with the new version).
-    pub object: Value,
+    /// The object after the change (before it, for a deletion, with the new version);
+    /// shared with the store.
+    pub object: Arc<Value>,
     /// The object before a modification: lets a filtered watch turn "stopped matching"
     /// into DELETED and "started matching" into ADDED.
-    pub previous: Option<Value>,
+    pub previous: Option<Arc<Value>>,
     /// The resource version of this change.
     pub rv: u64,
 }
@@ -420,7 +421,7 @@ impl Store {
                     Arc::new(Event {
                         kind: EventKind::Added,
                         key: key.clone(),
-                        object: Value::clone(obj),
+                        object: obj.clone(),
                         previous: None,
                         rv: meta::resource_version(obj).unwrap_or(0),
                     })
@@ -541,20 +542,27 @@ fn decode_continue(token: &str) -> Option<(String, String)> {
     Some((ns.to_string(), name.to_string()))
 }
 
-/// Everything but metadata and status: what `generation` counts.
-fn spec_part(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if let Some(m) = o.as_object_mut() {
-        m.remove("metadata");
-        m.remove("status");
-    }
-    o
+/// Whether everything but metadata and status (what `generation` counts) is equal.
+fn same_spec(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let counted = |(k, _): &(&String, &Value)| k.as_str() != "metadata" && k.as_str() != "status";
+    a.iter().filter(counted).eq(b.iter().filter(counted))
 }
 
 impl Inner {
     fn find(&self, rt: &ResourceType, ns: &str, name: &str) -> Option<&Value> {
         let ns = if rt.namespaced { ns } else { "" };
         self.get_obj(&rt.storage_key(), ns, name)
+    }
+
+    /// The stored object, shared.
+    fn get_arc(&self, key: &str, ns: &str, name: &str) -> Option<Arc<Value>> {
+        self.objects
+            .get(key)?
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
     }
 
     fn get_obj(&self, key: &str, ns: &str, name: &str) -> Option<&Value> {
@@ -565,7 +573,7 @@ impl Inner {
     }
 
     /// Commits one write to disk (if persistent), then applies it in memory.
-    fn persist(&mut self, key: &str, ns: &str, name: &str, obj: Option<&Value>) -> Result<()> {
+    fn persist(&mut self, key: &str, ns: &str, name: &str, obj: Option<&Arc<Value>>) -> Result<()> {
         if self.closed {
             return Err(ApiError::unavailable("the cluster is shutting down"));
         }
@@ -579,7 +587,7 @@ impl Inner {
                 let k = db_key(key, ns, name);
                 match obj {
                     Some(o) => {
-                        let bytes = serde_json::to_vec(o).map_err(db_err)?;
+                        let bytes = serde_json::to_vec(&**o).map_err(db_err)?;
                         t.insert(k.as_str(), bytes.as_slice()).map_err(db_err)?;
                     }
                     None => {
@@ -596,7 +604,7 @@ impl Inner {
         let k = (ns.to_string(), name.to_string());
         match obj {
             Some(o) => {
-                objs.insert(k, Arc::new(o.clone()));
+                objs.insert(k, o.clone());
             }
             None => {
                 objs.remove(&k);
@@ -613,15 +621,16 @@ impl Inner {
         name: &str,
         mut obj: Value,
         kind: EventKind,
-    ) -> Result<Value> {
+    ) -> Result<Arc<Value>> {
         meta::metadata_mut(&mut obj).insert(
             "resourceVersion".into(),
             Value::String((self.rv + 1).to_string()),
         );
         let previous = match kind {
-            EventKind::Modified => self.get_obj(key, ns, name).cloned(),
+            EventKind::Modified => self.get_arc(key, ns, name),
             _ => None,
         };
+        let obj = Arc::new(obj);
         self.persist(key, ns, name, Some(&obj))?;
         store.record(
             self,
@@ -643,13 +652,14 @@ impl Inner {
         ns: &str,
         name: &str,
         mut obj: Value,
-    ) -> Result<Value> {
+    ) -> Result<Arc<Value>> {
         self.persist(key, ns, name, None)?;
         meta::metadata_mut(&mut obj)
             .insert("resourceVersion".into(), Value::String(self.rv.to_string()));
         if key == "apiextensions.k8s.io/customresourcedefinitions" {
             self.registry.remove_crd(&obj);
         }
+        let obj = Arc::new(obj);
         store.record(
             self,
             Event {
@@ -777,8 +787,7 @@ impl Inner {
         let ns = if rt.namespaced { ns } else { "" };
         let key = rt.storage_key();
         let old = self
-            .get_obj(&key, ns, name)
-            .cloned()
+            .get_arc(&key, ns, name)
             .ok_or_else(|| ApiError::not_found(&rt.qualified(), name))?;
         let body_name = meta::name(&new);
         if !body_name.is_empty() && body_name != name {
@@ -803,7 +812,7 @@ impl Inner {
         }
         let mut obj = if status_only {
             // Only the status moves through /status; everything else stays as stored.
-            let mut o = old.clone();
+            let mut o = Value::clone(&old);
             if let Some(m) = o.as_object_mut() {
                 match new.get("status") {
                     Some(s) => m.insert("status".into(), s.clone()),
@@ -824,7 +833,7 @@ impl Inner {
             o
         };
         // System-owned metadata never changes through an update.
-        let old_meta = old.get("metadata").cloned().unwrap_or(Value::Null);
+        let old_meta = old.get("metadata").unwrap_or(&Value::Null);
         let m = meta::metadata_mut(&mut obj);
         for k in [
             "uid",
@@ -849,13 +858,13 @@ impl Inner {
         if !status_only {
             validate::prepare_update(rt, &mut obj)?;
         }
-        if spec_part(&obj) != spec_part(&old) {
+        if !same_spec(&obj, &old) {
             let g = meta::path(&old, "metadata.generation")
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
             meta::metadata_mut(&mut obj).insert("generation".into(), json!(g + 1));
         }
-        if obj == old {
+        if obj == *old {
             // A no-op write does not bump the resource version (as the real server).
             return Ok(with_version(&obj, rt));
         }

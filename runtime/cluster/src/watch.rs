@@ -129,7 +129,7 @@ fn render(st: &State, e: &Event) -> Option<Bytes> {
             && st.params.fields.matches(obj)
     };
     let now = matches(&e.object);
-    let before = e.previous.as_ref().map(matches);
+    let before = e.previous.as_deref().map(matches);
     // As the real watch cache: an object entering the selection is ADDED, one leaving it
     // is DELETED.
     let kind = match (e.kind, before, now) {
@@ -138,7 +138,11 @@ fn render(st: &State, e: &Event) -> Option<Bytes> {
         (_, _, true) => e.kind,
         _ => return None,
     };
-    let mut object = e.object.clone();
+    if !st.rt.custom && !st.params.table {
+        // The common case: the stored object as it is, serialized without a copy.
+        return Some(event_line(kind, &e.object));
+    }
+    let mut object = Value::clone(&e.object);
     if st.rt.custom
         && let Some(m) = object.as_object_mut()
     {
@@ -148,7 +152,24 @@ fn render(st: &State, e: &Event) -> Option<Bytes> {
         let rv = meta::str_at(&object, "metadata.resourceVersion").to_string();
         object = crate::table::render(&st.rt, &[object], &rv);
     }
-    Some(to_line(&json!({"type": kind.as_str(), "object": object})))
+    Some(event_line(kind, &object))
+}
+
+/// One watch event line: `{"type":…,"object":…}`.
+fn event_line(kind: EventKind, object: &Value) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        object: &'a Value,
+    }
+    let mut s = serde_json::to_string(&Line {
+        kind: kind.as_str(),
+        object,
+    })
+    .unwrap_or_default();
+    s.push('\n');
+    Bytes::from(s)
 }
 
 fn bookmark(st: &State, initial_events_end: bool) -> Value {

@@ -66,6 +66,27 @@ impl Context {
             .collect()
     }
 
+    /// Objects of one kind deserialized into `T` (your own serde struct naming only the
+    /// fields you read is much cheaper than a full [`Value`] per object). `Err` when the
+    /// selector is invalid or an object does not fit `T`.
+    pub fn list_as<T: DeserializeOwned>(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<Vec<T>, Error> {
+        backend::list(api_version, kind, namespace, selector)
+            .map_err(|err| Error::msg(format!("listing {api_version}/{kind}: {err}")))?
+            .iter()
+            .map(|text| {
+                serde_json::from_str(text).map_err(|err| {
+                    Error::from(err).context(format!("reading a {api_version}/{kind}"))
+                })
+            })
+            .collect()
+    }
+
     /// Plugin-local state under `key`, kept by the host per plugin (not per revision).
     pub fn state_get(&self, key: &str) -> Option<Vec<u8>> {
         backend::state_get(key)
