@@ -24,7 +24,7 @@
 //! (30), `BOSUN_BENCH_PODS` (100 per set), `BOSUN_BENCH_SPEED` (clock factor, 10),
 //! `BOSUN_BENCH_FAULT_SECONDS` (how long a failing pull fails, simulated, 30),
 //! `BOSUN_BENCH_POD_START_SECONDS` (a new pod's start delay, simulated, 10),
-//! `BOSUN_BENCH_WAYS` (`a,b,c`), `BOSUN_BENCH_TRACE` (a pod name: every change of that pod
+//! `BOSUN_BENCH_WAYS` (`a,b,c`), `BOSUN_BENCH_TRACE` (a pod name or prefix: every change of those pods
 //! printed with its time, the release plugin's metrics, and the runtime's data directory
 //! (audit log) kept, to see where the time goes).
 
@@ -167,6 +167,15 @@ impl Tracker {
             trace: std::env::var("BOSUN_BENCH_TRACE").ok(),
             since: Instant::now(),
         };
+        if t.trace.is_some() {
+            let epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            println!(
+                "trace +0ms is {} ms since the epoch (the audit log's timeMs)",
+                epoch.as_millis()
+            );
+        }
         t.rescan(cluster);
         Ok(t)
     }
@@ -196,7 +205,7 @@ impl Tracker {
                     }
                     let name = p["metadata"]["name"].as_str().unwrap_or_default();
                     let now = Instant::now();
-                    if self.trace.as_deref() == Some(name) {
+                    if self.trace.as_deref().is_some_and(|t| name.starts_with(t)) {
                         let cond = |t: &str| {
                             p.pointer("/status/conditions")
                                 .and_then(serde_json::Value::as_array)
@@ -453,7 +462,8 @@ async fn released(shape: &Shape, way: Way) -> anyhow::Result<Outcome> {
     // The release paces itself with max-unavailable; the rate limits are not measured.
     config.guardrails.global = Rate::new(100_000.0, 100_000);
     config.guardrails.per_plugin = Rate::new(100_000.0, 100_000);
-    let rt = Runtime::start_with(config, client.clone(), Arc::new(log::Memory::default())).await?;
+    let logs = Arc::new(log::Memory::default());
+    let rt = Runtime::start_with(config, client.clone(), logs.clone()).await?;
     let source = Source::file(std::path::Path::new(bosun_test_artifacts::RELEASE))?;
     rt.install(&source, r#"{"pollMs": 100}"#)?;
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), NS);
@@ -481,7 +491,12 @@ async fn released(shape: &Shape, way: Way) -> anyhow::Result<Outcome> {
     let after = pod_api.list(&ListParams::default()).await?.items;
     let mut outcome = judge(way, elapsed, converged, &before, &after, requests);
     outcome.per_pod = tracker.latencies();
-    if tracker.trace.is_some() {
+    if let Some(t) = &tracker.trace {
+        for line in logs.take() {
+            if line.message.contains(&format!("/{t}")) {
+                println!("log {}", line.message);
+            }
+        }
         for line in rt.metrics().encode().lines() {
             if line.contains("plugin=\"release\"") && !line.contains("_bucket") {
                 println!("{line}");

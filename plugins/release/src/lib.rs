@@ -23,9 +23,10 @@
 //! template) is taken out of service before its images change: when it is marked, its
 //! `release.bosun.dev/InPlaceReady` condition is set False (a patch of the pod's status
 //! subresource), so the pod is not Ready — endpoints drop it — during the grace period and
-//! the container restart; the images are patched only once the cache shows the condition
-//! False, and it is set True again once the kubelet runs the new images and the
-//! containers are ready. The plugin also sets it True on any other gated pod whose
+//! the container restart; with a grace period the images are patched once the cache shows
+//! the condition False, without one in the same pass, by a patch that tests the condition
+//! is False; it is set True again once the kubelet runs the new images and the containers
+//! are ready. The plugin also sets it True on any other gated pod whose
 //! containers are ready (new pods, pods created by the StatefulSet controller), since
 //! a gated pod is never Ready otherwise. Pods without the gate are patched as before.
 //!
@@ -343,11 +344,27 @@ fn in_flight_key(sts: &ObjectRef) -> String {
 /// lagging cache does not make every pass submit the same patch again.
 type GatesSent = BTreeMap<String, (bool, u64)>;
 
+/// How soon a pod whose containers should be ready by now is looked at again.
+const RECHECK_MS: u64 = 25;
+
+/// How often, at most, the status annotation is rewritten while only its counts move.
+const STATUS_INTERVAL_MS: u64 = 1_000;
+
 /// How long a submitted gate patch is trusted to be on its way before it is sent again.
 const GATE_RETRY_MS: u64 = 2_000;
 
 fn gates_key(sts: &ObjectRef) -> String {
     format!("gates/{sts}")
+}
+
+/// How long, in ms, pods of this StatefulSet took from the in-place patch to running their
+/// new containers ready (plugin state).
+fn learned_key(sts: &ObjectRef) -> String {
+    format!("ready-after/{sts}")
+}
+
+fn status_key(sts: &ObjectRef) -> String {
+    format!("status-at/{sts}")
 }
 
 /// The labels (or annotations, per `field`) the target template sets and the pod lacks,
@@ -393,12 +410,42 @@ impl Release {
         }
     }
 
-    /// Writes `status` and the matching Events when it differs from what the StatefulSet shows.
-    fn publish(&self, ctx: &mut Context, sts_ref: &ObjectRef, sts: &Value, status: &Status) {
+    /// Writes `status` and the matching Events when it differs from what the StatefulSet
+    /// shows. While only the counts move, at most once per [`STATUS_INTERVAL_MS`] (every
+    /// write is a change of the StatefulSet, which calls the plugin again), unless
+    /// `settled`: the release is over and the plugin will not look again.
+    fn publish(
+        &self,
+        ctx: &mut Context,
+        sts_ref: &ObjectRef,
+        sts: &Value,
+        status: &Status,
+        settled: bool,
+    ) {
         let old: Option<Status> =
             annotation(sts, STATUS).and_then(|s| serde_json::from_str(s).ok());
         if old.as_ref() == Some(status) {
             return;
+        }
+        let done = |s: &Status| s.total > 0 && s.updated == s.total && s.ready == s.total;
+        let counts_only = !settled
+            && old.as_ref().is_some_and(|o| {
+                o.revision == status.revision
+                    && o.paused == status.paused
+                    && o.failed == status.failed
+                    && !done(status)
+            });
+        let key = status_key(sts_ref);
+        let now = ctx.now_ms();
+        let last: u64 = ctx
+            .state_get(&key)
+            .and_then(|b| String::from_utf8(b).ok()?.parse().ok())
+            .unwrap_or(0);
+        if counts_only && now.saturating_sub(last) < STATUS_INTERVAL_MS {
+            return;
+        }
+        if let Err(e) = ctx.state_set(&key, now.to_string().as_bytes()) {
+            ctx.warn(format!("{sts_ref}: keeping the status time: {e}"));
         }
         let text = serde_json::to_string(status).unwrap_or_default();
         let patch = json!({"metadata": {"annotations": {STATUS: text}}});
@@ -421,7 +468,6 @@ impl Release {
             );
             self.event(ctx, sts_ref, EventType::Warning, "ReleasePaused", &msg);
         }
-        let done = |s: &Status| s.total > 0 && s.updated == s.total && s.ready == s.total;
         if done(status) && !(done(&old) && old.revision == status.revision) {
             let msg = format!(
                 "release to revision {} completed: {}/{} pods updated and ready",
@@ -595,6 +641,55 @@ impl Release {
             .count() as u64;
         let draining =
             |p: &Value| state_of(p).is_some_and(|s| s.phase == "Draining" && s.revision == target);
+        // When the pods patched in place should run their new containers ready, from how
+        // long that took for the pods before them: the plugin is not called when a pod's
+        // containers become ready (only the StatefulSet is watched), so it comes back then
+        // instead of waiting for its poll.
+        let learned_key = learned_key(sts_ref);
+        let known: Option<u64> = ctx
+            .state_get(&learned_key)
+            .and_then(|b| String::from_utf8(b).ok()?.parse().ok());
+        let mut learned = known;
+        let mut expected = None::<u64>;
+        for pod in &pods {
+            let Some(state) =
+                state_of(pod).filter(|s| s.phase == "Patched" && s.revision == target)
+            else {
+                continue;
+            };
+            if rev_of(pod) != target || failed(pod, params.update_timeout, now) {
+                continue;
+            }
+            if containers_ready(pod) {
+                if gate_status(pod) == Some("False")
+                    && !gates.contains_key(str_at(pod, "/metadata/name"))
+                {
+                    // Seen ready for the first time (the gate is set True below): an
+                    // upper bound of how long it took. Follow a faster pod at once, a
+                    // slower one gradually.
+                    let took = now.saturating_sub(state.since_ms);
+                    learned = Some(
+                        learned.map_or(took, |l| if took < l { took } else { (l * 4 + took) / 5 }),
+                    );
+                }
+            } else if let Some(l) = learned {
+                // Due: come back then. A little late (its status not in the cache yet):
+                // look again shortly, for as long as half the usual time; later than that
+                // it is slow or failing, and the poll is soon enough.
+                let due = state.since_ms + l;
+                let at = if due > now {
+                    Some(due)
+                } else {
+                    (now - due < (l / 2).max(50)).then_some(now + RECHECK_MS)
+                };
+                if let Some(at) = at {
+                    expected = Some(expected.map_or(at, |e| e.min(at)));
+                }
+            }
+        }
+        if let Some(l) = learned.filter(|_| learned != known) {
+            ctx.state_set(&learned_key, l.to_string().as_bytes())?;
+        }
         // A gated pod that is not being updated and runs ready containers is back in
         // service (after its update, or new from the StatefulSet controller).
         for pod in pods.iter().filter(|p| {
@@ -605,6 +700,7 @@ impl Release {
         }) {
             self.set_gate(ctx, &mut gates, &ns, pod, true);
         }
+        let mut wake = expected.map(|at| Duration::from_millis(at - now));
         // Unavailable: missing, not available, marked for update, or just acted on.
         let present = pods
             .iter()
@@ -649,7 +745,6 @@ impl Release {
         }
         let max_unavailable = params.max_unavailable.of(total, 1);
         let mut budget = max_unavailable.saturating_sub(unavailable);
-        let mut wake = None::<Duration>;
         let mut blocked = None;
         // Old revisions' templates and whether they differ from the target in place only:
         // read once per reconcile, not once per pod.
@@ -800,8 +895,11 @@ impl Release {
             paused: paused.or(blocked),
         };
         let done = updated >= total.saturating_sub(params.partition.min(total)) && ready == total;
-        self.publish(ctx, sts_ref, sts, &status);
-        if done && status.paused.is_none() && in_flight.is_empty() {
+        let settled = done && status.paused.is_none() && in_flight.is_empty();
+        // Settled, the plugin is not called again until the StatefulSet changes: the
+        // status must be written now.
+        self.publish(ctx, sts_ref, sts, &status, settled);
+        if settled {
             return Ok(Outcome::done());
         }
         let delay = wake.map_or(self.poll, |w| {
@@ -926,6 +1024,9 @@ impl Controller for Release {
     fn reconcile(&self, ctx: &mut Context, req: &Request) -> Result<Outcome, Error> {
         if req.is_deleted() {
             ctx.state_delete(&in_flight_key(req.target()));
+            ctx.state_delete(&gates_key(req.target()));
+            ctx.state_delete(&status_key(req.target()));
+            ctx.state_delete(&learned_key(req.target()));
             return Ok(Outcome::done());
         }
         let Some(sts) = ctx.get(req.target()) else {

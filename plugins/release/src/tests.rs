@@ -720,3 +720,34 @@ fn refused_commands_are_retried_later_not_failed() {
     // Nothing was recorded as in flight: the next call tries again.
     assert_eq!(h.state(&in_flight_key(&sts_ref())), None);
 }
+
+#[test]
+fn the_status_is_rewritten_at_most_once_a_second_while_only_its_counts_move() {
+    // Mid-release: the first status is written.
+    let mut sts = sts(4).annotate(params::MAX_UNAVAILABLE, "1").build();
+    let pods = || vec![pod(0), pod(1), pod(2), pod(3).at("web-v2", "app:v2")];
+    let mut h = host(sts.clone(), false, pods());
+    run(&mut h);
+    let first = status(&h.take_commands()).expect("the first status is written");
+    assert_eq!((first.updated, first.ready), (1, 4));
+
+    // The StatefulSet shows it; a pod goes un-Ready: only a count moves, within the second.
+    sts["metadata"]["annotations"][STATUS] = json!(serde_json::to_string(&first).expect("json"));
+    h.insert(sts.clone());
+    h.insert(pod(2).not_ready().build());
+    run(&mut h);
+    assert_eq!(
+        status(&h.take_commands()),
+        None,
+        "not rewritten within the second"
+    );
+
+    // Every pod updated and ready: the release is over, written at once.
+    for i in 0..4 {
+        h.insert(pod(i).at("web-v2", "app:v2").build());
+    }
+    let outcome = run(&mut h);
+    let last = status(&h.take_commands()).expect("the final status is written at once");
+    assert_eq!((last.updated, last.ready, last.total), (4, 4, 4));
+    assert_eq!(outcome, Outcome::done());
+}

@@ -352,6 +352,57 @@ async fn the_readiness_gate_keeps_a_pod_out_of_service_while_it_is_updated_in_pl
             "pod {i} carries the template's labels"
         );
     }
+
+    // Without a grace period the gate and the images are patched in one pass, so there is
+    // no drain before the restart (the kubelet takes the pod out when it restarts the
+    // container); the new container is never Ready before the plugin confirms it, and
+    // the gate condition is on each pod once.
+    annotate(&env, "gated", GRACE, "0").await;
+    let before = pods(&env, "gated").await;
+    let patch = json!({"spec": {"template": {
+        "spec": {"containers": [{"name": "app", "image": "app:v3"}]}}}});
+    patch_sts(&env, "gated", patch).await;
+    let started = Instant::now();
+    loop {
+        let now = pods(&env, "gated").await;
+        for (i, p) in &now {
+            let unconfirmed = running_image(p) == "app:v3" && gate(p).as_deref() != Some("True");
+            assert!(
+                !(unconfirmed && ready(p)),
+                "pod {i}'s new container is Ready before the plugin confirmed it: spec {} runs {} gate {:?}",
+                image(p),
+                running_image(p),
+                gate(p)
+            );
+        }
+        let done = now.len() == 4
+            && now.values().all(|p| {
+                ready(p) && running_image(p) == "app:v3" && gate(p).as_deref() == Some("True")
+            });
+        if done {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "second release did not converge"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (i, p) in pods(&env, "gated").await {
+        let old = &before[&i];
+        assert_eq!(uid(&p), uid(old), "pod {i} kept its uid");
+        assert_eq!(
+            restarts(&p),
+            restarts(old) + 1,
+            "pod {i} restarted once more"
+        );
+        let gates = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .map_or(0, |cs| cs.iter().filter(|c| c.type_ == GATE).count());
+        assert_eq!(gates, 1, "pod {i} has the gate condition once");
+    }
     env.cluster.shutdown().await;
 }
 

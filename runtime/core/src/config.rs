@@ -106,7 +106,8 @@ impl Default for Config {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct QueueConfig {
-    /// Reconciles in flight per plugin.
+    /// Reconciles (plugin calls) running at once per plugin. Up to four times as many
+    /// keys may be in flight: a key whose submitted commands are executing holds no call.
     pub concurrency: usize,
     /// First retry delay after an error.
     pub backoff_base_ms: u64,

@@ -20,6 +20,11 @@ use crate::metrics::Metrics;
 use crate::pipe::Pipe;
 use crate::queue::{self, Outcome, Queue};
 
+/// Keys in flight per plugin call allowed at once: a key stays in flight while the
+/// commands its reconcile submitted execute (API requests, in order), which takes no
+/// plugin call, so other keys' reconciles run meanwhile.
+const KEYS_PER_CALL: usize = 4;
+
 #[derive(Debug, Clone)]
 struct Sub {
     kind: Kind,
@@ -179,7 +184,12 @@ impl Dispatcher {
                     self.enqueue_all(&w.subs, &w.queue, EventKind::Resync);
                 }
                 None => {
-                    let queue = Queue::new(self.parts.queue.clone());
+                    // Keys in flight include those whose commands are executing, which
+                    // takes no plugin call: more of them than calls at once.
+                    let queue = Queue::new(queue::Config {
+                        concurrency: self.parts.queue.concurrency.max(1) * KEYS_PER_CALL,
+                        ..self.parts.queue.clone()
+                    });
                     let subs = Arc::new(Mutex::new(subs));
                     let task =
                         tokio::spawn(self.clone().run(name.clone(), subs.clone(), queue.clone()));
@@ -276,11 +286,15 @@ impl Dispatcher {
         tracing::info!(parent: &span, "caches synced; reconciling");
         self.enqueue_all(&subs, &queue, EventKind::Added);
         let mut tasks = tokio::task::JoinSet::new();
+        // Plugin calls at once; a key whose commands are executing holds no permit.
+        let calls = Arc::new(tokio::sync::Semaphore::new(
+            self.parts.queue.concurrency.max(1),
+        ));
         while let Some(item) = queue.next().await {
             let this = self.clone();
-            let (task_name, task_queue) = (name.clone(), queue.clone());
+            let (task_name, task_queue, calls) = (name.clone(), queue.clone(), calls.clone());
             tasks.spawn(async move {
-                let outcome = this.reconcile(&task_name, &item).await;
+                let outcome = this.reconcile(&task_name, &item, &calls).await;
                 task_queue.done(item, outcome);
             });
             while tasks.try_join_next().is_some() {}
@@ -320,7 +334,12 @@ impl Dispatcher {
         }
     }
 
-    async fn reconcile(&self, name: &str, item: &queue::Item<ObjectRef>) -> Outcome {
+    async fn reconcile(
+        &self,
+        name: &str,
+        item: &queue::Item<ObjectRef>,
+        calls: &tokio::sync::Semaphore,
+    ) -> Outcome {
         let mut leading = self.parts.leading.clone();
         if !*leading.borrow() {
             // A standby never reconciles; the key waits for leadership.
@@ -351,11 +370,12 @@ impl Dispatcher {
             key: Some(item.key.clone()),
         };
         let recording = self.parts.recorder.begin(&call, &request);
-        let started = Instant::now();
         let rev = revision.clone();
         let shadow_request = self.parts.gray.shadow(name).map(|_| request.clone());
         let span =
             tracing::debug_span!("bosun.dispatch.reconcile", plugin = %name, key = %item.key);
+        let permit = calls.acquire().await;
+        let started = Instant::now();
         let result = match tokio::task::spawn_blocking(move || rev.reconcile(&request)).await {
             Ok(r) => r,
             Err(e) => Err(CallError::Trap {
@@ -375,6 +395,7 @@ impl Dispatcher {
         self.parts
             .metrics
             .reconcile(name, revision.digest(), label, started.elapsed());
+        drop(permit);
         let completed = !matches!(&result, Err(e) if e.poisons_instance());
         let stable_commands = shadow_request
             .as_ref()
@@ -384,6 +405,7 @@ impl Dispatcher {
             .finish(&call, completed, &self.parts.executor)
             .await;
         if let (Some(req), Some(stable), true) = (shadow_request, stable_commands, result.is_ok()) {
+            let _permit = calls.acquire().await;
             self.shadow(name, req, stable).await;
         }
         match result {
