@@ -270,15 +270,24 @@ impl Dispatcher {
         queue: Queue<ObjectRef>,
     ) {
         let span = tracing::info_span!("bosun.dispatch.worker", plugin = %name);
-        // Wait until the subscribed kinds are listed, then look at every object once.
+        // Wait until the subscribed kinds are listed (a kind the API server does not serve
+        // has nothing to list: its objects come as events when it appears), then look at
+        // every object once.
         loop {
+            if queue.is_shut_down() {
+                return;
+            }
             let kinds: Vec<Kind> = subs
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .iter()
                 .map(|s| s.kind.clone())
                 .collect();
-            if kinds.iter().all(|k| self.parts.informers.is_synced(k)) {
+            let informers = &self.parts.informers;
+            if kinds
+                .iter()
+                .all(|k| informers.is_synced(k) || informers.is_absent(k))
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -3,7 +3,7 @@
 //! of text the cache already holds. Kinds are resolved by discovery, so custom resources
 //! work; a kind that does not exist yet stays pending and starts when it appears.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -103,6 +103,9 @@ pub struct Informers {
     client: Client,
     kinds: RwLock<HashMap<Kind, Arc<KindCache>>>,
     states: RwLock<HashMap<Kind, KindState>>,
+    /// Kinds the API server answered it does not serve (their last discovery): nothing
+    /// to list until they appear.
+    absent: RwLock<HashSet<Kind>>,
     changes: mpsc::UnboundedSender<Change>,
     resources: RwLock<HashMap<Kind, (ApiResource, bool)>>,
     tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
@@ -134,6 +137,7 @@ impl Informers {
             client,
             kinds: RwLock::default(),
             states: RwLock::default(),
+            absent: RwLock::default(),
             changes,
             resources: RwLock::default(),
             tasks: std::sync::Mutex::default(),
@@ -219,6 +223,16 @@ impl Informers {
             .collect()
     }
 
+    /// Whether the API server answered that it does not serve `kind` (not an error
+    /// reaching it): a worker need not wait for its list, its objects arrive as they
+    /// appear.
+    pub fn is_absent(&self, kind: &Kind) -> bool {
+        self.absent
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(kind)
+    }
+
     /// Whether `kind` has been listed completely.
     pub fn is_synced(&self, kind: &Kind) -> bool {
         self.kinds
@@ -280,8 +294,25 @@ impl Informers {
         // Discovery, retried until the kind exists (e.g. its CRD is applied later).
         let (ar, namespaced) = loop {
             match self.resolve(&kind).await {
-                Ok(r) => break r,
+                Ok(r) => {
+                    self.absent
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&kind);
+                    break r;
+                }
                 Err(e) => {
+                    let not_served = matches!(&e, kube::Error::Discovery(_))
+                        || matches!(&e, kube::Error::Api(s) if s.code == 404);
+                    {
+                        let mut absent =
+                            self.absent.write().unwrap_or_else(PoisonError::into_inner);
+                        if not_served {
+                            absent.insert(kind.clone());
+                        } else {
+                            absent.remove(&kind);
+                        }
+                    }
                     let reason = format!("the API server does not serve {kind} (yet): {e}");
                     if !matches!(
                         self.states

@@ -266,6 +266,11 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Queue<K> {
         self.inner.lock().in_flight
     }
 
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.lock().shutdown
+    }
+
     /// Stops the queue: further adds are ignored, delayed keys are dropped, and
     /// [`next`](Self::next) returns `None` once the keys ready now are handed out. Items
     /// still out may be given back; they are not queued again.

@@ -1,5 +1,7 @@
 //! A controller for a custom resource that may not exist when the plugin starts:
-//! it labels every `example.com/v1` Widget with `crd-watcher/seen: "true"`.
+//! it labels every `example.com/v1` Widget with `crd-watcher/seen: "true"`. It also
+//! subscribes to Gizmos, which no test ever defines: a kind that is never served must
+//! not keep the plugin from reconciling the others.
 
 use bosun_sdk::{Command, Context, Controller, Error, Metadata, Outcome, Request, Verb};
 use serde_json::json;
@@ -11,7 +13,9 @@ impl Controller for CrdWatcher {
         Metadata::new("crd-watcher", env!("CARGO_PKG_VERSION"))
             .description("labels Widgets, a custom resource")
             .subscribe("example.com/v1", "Widget")
+            .subscribe("example.com/v1", "Gizmo")
             .permit("example.com/v1", "Widget", &[Verb::Read, Verb::Patch])
+            .permit("example.com/v1", "Gizmo", &[Verb::Read])
     }
 
     fn init(_config: &str) -> Result<Self, Error> {
