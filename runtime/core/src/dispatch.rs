@@ -20,6 +20,9 @@ use crate::metrics::Metrics;
 use crate::pipe::Pipe;
 use crate::queue::{self, Outcome, Queue};
 
+/// How long a worker waits for the kinds its plugin only reads to be listed.
+const READ_SYNC_WAIT: Duration = Duration::from_secs(30);
+
 /// Keys in flight per plugin call allowed at once: a key stays in flight while the
 /// commands its reconcile submitted execute (API requests, in order), which takes no
 /// plugin call, so other keys' reconciles run meanwhile.
@@ -270,25 +273,43 @@ impl Dispatcher {
         queue: Queue<ObjectRef>,
     ) {
         let span = tracing::info_span!("bosun.dispatch.worker", plugin = %name);
-        // Wait until the subscribed kinds are listed (a kind the API server does not serve
-        // has nothing to list: its objects come as events when it appears), then look at
-        // every object once.
+        // Wait until the kinds the plugin subscribes to are listed, and those it only
+        // reads for up to READ_SYNC_WAIT (it should not act on an empty cache, but a kind
+        // the runtime cannot list must not stop it forever); a kind the API server does
+        // not serve has nothing to list: its objects come as events when it appears.
+        // Then look at every object once.
+        let waiting_since = Instant::now();
         loop {
             if queue.is_shut_down() {
                 return;
             }
-            let kinds: Vec<Kind> = subs
+            let subscribed: Vec<Kind> = subs
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .iter()
                 .map(|s| s.kind.clone())
                 .collect();
+            let read: Vec<Kind> = self
+                .parts
+                .registry
+                .current(&name)
+                .map(|r| kinds_of(&r))
+                .unwrap_or_default();
             let informers = &self.parts.informers;
-            if kinds
-                .iter()
-                .all(|k| informers.is_synced(k) || informers.is_absent(k))
-            {
-                break;
+            let listed = |k: &Kind| informers.is_synced(k) || informers.is_absent(k);
+            if subscribed.iter().all(listed) {
+                let unlisted: Vec<String> = read
+                    .iter()
+                    .filter(|k| !listed(k))
+                    .map(Kind::to_string)
+                    .collect();
+                if unlisted.is_empty() {
+                    break;
+                }
+                if waiting_since.elapsed() >= READ_SYNC_WAIT {
+                    tracing::warn!(parent: &span, kinds = ?unlisted, "kinds the plugin reads are not listed yet; reconciling without them");
+                    break;
+                }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
