@@ -260,17 +260,20 @@ impl Tracker {
     }
 }
 
-/// Whether a way has begun to change this pod: its gate is False, its spec has the new
-/// image, or it is being deleted.
-fn touched_json(p: &serde_json::Value) -> bool {
-    let gate_false = p
-        .pointer("/status/conditions")
+/// Whether the stored pod has condition `type_` with `status`.
+fn condition_is(p: &serde_json::Value, type_: &str, status: &str) -> bool {
+    p.pointer("/status/conditions")
         .and_then(serde_json::Value::as_array)
         .is_some_and(|cs| {
             cs.iter()
-                .any(|c| c["type"] == GATE && c["status"] == "False")
-        });
-    gate_false
+                .any(|c| c["type"] == type_ && c["status"] == status)
+        })
+}
+
+/// Whether a way has begun to change this pod: its gate is False, its spec has the new
+/// image, or it is being deleted.
+fn touched_json(p: &serde_json::Value) -> bool {
+    condition_is(p, GATE, "False")
         || p.pointer("/spec/containers/0/image") == Some(&json!(NEW))
         || p.pointer("/metadata/deletionTimestamp").is_some()
 }
@@ -296,13 +299,7 @@ fn done(p: &Pod) -> bool {
 
 /// [`done`] on the stored form of a pod.
 fn done_json(p: &serde_json::Value) -> bool {
-    let ready = p
-        .pointer("/status/conditions")
-        .and_then(serde_json::Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        });
+    let ready = condition_is(p, "Ready", "True");
     let image = p
         .pointer("/status/containerStatuses/0/imageID")
         .and_then(serde_json::Value::as_str);

@@ -336,6 +336,19 @@ fn sent(revision: &str, phase: &str, since_ms: u64) -> State {
     }
 }
 
+/// Plugin state under `key`, as JSON; `None` when there is none or it cannot be read
+/// (the plugin rebuilds it from the cluster).
+fn load<T: serde::de::DeserializeOwned>(ctx: &Context, key: &str) -> Option<T> {
+    ctx.state_get(key)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Keeps `value` as plugin state under `key`, as JSON.
+fn keep<T: Serialize>(ctx: &mut Context, key: &str, value: &T) -> Result<(), Error> {
+    let bytes = serde_json::to_vec(value).map_err(Error::from)?;
+    ctx.state_set(key, &bytes)
+}
+
 fn in_flight_key(sts: &ObjectRef) -> String {
     format!("in-flight/{sts}")
 }
@@ -437,14 +450,11 @@ impl Release {
             });
         let key = status_key(sts_ref);
         let now = ctx.now_ms();
-        let last: u64 = ctx
-            .state_get(&key)
-            .and_then(|b| String::from_utf8(b).ok()?.parse().ok())
-            .unwrap_or(0);
+        let last: u64 = load(ctx, &key).unwrap_or(0);
         if counts_only && now.saturating_sub(last) < STATUS_INTERVAL_MS {
             return;
         }
-        if let Err(e) = ctx.state_set(&key, now.to_string().as_bytes()) {
+        if let Err(e) = keep(ctx, &key, &now) {
             ctx.warn(format!("{sts_ref}: keeping the status time: {e}"));
         }
         let text = serde_json::to_string(status).unwrap_or_default();
@@ -592,10 +602,7 @@ impl Release {
         let now = ctx.now_ms();
 
         let key = in_flight_key(sts_ref);
-        let mut in_flight: InFlight = ctx
-            .state_get(&key)
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let mut in_flight: InFlight = load(ctx, &key).unwrap_or_default();
         let by_name: BTreeMap<&str, &Value> = pods
             .iter()
             .map(|p| (str_at(p, "/metadata/name"), p))
@@ -616,10 +623,7 @@ impl Release {
         });
 
         let gates_key = gates_key(sts_ref);
-        let mut gates: GatesSent = ctx
-            .state_get(&gates_key)
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let mut gates: GatesSent = load(ctx, &gates_key).unwrap_or_default();
         gates.retain(|name, (value, at)| {
             let want = if *value { "True" } else { "False" };
             now.saturating_sub(*at) < GATE_RETRY_MS
@@ -646,9 +650,7 @@ impl Release {
         // containers become ready (only the StatefulSet is watched), so it comes back then
         // instead of waiting for its poll.
         let learned_key = learned_key(sts_ref);
-        let known: Option<u64> = ctx
-            .state_get(&learned_key)
-            .and_then(|b| String::from_utf8(b).ok()?.parse().ok());
+        let known: Option<u64> = load(ctx, &learned_key);
         let mut learned = known;
         let mut expected = None::<u64>;
         for pod in &pods {
@@ -688,7 +690,7 @@ impl Release {
             }
         }
         if let Some(l) = learned.filter(|_| learned != known) {
-            ctx.state_set(&learned_key, l.to_string().as_bytes())?;
+            keep(ctx, &learned_key, &l)?;
         }
         // A gated pod that is not being updated and runs ready containers is back in
         // service (after its update, or new from the StatefulSet controller).
@@ -877,14 +879,12 @@ impl Release {
         if in_flight.is_empty() {
             ctx.state_delete(&key);
         } else {
-            let bytes = serde_json::to_vec(&in_flight).map_err(Error::from)?;
-            ctx.state_set(&key, &bytes)?;
+            keep(ctx, &key, &in_flight)?;
         }
         if gates.is_empty() {
             ctx.state_delete(&gates_key);
         } else {
-            let bytes = serde_json::to_vec(&gates).map_err(Error::from)?;
-            ctx.state_set(&gates_key, &bytes)?;
+            keep(ctx, &gates_key, &gates)?;
         }
         let status = Status {
             revision: target,

@@ -258,6 +258,35 @@ fn labels(p: &Pod) -> BTreeMap<String, String> {
     p.metadata.labels.clone().unwrap_or_default()
 }
 
+/// Samples the 4 pods of StatefulSet `gated` every 10 ms, calling `check` on each, until
+/// every one runs `target` Ready with its gate True (60 s at most); how many samples.
+async fn sample_gated_release(env: &Env, target: &str, mut check: impl FnMut(u32, &Pod)) -> usize {
+    let started = Instant::now();
+    let mut samples = 0;
+    loop {
+        let now = pods(env, "gated").await;
+        samples += 1;
+        for (i, p) in &now {
+            check(*i, p);
+        }
+        let done = now.len() == 4
+            && now.values().all(|p| {
+                ready(p) && running_image(p) == target && gate(p).as_deref() == Some("True")
+            });
+        if done {
+            return samples;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "release to {target} did not converge: {:?}",
+            now.values()
+                .map(|p| (running_image(p), ready(p), gate(p)))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readiness_gate_keeps_a_pod_out_of_service_while_it_is_updated_in_place() {
     let env = env().await;
@@ -299,43 +328,23 @@ async fn the_readiness_gate_keeps_a_pod_out_of_service_while_it_is_updated_in_pl
 
     // Sample: a pod is never Ready while its update is under way, and each is seen out of
     // service (gate False, not Ready) before its images change.
-    let started = Instant::now();
     let mut out_before_patch = std::collections::BTreeSet::new();
-    let mut samples = 0;
-    loop {
-        let now = pods(&env, "gated").await;
-        samples += 1;
-        for (i, p) in &now {
-            // Between the image patch and the kubelet restarting the container, the
-            // status still shows the old container ready: only the gate keeps it out.
-            let updating = image(p) != running_image(p);
-            assert!(
-                !(updating && ready(p)),
-                "pod {i} is Ready while updated in place: spec {} runs {} gate {:?}",
-                image(p),
-                running_image(p),
-                gate(p)
-            );
-            if image(p) == "app:v1" && gate(p).as_deref() == Some("False") && !ready(p) {
-                out_before_patch.insert(*i);
-            }
-        }
-        let done = now.len() == 4
-            && now.values().all(|p| {
-                ready(p) && running_image(p) == "app:v2" && gate(p).as_deref() == Some("True")
-            });
-        if done {
-            break;
-        }
+    let samples = sample_gated_release(&env, "app:v2", |i, p| {
+        // Between the image patch and the kubelet restarting the container, the
+        // status still shows the old container ready: only the gate keeps it out.
+        let updating = image(p) != running_image(p);
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "release did not converge: {:?}",
-            now.values()
-                .map(|p| (image(p), running_image(p), ready(p), gate(p)))
-                .collect::<Vec<_>>()
+            !(updating && ready(p)),
+            "pod {i} is Ready while updated in place: spec {} runs {} gate {:?}",
+            image(p),
+            running_image(p),
+            gate(p)
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        if image(p) == "app:v1" && gate(p).as_deref() == Some("False") && !ready(p) {
+            out_before_patch.insert(i);
+        }
+    })
+    .await;
     assert!(samples > 10, "sampled {samples} times");
     assert_eq!(
         out_before_patch.len(),
@@ -362,32 +371,17 @@ async fn the_readiness_gate_keeps_a_pod_out_of_service_while_it_is_updated_in_pl
     let patch = json!({"spec": {"template": {
         "spec": {"containers": [{"name": "app", "image": "app:v3"}]}}}});
     patch_sts(&env, "gated", patch).await;
-    let started = Instant::now();
-    loop {
-        let now = pods(&env, "gated").await;
-        for (i, p) in &now {
-            let unconfirmed = running_image(p) == "app:v3" && gate(p).as_deref() != Some("True");
-            assert!(
-                !(unconfirmed && ready(p)),
-                "pod {i}'s new container is Ready before the plugin confirmed it: spec {} runs {} gate {:?}",
-                image(p),
-                running_image(p),
-                gate(p)
-            );
-        }
-        let done = now.len() == 4
-            && now.values().all(|p| {
-                ready(p) && running_image(p) == "app:v3" && gate(p).as_deref() == Some("True")
-            });
-        if done {
-            break;
-        }
+    sample_gated_release(&env, "app:v3", |i, p| {
+        let unconfirmed = running_image(p) == "app:v3" && gate(p).as_deref() != Some("True");
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "second release did not converge"
+            !(unconfirmed && ready(p)),
+            "pod {i}'s new container is Ready before the plugin confirmed it: spec {} runs {} gate {:?}",
+            image(p),
+            running_image(p),
+            gate(p)
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     for (i, p) in pods(&env, "gated").await {
         let old = &before[&i];
         assert_eq!(uid(&p), uid(old), "pod {i} kept its uid");

@@ -180,18 +180,6 @@ pub(crate) fn owner_uid_refs(obj: &Value) -> impl Iterator<Item = &str> {
         .filter_map(|r| r.get("uid").and_then(Value::as_str))
 }
 
-/// The uids in `metadata.ownerReferences`.
-pub(crate) fn owner_uids(obj: &Value) -> Vec<String> {
-    path(obj, "metadata.ownerReferences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The `resourceVersion` of an object parsed as the store's counter.
 pub(crate) fn resource_version(obj: &Value) -> Option<u64> {
     str_at(obj, "metadata.resourceVersion").parse().ok()

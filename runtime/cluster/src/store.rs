@@ -388,9 +388,9 @@ impl Store {
         let mut out = Vec::new();
         for (key, objs) in &inner.objects {
             for ((ns, name), obj) in objs {
-                let owners = meta::owner_uids(obj);
-                if !owners.is_empty()
-                    && owners.iter().all(|u| !uids.contains(u.as_str()))
+                let mut owners = meta::owner_uid_refs(obj).peekable();
+                if owners.peek().is_some()
+                    && owners.all(|u| !uids.contains(u))
                     && !meta::is_deleting(obj)
                 {
                     out.push((key.clone(), ns.clone(), name.clone()));
@@ -965,7 +965,7 @@ impl Inner {
         let mut deps = Vec::new();
         for (key, objs) in &self.objects {
             for ((ns, name), obj) in objs {
-                if meta::owner_uids(obj).contains(&uid) {
+                if meta::owner_uid_refs(obj).any(|u| u == uid) {
                     deps.push((key.clone(), ns.clone(), name.clone(), Value::clone(obj)));
                 }
             }

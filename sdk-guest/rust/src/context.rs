@@ -59,11 +59,7 @@ impl Context {
         namespace: Option<&str>,
         selector: Option<&str>,
     ) -> Result<Vec<Value>, Error> {
-        backend::list(api_version, kind, namespace, selector)
-            .map_err(|err| Error::msg(format!("listing {api_version}/{kind}: {err}")))?
-            .iter()
-            .map(|text| serde_json::from_str(text).map_err(Error::from))
-            .collect()
+        self.list_as(api_version, kind, namespace, selector)
     }
 
     /// Objects of one kind deserialized into `T` (your own serde struct naming only the
