@@ -17,10 +17,10 @@ use kube::api::ListParams;
 use serde::Serialize;
 use serde_json::Value;
 
-/// The annotation that opts a StatefulSet in.
-pub const STRATEGY: &str = "release.bosun.dev/strategy";
-/// The annotation the release plugin writes its status to.
-pub const STATUS: &str = "release.bosun.dev/status";
+use bosun_api::keys::{
+    RELEASE_STATUS_ANNOTATION as STATUS, RELEASE_STRATEGY_ANNOTATION as STRATEGY,
+};
+
 /// Where `bosun up` (default data dir) writes the embedded cluster's kubeconfig.
 pub const UP_KUBECONFIG: &str = ".bosun/cluster/kubeconfig";
 

@@ -11,30 +11,8 @@ pub(crate) fn now() -> String {
     rfc3339(SystemTime::now())
 }
 
-/// Formats a time as `YYYY-MM-DDTHH:MM:SSZ`.
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant): avoids a date crate for one format.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
+// Times as Kubernetes writes `metav1.Time` (UTC, whole seconds), from bosun-api.
+pub(crate) use bosun_api::time::{parse_rfc3339, rfc3339_of as rfc3339};
 
 /// A random 64-bit number; std's `RandomState` is seeded per process, the counter makes
 /// every call differ.
@@ -77,24 +55,8 @@ pub(crate) fn random_suffix() -> String {
         .collect()
 }
 
-/// Whether `name` is a DNS-1123 subdomain (the rule for most object names).
-pub(crate) fn is_dns_subdomain(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 253 && name.split('.').all(is_label_chars)
-}
-
-/// Whether `name` is a DNS-1123 label (the rule for namespace names).
-pub(crate) fn is_dns_label(name: &str) -> bool {
-    name.len() <= 63 && is_label_chars(name)
-}
-
-fn is_label_chars(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
+// Kubernetes' name rules, from bosun-api.
+pub(crate) use bosun_api::name::{is_dns_label, is_dns_subdomain};
 
 /// Looks up a dotted path (`spec.nodeName`) in an object.
 pub(crate) fn path<'a>(obj: &'a Value, dotted: &str) -> Option<&'a Value> {
@@ -188,14 +150,6 @@ pub(crate) fn resource_version(obj: &Value) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn formats_rfc3339() {
-        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-    }
 
     #[test]
     fn validates_names() {

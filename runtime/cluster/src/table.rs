@@ -4,32 +4,15 @@
 use crate::meta;
 use crate::resource::ResourceType;
 use serde_json::{Value, json};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Seconds since the epoch of an RFC 3339 `YYYY-MM-DDTHH:MM:SSZ` timestamp.
-fn parse_time(s: &str) -> Option<i64> {
-    let n = |a: usize, b: usize| s.get(a..b)?.parse::<i64>().ok();
-    let (y, m, d) = (n(0, 4)?, n(5, 7)?, n(8, 10)?);
-    let (hh, mm, ss) = (n(11, 13)?, n(14, 16)?, n(17, 19)?);
-    // Days-from-civil (Howard Hinnant), the inverse of meta::rfc3339.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * 86_400 + hh * 3600 + mm * 60 + ss)
-}
 
 /// kubectl's short age: `45s`, `3m`, `5h`, `2d`.
 fn age(obj: &Value) -> String {
-    let Some(t) = parse_time(meta::str_at(obj, "metadata.creationTimestamp")) else {
+    let Some(t) = meta::parse_rfc3339(meta::str_at(obj, "metadata.creationTimestamp")) else {
         return "<unknown>".into();
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let s = (now - t).max(0);
     match s {
         0..120 => format!("{s}s"),
@@ -205,15 +188,20 @@ pub(crate) fn render(rt: &ResourceType, items: &[Value], rv: &str) -> Value {
 mod tests {
     use super::*;
     use crate::resource::Registry;
+    use std::time::{Duration, SystemTime};
 
     #[test]
-    fn parses_what_meta_formats() {
-        let t = SystemTime::now();
-        let secs = t
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        assert_eq!(parse_time(&meta::rfc3339(t)), Some(secs));
+    fn ages_like_kubectl() {
+        let ago = |secs: u64| {
+            let t = SystemTime::now() - Duration::from_secs(secs);
+            age(&json!({"metadata": {"creationTimestamp": meta::rfc3339(t)}}))
+        };
+        // The second may turn between formatting and reading.
+        assert!(matches!(ago(30).as_str(), "30s" | "31s"));
+        assert_eq!(ago(3 * 60 + 5), "3m");
+        assert_eq!(ago(5 * 3600 + 5), "5h");
+        assert_eq!(ago(2 * 86_400 + 5), "2d");
+        assert_eq!(age(&json!({"metadata": {}})), "<unknown>");
     }
 
     #[test]

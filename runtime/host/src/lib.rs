@@ -24,7 +24,6 @@ pub mod load;
 pub mod metadata;
 pub mod registry;
 pub mod revision;
-pub mod selector;
 pub mod stats;
 mod store;
 pub mod watch;

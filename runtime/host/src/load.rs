@@ -12,52 +12,7 @@ use crate::engine::{Compiled, Engine};
 use crate::host::Services;
 use crate::limits::Limits;
 
-/// The WIT world a component implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum World {
-    /// Cluster-wide reconciler.
-    Controller,
-    /// Admission webhook handler.
-    Admission,
-    /// Pod-level agent in the sidecar.
-    PodAgent,
-}
-
-impl World {
-    /// The world's name in the WIT.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            World::Controller => "controller",
-            World::Admission => "admission",
-            World::PodAgent => "pod-agent",
-        }
-    }
-
-    /// The functions a component of this world exports.
-    pub fn exports(self) -> &'static [&'static str] {
-        match self {
-            World::Controller => &["metadata", "init", "reconcile"],
-            World::Admission => &["metadata", "init", "review"],
-            World::PodAgent => &[
-                "metadata",
-                "init",
-                "on-start",
-                "probe",
-                "on-command",
-                "on-stop",
-            ],
-        }
-    }
-
-    const ALL: [World; 3] = [World::Controller, World::Admission, World::PodAgent];
-}
-
-impl std::fmt::Display for World {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use bosun_api::World;
 
 /// How instances of a revision are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -2,7 +2,8 @@
 //! cache read and command.
 
 use crate::contract::{PluginMetadata, Verb};
-use crate::selector::{Selector, is_dns_label};
+use bosun_api::Selector;
+use bosun_api::name::is_dns_label;
 
 /// A plugin's metadata that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

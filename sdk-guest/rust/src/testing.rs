@@ -180,59 +180,20 @@ impl Host {
 }
 
 #[cfg(any(feature = "controller", feature = "admission"))]
-/// Whether `labels` match a label selector. Supports what tests need: `k=v`, `k==v`,
-/// `k!=v`, `k` and `!k`, comma-separated.
+/// Whether `labels` match a label selector (Kubernetes syntax, Bosun's one parser).
 fn matches(labels: Option<&Value>, selector: &str) -> Result<bool, String> {
-    let label = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);
-    for term in selector.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        let ok = if let Some((key, value)) = term.split_once("!=") {
-            label(key.trim()) != Some(value.trim())
-        } else if let Some((key, value)) = term.split_once("==").or_else(|| term.split_once('=')) {
-            label(key.trim()) == Some(value.trim())
-        } else if let Some(key) = term.strip_prefix('!') {
-            label(key.trim()).is_none()
-        } else if term.contains([' ', '(', ')']) {
-            return Err(format!(
-                "selector term {term:?} is not supported by testing::Host"
-            ));
-        } else {
-            label(term).is_some()
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// `2026-11-29T03:00:00Z` from milliseconds since the epoch.
-fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (non-negative here).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let selector = bosun_api::Selector::parse(selector).map_err(|e| e.to_string())?;
+    let labels = labels.and_then(Value::as_object);
+    Ok(selector.matches_with(|k| labels?.get(k).and_then(Value::as_str)))
 }
 
 /// The SDK's host calls in a native build.
 pub(crate) mod backend {
     #[cfg(any(feature = "controller", feature = "admission"))]
     use super::matches;
-    use super::{HOST, Host, rfc3339};
+    use super::{HOST, Host};
     use crate::log::Level;
+    use bosun_api::time::rfc3339;
 
     fn with<R>(f: impl FnOnce(&mut Host) -> R) -> R {
         HOST.with(|slot| match slot.borrow_mut().as_mut() {
@@ -326,14 +287,6 @@ pub(crate) mod backend {
 mod tests {
     use super::*;
 
-    #[test]
-    fn formats_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_767_225_600_000), "2026-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_921_200_999), "2026-11-29T03:00:00Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
-    }
-
     #[cfg(any(feature = "controller", feature = "admission"))]
     #[test]
     fn selectors() {
@@ -346,7 +299,9 @@ mod tests {
         assert_eq!(m("tier"), Ok(true));
         assert_eq!(m("!legacy"), Ok(true));
         assert_eq!(m("!app"), Ok(false));
-        assert!(m("tier in (a,b)").is_err());
+        assert_eq!(m("tier in (a,front)"), Ok(true));
+        assert_eq!(m("tier notin (front)"), Ok(false));
+        assert!(m("tier in a,b").is_err());
     }
 
     #[cfg(any(feature = "controller", feature = "admission"))]

@@ -8,8 +8,8 @@ use super::CallInfo;
 use crate::bindings::iface::cache::Host;
 use crate::contract::ObjectRef;
 use crate::limits::truncate;
-use crate::selector::Selector;
 use crate::store::StoreState;
+use bosun_api::Selector;
 
 /// A `cache.list` query, with its selector already parsed.
 #[derive(Debug, Clone, Copy)]

@@ -1,16 +1,17 @@
 //! The `Plugin` custom resource (group `bosun.dev`, version `v1alpha1`): how a cluster
 //! admin declares a plugin, its source, its grants and how a new revision rolls out.
 //! The CRD YAML under `deploy/crds/` is generated from these types and a test fails
-//! when it is stale (`BOSUN_UPDATE_CRDS=1 cargo test -p bosun-runtime --test crd` rewrites it).
-//!
-//! The runtime does not drive Plugin objects yet (the plugins folder does that job in
-//! `bosun up`); these types are the contract that work builds on.
+//! when it is stale (`BOSUN_UPDATE_CRDS=1 cargo test -p bosun-api --test crd` rewrites it).
+//! The runtime's `rollout` module turns these objects into serving revisions; the CLI's
+//! `bosun plugin push|promote|rollback` writes them.
 
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use crate::World;
 
 /// A plugin: where its component comes from, what it is granted, how it rolls out.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -81,18 +82,6 @@ pub enum Source {
         /// The path.
         path: String,
     },
-}
-
-/// The WIT world.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum World {
-    /// Cluster-wide reconciler.
-    Controller,
-    /// Admission webhook handler.
-    Admission,
-    /// Pod-level agent in the sidecar.
-    PodAgent,
 }
 
 /// Verbs granted on a kind.
@@ -274,6 +263,6 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     use kube::CustomResourceExt;
     let body = serde_yaml::to_string(&Plugin::crd())?;
     Ok(format!(
-        "# Generated from runtime/core/src/crd.rs — do not edit; see that file.\n{body}"
+        "# Generated from runtime/api/src/plugin.rs — do not edit; see that file.\n{body}"
     ))
 }

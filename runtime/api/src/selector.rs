@@ -1,9 +1,17 @@
 //! Kubernetes label selectors (`app=web,tier in (a,b),!legacy`): parsing and matching.
 //!
-//! Plugins declare selectors in their metadata and pass them to `cache.list`; the host
-//! validates them at load time and the offline cache matches with them.
+//! The one parser of Bosun: plugins declare selectors in their metadata and pass them to
+//! `cache.list` (the host validates them at load time, the offline cache matches with
+//! them), the embedded cluster answers `?labelSelector=` with it, and `LabelSelector`
+//! objects (`matchLabels`, `matchExpressions`) become the same [`Selector`]. It follows
+//! `k8s.io/apimachinery/pkg/labels`: an empty term (`a,,b`, a trailing comma) and an
+//! empty value set (`k in ()`) are errors, the empty selector matches everything.
 
 use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::name::is_dns_subdomain;
 
 /// A label selector that failed to parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,30 +67,124 @@ impl Selector {
         Ok(Selector { requirements })
     }
 
-    /// Whether labels (a `metadata.labels` map) satisfy every requirement.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    /// A `LabelSelector` object (`matchLabels`, `matchExpressions` with `In`, `NotIn`,
+    /// `Exists`, `DoesNotExist`) as a selector, checked as Kubernetes checks it. A null
+    /// or empty object matches everything.
+    pub fn from_label_selector(object: &Value) -> Result<Self, Error> {
+        let err = |reason: String| Error {
+            selector: object.to_string(),
+            reason,
+        };
+        let mut requirements = Vec::new();
+        if object.is_null() {
+            return Ok(Selector { requirements });
+        }
+        let obj = object
+            .as_object()
+            .ok_or_else(|| err("a label selector must be an object".to_owned()))?;
+        if let Some(labels) = obj.get("matchLabels").filter(|v| !v.is_null()) {
+            let labels = labels
+                .as_object()
+                .ok_or_else(|| err("matchLabels must be an object".to_owned()))?;
+            for (k, v) in labels {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| err(format!("matchLabels[{k:?}] must be a string")))?;
+                requirements.push(Requirement::Equals(
+                    label_key(k).map_err(err)?,
+                    label_value(v).map_err(err)?,
+                ));
+            }
+        }
+        let expressions = match obj.get("matchExpressions") {
+            None | Some(Value::Null) => &[][..],
+            Some(Value::Array(a)) => a.as_slice(),
+            Some(_) => return Err(err("matchExpressions must be a list".to_owned())),
+        };
+        for e in expressions {
+            let key = e["key"]
+                .as_str()
+                .ok_or_else(|| err("a matchExpression has no key".to_owned()))?;
+            let key = label_key(key).map_err(err)?;
+            let values = match &e["values"] {
+                Value::Null => Vec::new(),
+                Value::Array(a) => a
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .ok_or_else(|| err(format!("the values of {key:?} must be strings")))
+                            .and_then(|v| label_value(v).map_err(err))
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(err(format!("the values of {key:?} must be a list"))),
+            };
+            let op = e["operator"].as_str().unwrap_or("");
+            requirements.push(match op {
+                "In" | "NotIn" if values.is_empty() => {
+                    return Err(err(format!(
+                        "for 'in', 'notin' operators, values set can't be empty ({key:?})"
+                    )));
+                }
+                "Exists" | "DoesNotExist" if !values.is_empty() => {
+                    return Err(err(format!(
+                        "values set must be empty for exists and does not exist ({key:?})"
+                    )));
+                }
+                "In" => Requirement::In(key, values),
+                "NotIn" => Requirement::NotIn(key, values),
+                "Exists" => Requirement::Exists(key),
+                "DoesNotExist" => Requirement::NotExists(key),
+                other => {
+                    return Err(err(format!(
+                        "{other:?} is not a valid label selector operator"
+                    )));
+                }
+            });
+        }
+        Ok(Selector { requirements })
+    }
+
+    /// Whether the selector has no requirement (and so matches everything).
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
+    /// The requirements, every one of which must hold.
+    pub fn requirements(&self) -> &[Requirement] {
+        &self.requirements
+    }
+
+    /// Whether the labels `get` looks up satisfy every requirement.
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.requirements.iter().all(|r| match r {
-            Requirement::Equals(k, v) => labels.get(k) == Some(v),
-            Requirement::NotEquals(k, v) => labels.get(k) != Some(v),
-            Requirement::In(k, vs) => labels.get(k).is_some_and(|l| vs.contains(l)),
-            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|l| !vs.contains(l)),
-            Requirement::Exists(k) => labels.contains_key(k),
-            Requirement::NotExists(k) => !labels.contains_key(k),
+            Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
+            Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
+            Requirement::In(k, vs) => get(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+            Requirement::NotIn(k, vs) => get(k).is_none_or(|l| !vs.iter().any(|v| v == l)),
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::NotExists(k) => get(k).is_none(),
         })
     }
 
+    /// Whether labels (a `metadata.labels` map) satisfy every requirement.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matches_with(|k| labels.get(k).map(String::as_str))
+    }
+
+    /// Whether a JSON label map satisfies every requirement (non-string values are absent).
+    pub fn matches_map(&self, labels: &serde_json::Map<String, Value>) -> bool {
+        self.matches_with(|k| labels.get(k).and_then(Value::as_str))
+    }
+
     /// Whether a JSON object's `metadata.labels` satisfy the selector.
-    pub fn matches_object(&self, object: &serde_json::Value) -> bool {
+    pub fn matches_object(&self, object: &Value) -> bool {
+        if self.requirements.is_empty() {
+            return true;
+        }
         let labels = object
             .pointer("/metadata/labels")
-            .and_then(serde_json::Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.matches(&labels)
+            .and_then(Value::as_object);
+        self.matches_with(|k| labels?.get(k).and_then(Value::as_str))
     }
 }
 
@@ -163,6 +265,11 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
             .strip_prefix('(')
             .and_then(|l| l.strip_suffix(')'))
             .ok_or_else(|| format!("the values of {key:?} must be in parentheses"))?;
+        if list.trim().is_empty() {
+            return Err(format!(
+                "for 'in', 'notin' operators, values set can't be empty ({key:?})"
+            ));
+        }
         let values = list
             .split(',')
             .map(|v| label_value(v.trim()))
@@ -182,7 +289,7 @@ fn label_key(key: &str) -> Result<String, String> {
         None => (None, key),
     };
     if let Some(p) = prefix
-        && (p.is_empty() || p.len() > 253 || !p.split('.').all(is_dns_label))
+        && !is_dns_subdomain(p)
     {
         return Err(format!("label key prefix {p:?} is not a DNS subdomain"));
     }
@@ -206,20 +313,43 @@ fn is_label_chars(s: &str) -> bool {
         && s.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
 }
 
-/// Whether `s` is a DNS-1123 label: lowercase alphanumerics and `-`, at most 63 characters,
-/// starting and ending alphanumeric.
-pub fn is_dns_label(s: &str) -> bool {
-    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !s.is_empty()
-        && s.len() <= 63
-        && s.starts_with(ok)
-        && s.ends_with(ok)
-        && s.chars().all(|c| ok(c) || c == '-')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_selector_objects() {
+        let s = Selector::from_label_selector(&serde_json::json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["front"]},
+                {"key": "legacy", "operator": "DoesNotExist"}
+            ]
+        }))
+        .expect("valid");
+        assert!(s.matches(&labels(&[("app", "web"), ("tier", "front")])));
+        assert!(!s.matches(&labels(&[("app", "web")])));
+        assert!(!s.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "front"),
+            ("legacy", "")
+        ])));
+        assert_eq!(s.to_string(), "app=web,tier in (front),!legacy");
+        assert!(
+            Selector::from_label_selector(&Value::Null)
+                .expect("null")
+                .is_empty()
+        );
+        for bad in [
+            serde_json::json!({"matchExpressions": [{"key": "a", "operator": "In"}]}),
+            serde_json::json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}),
+            serde_json::json!({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}),
+            serde_json::json!({"matchLabels": {"bad key": "x"}}),
+            serde_json::json!({"matchLabels": {"a": 1}}),
+        ] {
+            assert!(Selector::from_label_selector(&bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn display_reads_back_to_an_equal_selector() {
@@ -287,6 +417,9 @@ mod tests {
             "tier in a,b",
             "tier in (a",
             "a,,b",
+            "a=b,",
+            ",a",
+            "tier in ()",
             "bad key=1",
             "-x=1",
         ] {

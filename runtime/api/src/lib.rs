@@ -1,0 +1,22 @@
+//! Bosun's API: what the CLI, the runtime, the embedded cluster and the SDK's test host
+//! must agree on, in one small crate with no wasm engine and no Kubernetes client.
+//!
+//! - [`plugin`]: the `Plugin` custom resource (`bosun.dev/v1alpha1`); the CRD YAML under
+//!   `deploy/crds/` is generated from it (feature `crd`, on by default).
+//! - [`keys`]: every annotation, label and ConfigMap key Bosun reads or writes.
+//! - [`selector`]: the one Kubernetes label-selector parser.
+//! - [`name`]: Kubernetes name rules (DNS-1123 labels and subdomains).
+//! - [`time`]: RFC 3339 times as Kubernetes writes them.
+//! - [`World`]: the WIT worlds a plugin can implement.
+#![warn(missing_docs)]
+
+pub mod keys;
+pub mod name;
+#[cfg(feature = "crd")]
+pub mod plugin;
+pub mod selector;
+pub mod time;
+mod world;
+
+pub use selector::Selector;
+pub use world::World;
