@@ -205,29 +205,31 @@ async fn dispatch(st: AppState, req: Request) -> Result<Response> {
     }
     let target = parse_target(&st.store, &segs)?;
     let body = read_body(body).await?;
-    let ct = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_string();
     let span = tracing::debug_span!(
         "bosun.cluster.verb",
         resource = %target.rt.plural,
         namespace = %target.namespace,
         name = target.name.as_deref().unwrap_or(""),
     );
-    serve(
-        &st,
+    let call = Call {
+        content_type: header_str(&parts.headers, header::CONTENT_TYPE, "application/json"),
+        accept: header_str(&parts.headers, header::ACCEPT, ""),
+        method: parts.method,
+        st,
         target,
-        &parts.method,
-        &parts.headers,
-        &query,
-        &ct,
-        &body,
-    )
-    .instrument(span)
-    .await
+        query,
+        body,
+    };
+    serve(&call).instrument(span).await
+}
+
+/// A header as text; absent or not ASCII reads as `default`, as the handlers expect.
+fn header_str(headers: &HeaderMap, name: header::HeaderName, default: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(default)
+        .to_string()
 }
 
 async fn read_body(body: Body) -> Result<axum::body::Bytes> {
@@ -343,209 +345,294 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions> {
     })
 }
 
-async fn serve(
-    st: &AppState,
-    t: Target,
-    method: &Method,
-    headers: &HeaderMap,
-    query: &Query,
-    ct: &str,
-    body: &[u8],
-) -> Result<Response> {
-    let store = &st.store;
-    let rt = t.rt.clone();
-    let ns = t.namespace.as_str();
-    let dry_run = query.dry_run();
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    match (method, t.name.as_deref(), t.sub.as_deref()) {
-        (&Method::GET, None, None) => {
-            let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))?;
-            let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))?;
-            if t.watch_path || query.flag("watch") {
-                return watch(st, rt, ns, query, labels, fields, accept);
-            }
-            let limit = query
-                .get("limit")
-                .map(|l| l.parse::<usize>())
-                .transpose()
-                .map_err(|_| ApiError::bad_request("limit must be a non-negative integer"))?
-                .unwrap_or(0);
-            let page = store.list_page(&rt, ns, &labels, &fields, limit, query.get("continue"))?;
-            if crate::table::wanted(accept) {
-                return Ok(ok(&crate::table::render(
-                    &rt,
-                    &page.items,
-                    &page.rv.to_string(),
-                )));
-            }
-            let mut md = json!({"resourceVersion": page.rv.to_string()});
-            if let Some(c) = page.continue_token {
-                md["continue"] = json!(c);
-                md["remainingItemCount"] = json!(page.remaining);
-            }
-            Ok(ok(&json!({
-                "kind": format!("{}List", rt.kind),
-                "apiVersion": rt.api_version(),
-                "metadata": md,
-                "items": page.items,
-            })))
-        }
-        (&Method::GET, Some(name), None | Some("status")) => {
-            if t.watch_path {
-                let fields = FieldSelector::parse(&format!("metadata.name={name}"))?;
-                return watch(st, rt, ns, query, LabelSelector::default(), fields, accept);
-            }
-            let obj = store.get(&rt, ns, name)?;
-            if crate::table::wanted(accept) && t.sub.is_none() {
-                let rv = meta::str_at(&obj, "metadata.resourceVersion").to_string();
-                return Ok(ok(&crate::table::render(&rt, &[obj], &rv)));
-            }
-            Ok(ok(&obj))
-        }
-        (&Method::GET, Some(name), Some("log")) => {
-            let pod = store.get(&rt, ns, name)?;
-            Ok((
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "text/plain")],
-                pod_log(&pod, query.get("container"))?,
-            )
-                .into_response())
-        }
-        (&Method::GET, Some(name), Some("scale")) => {
-            Ok(ok(&scale_of(&rt, &store.get(&rt, ns, name)?)))
-        }
-        (&Method::POST, None, None) => {
-            let obj = parse_body(body, ct)?;
-            let out = store.create(&rt, ns, obj, dry_run)?;
-            Ok(json_response(StatusCode::CREATED, &out))
-        }
-        (&Method::POST, Some(name), Some("eviction")) => {
-            // kubectl drain sends its evictions as protobuf. The pod is the URL's; the body
-            // only brings deleteOptions (dryRun, preconditions).
-            let ev = if body.is_empty() {
-                json!({})
-            } else if ct.contains("protobuf") {
-                crate::protobuf::decode_eviction(body)?
-            } else {
-                parse_body(body, ct)?
-            };
-            let body_name = meta::name(&ev);
-            if !body_name.is_empty() && body_name != name {
-                return Err(ApiError::bad_request(format!(
-                    "name in URL does not match name in Eviction object ({body_name} != {name})"
-                )));
-            }
-            let mut opts = delete_options(query, &[])?;
-            if let Some(d) = ev.get("deleteOptions") {
-                let b = serde_json::to_vec(d).map_err(|e| ApiError::bad_request(e.to_string()))?;
-                opts = delete_options(query, &b)?;
-            }
-            let _guard = st.evictions.lock().await;
-            // A dry run is checked against the budgets too; the store then deletes nothing.
-            eviction::evict(store, ns, name, &opts)?;
-            Ok(json_response(StatusCode::CREATED, &success(201)))
-        }
-        (&Method::POST, Some(name), Some("binding")) => {
-            let b = parse_body(body, ct)?;
-            let node = meta::str_at(&b, "target.name").to_string();
-            if node.is_empty() {
-                return Err(ApiError::invalid(
-                    "Binding",
-                    name,
-                    "target.name: Required value",
-                ));
-            }
-            bind(store, &rt, ns, name, &node, dry_run)?;
-            Ok(json_response(StatusCode::CREATED, &success(201)))
-        }
-        (&Method::PUT, Some(name), None | Some("status") | Some("finalize")) => {
-            let obj = parse_body(body, ct)?;
-            let status_only = t.sub.as_deref() == Some("status");
-            Ok(ok(&store.update(
-                &rt,
-                ns,
-                name,
-                obj,
-                status_only,
-                dry_run,
-            )?))
-        }
-        (&Method::PUT, Some(name), Some("scale")) => {
-            let scale = parse_body(body, ct)?;
-            let out = set_replicas(store, &rt, ns, name, &scale, dry_run)?;
-            Ok(ok(&scale_of(&rt, &out)))
-        }
+/// A resource request once routed and decoded: what every verb handler reads.
+struct Call {
+    st: AppState,
+    target: Target,
+    method: Method,
+    query: Query,
+    /// `Content-Type`, `application/json` when absent.
+    content_type: String,
+    /// `Accept`, empty when absent.
+    accept: String,
+    body: axum::body::Bytes,
+}
+
+impl Call {
+    fn store(&self) -> &Store {
+        &self.st.store
+    }
+
+    fn rt(&self) -> &Arc<ResourceType> {
+        &self.target.rt
+    }
+
+    fn ns(&self) -> &str {
+        &self.target.namespace
+    }
+
+    fn dry_run(&self) -> bool {
+        self.query.dry_run()
+    }
+}
+
+/// Picks the verb handler for a resource request, as kube-apiserver's REST handlers are
+/// chosen by verb, name and subresource; any other combination is 405.
+async fn serve(c: &Call) -> Result<Response> {
+    match (&c.method, c.target.name.as_deref(), c.target.sub.as_deref()) {
+        (&Method::GET, None, None) => list(c),
+        (&Method::GET, Some(name), None | Some("status")) => get(c, name),
+        (&Method::GET, Some(name), Some("log")) => get_log(c, name),
+        (&Method::GET, Some(name), Some("scale")) => get_scale(c, name),
+        (&Method::POST, None, None) => create(c),
+        (&Method::POST, Some(name), Some("eviction")) => evict(c, name).await,
+        (&Method::POST, Some(name), Some("binding")) => create_binding(c, name),
+        (&Method::PUT, Some(name), None | Some("status") | Some("finalize")) => update(c, name),
+        (&Method::PUT, Some(name), Some("scale")) => update_scale(c, name),
         (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
-            let kind = PatchKind::from_content_type(ct)?;
-            let status_only = sub == Some("status");
-            let out = if kind == PatchKind::Apply {
-                let manager = query.get("fieldManager").unwrap_or("").to_string();
-                if manager.is_empty() {
-                    return Err(ApiError::bad_request(
-                        "PATCH requests with apply content type require a fieldManager",
-                    ));
-                }
-                let mut applied = patch::parse_applied(body)?;
-                check_applied_identity(&rt, ns, name, &mut applied)?;
-                let force = query.flag("force");
-                store.mutate(&rt, ns, name, status_only, dry_run, |cur| {
-                    patch::server_side_apply(cur, &applied, &manager, force)
-                })?
-            } else {
-                store.mutate(&rt, ns, name, status_only, dry_run, |cur| match cur {
-                    Some(cur) => patch::patch(kind, cur, body),
-                    None => Err(ApiError::not_found(&rt.qualified(), name)),
-                })?
-            };
-            Ok(ok(&out))
+            patch_object(c, name, sub == Some("status"))
         }
-        (&Method::PATCH, Some(name), Some("scale")) => {
-            let kind = PatchKind::from_content_type(ct)?;
-            let current = scale_of(&rt, &store.get(&rt, ns, name)?);
-            let patched = if kind == PatchKind::Apply {
-                patch::server_side_apply(
-                    Some(&current),
-                    &patch::parse_applied(body)?,
-                    "scale",
-                    true,
-                )?
-            } else {
-                patch::patch(kind, &current, body)?
-            };
-            let out = set_replicas(store, &rt, ns, name, &patched, dry_run)?;
-            Ok(ok(&scale_of(&rt, &out)))
-        }
-        (&Method::DELETE, Some(name), None) => {
-            let opts = delete_options(query, body)?;
-            Ok(ok(&store.delete(&rt, ns, name, &opts)?))
-        }
-        (&Method::DELETE, None, None) => {
-            let opts = delete_options(query, body)?;
-            let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))?;
-            let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))?;
-            let mut deleted = Vec::new();
-            for obj in store.list(&rt, ns, &labels, &fields) {
-                match store.delete(&rt, meta::namespace(&obj), meta::name(&obj), &opts) {
-                    Ok(o) => deleted.push(o),
-                    // Deleted concurrently: that is what was asked.
-                    Err(e) if e.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(ok(&json!({
-                "kind": format!("{}List", rt.kind),
-                "apiVersion": rt.api_version(),
-                "metadata": {"resourceVersion": store.current_rv().to_string()},
-                "items": deleted,
-            })))
-        }
-        _ => Err(ApiError::method_not_allowed(format!(
+        (&Method::PATCH, Some(name), Some("scale")) => patch_scale(c, name),
+        (&Method::DELETE, Some(name), None) => delete(c, name),
+        (&Method::DELETE, None, None) => delete_collection(c),
+        (method, _, _) => Err(ApiError::method_not_allowed(format!(
             "{method} is not supported on this path"
         ))),
     }
+}
+
+/// `labelSelector` and `fieldSelector`, which list, watch and deletecollection share.
+fn selectors(query: &Query) -> Result<(LabelSelector, FieldSelector)> {
+    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))?;
+    Ok((labels, fields))
+}
+
+/// GET on a collection: a watch when asked for (`/watch/` or `?watch=1`), otherwise one
+/// page of the list, as a Table for kubectl.
+fn list(c: &Call) -> Result<Response> {
+    let (rt, ns, query) = (c.rt(), c.ns(), &c.query);
+    let (labels, fields) = selectors(query)?;
+    if c.target.watch_path || query.flag("watch") {
+        return watch(&c.st, rt.clone(), ns, query, labels, fields, &c.accept);
+    }
+    let limit = query
+        .get("limit")
+        .map(|l| l.parse::<usize>())
+        .transpose()
+        .map_err(|_| ApiError::bad_request("limit must be a non-negative integer"))?
+        .unwrap_or(0);
+    let page = c
+        .store()
+        .list_page(rt, ns, &labels, &fields, limit, query.get("continue"))?;
+    if crate::table::wanted(&c.accept) {
+        return Ok(ok(&crate::table::render(
+            rt,
+            &page.items,
+            &page.rv.to_string(),
+        )));
+    }
+    let mut md = json!({"resourceVersion": page.rv.to_string()});
+    if let Some(token) = page.continue_token {
+        md["continue"] = json!(token);
+        md["remainingItemCount"] = json!(page.remaining);
+    }
+    Ok(ok(&json!({
+        "kind": format!("{}List", rt.kind),
+        "apiVersion": rt.api_version(),
+        "metadata": md,
+        "items": page.items,
+    })))
+}
+
+/// GET on one object (or its status): a watch of that object on the legacy `/watch/`
+/// path, otherwise the object, as a Table for kubectl.
+fn get(c: &Call, name: &str) -> Result<Response> {
+    let (rt, ns) = (c.rt(), c.ns());
+    if c.target.watch_path {
+        let fields = FieldSelector::parse(&format!("metadata.name={name}"))?;
+        return watch(
+            &c.st,
+            rt.clone(),
+            ns,
+            &c.query,
+            LabelSelector::default(),
+            fields,
+            &c.accept,
+        );
+    }
+    let obj = c.store().get(rt, ns, name)?;
+    if crate::table::wanted(&c.accept) && c.target.sub.is_none() {
+        let rv = meta::str_at(&obj, "metadata.resourceVersion").to_string();
+        return Ok(ok(&crate::table::render(rt, &[obj], &rv)));
+    }
+    Ok(ok(&obj))
+}
+
+/// `pods/log`: plain text, as `kubectl logs` expects.
+fn get_log(c: &Call, name: &str) -> Result<Response> {
+    let pod = c.store().get(c.rt(), c.ns(), name)?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain")],
+        pod_log(&pod, c.query.get("container"))?,
+    )
+        .into_response())
+}
+
+/// GET on the `scale` subresource: the object seen as an `autoscaling/v1` Scale.
+fn get_scale(c: &Call, name: &str) -> Result<Response> {
+    Ok(ok(&scale_of(c.rt(), &c.store().get(c.rt(), c.ns(), name)?)))
+}
+
+/// POST on a collection: creates the object of the body (201).
+fn create(c: &Call) -> Result<Response> {
+    let obj = parse_body(&c.body, &c.content_type)?;
+    let out = c.store().create(c.rt(), c.ns(), obj, c.dry_run())?;
+    Ok(json_response(StatusCode::CREATED, &out))
+}
+
+/// `pods/eviction`: deletes the pod unless a PodDisruptionBudget forbids it (429).
+async fn evict(c: &Call, name: &str) -> Result<Response> {
+    let opts = eviction_options(c, name)?;
+    let _guard = c.st.evictions.lock().await;
+    // A dry run is checked against the budgets too; the store then deletes nothing.
+    eviction::evict(c.store(), c.ns(), name, &opts)?;
+    Ok(json_response(StatusCode::CREATED, &success(201)))
+}
+
+/// Decodes an Eviction body into the delete options it carries. kubectl drain sends its
+/// evictions as protobuf. The pod is the URL's; the body only brings deleteOptions
+/// (dryRun, preconditions).
+fn eviction_options(c: &Call, name: &str) -> Result<DeleteOptions> {
+    let (body, ct) = (&c.body[..], c.content_type.as_str());
+    let ev = if body.is_empty() {
+        json!({})
+    } else if ct.contains("protobuf") {
+        crate::protobuf::decode_eviction(body)?
+    } else {
+        parse_body(body, ct)?
+    };
+    let body_name = meta::name(&ev);
+    if !body_name.is_empty() && body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "name in URL does not match name in Eviction object ({body_name} != {name})"
+        )));
+    }
+    let mut opts = delete_options(&c.query, &[])?;
+    if let Some(d) = ev.get("deleteOptions") {
+        let b = serde_json::to_vec(d).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        opts = delete_options(&c.query, &b)?;
+    }
+    Ok(opts)
+}
+
+/// `pods/binding`: what a scheduler posts to assign a pod to a node.
+fn create_binding(c: &Call, name: &str) -> Result<Response> {
+    let b = parse_body(&c.body, &c.content_type)?;
+    let node = meta::str_at(&b, "target.name").to_string();
+    if node.is_empty() {
+        return Err(ApiError::invalid(
+            "Binding",
+            name,
+            "target.name: Required value",
+        ));
+    }
+    bind(c.store(), c.rt(), c.ns(), name, &node, c.dry_run())?;
+    Ok(json_response(StatusCode::CREATED, &success(201)))
+}
+
+/// PUT on an object, its status or a namespace's finalize: replaces it with the body.
+fn update(c: &Call, name: &str) -> Result<Response> {
+    let obj = parse_body(&c.body, &c.content_type)?;
+    let status_only = c.target.sub.as_deref() == Some("status");
+    Ok(ok(&c.store().update(
+        c.rt(),
+        c.ns(),
+        name,
+        obj,
+        status_only,
+        c.dry_run(),
+    )?))
+}
+
+/// PUT on the `scale` subresource: sets `spec.replicas` from the Scale of the body.
+fn update_scale(c: &Call, name: &str) -> Result<Response> {
+    let scale = parse_body(&c.body, &c.content_type)?;
+    let out = set_replicas(c.store(), c.rt(), c.ns(), name, &scale, c.dry_run())?;
+    Ok(ok(&scale_of(c.rt(), &out)))
+}
+
+/// PATCH on an object or its status: server-side apply (which needs a field manager) or
+/// one of the JSON, merge and strategic-merge patches.
+fn patch_object(c: &Call, name: &str, status_only: bool) -> Result<Response> {
+    let (rt, ns, dry_run, body) = (c.rt(), c.ns(), c.dry_run(), &c.body[..]);
+    let kind = PatchKind::from_content_type(&c.content_type)?;
+    let out = if kind == PatchKind::Apply {
+        let manager = c.query.get("fieldManager").unwrap_or("").to_string();
+        if manager.is_empty() {
+            return Err(ApiError::bad_request(
+                "PATCH requests with apply content type require a fieldManager",
+            ));
+        }
+        let mut applied = patch::parse_applied(body)?;
+        check_applied_identity(rt, ns, name, &mut applied)?;
+        let force = c.query.flag("force");
+        c.store()
+            .mutate(rt, ns, name, status_only, dry_run, |cur| {
+                patch::server_side_apply(cur, &applied, &manager, force)
+            })?
+    } else {
+        c.store()
+            .mutate(rt, ns, name, status_only, dry_run, |cur| match cur {
+                Some(cur) => patch::patch(kind, cur, body),
+                None => Err(ApiError::not_found(&rt.qualified(), name)),
+            })?
+    };
+    Ok(ok(&out))
+}
+
+/// PATCH on the `scale` subresource: patches the current Scale, then sets its replicas.
+fn patch_scale(c: &Call, name: &str) -> Result<Response> {
+    let (rt, ns, body) = (c.rt(), c.ns(), &c.body[..]);
+    let kind = PatchKind::from_content_type(&c.content_type)?;
+    let current = scale_of(rt, &c.store().get(rt, ns, name)?);
+    let patched = if kind == PatchKind::Apply {
+        patch::server_side_apply(Some(&current), &patch::parse_applied(body)?, "scale", true)?
+    } else {
+        patch::patch(kind, &current, body)?
+    };
+    let out = set_replicas(c.store(), rt, ns, name, &patched, c.dry_run())?;
+    Ok(ok(&scale_of(rt, &out)))
+}
+
+/// DELETE on one object, with the DeleteOptions of the query and body.
+fn delete(c: &Call, name: &str) -> Result<Response> {
+    let opts = delete_options(&c.query, &c.body)?;
+    Ok(ok(&c.store().delete(c.rt(), c.ns(), name, &opts)?))
+}
+
+/// DELETE on a collection (deletecollection): deletes what the selectors match and
+/// answers with the list of deleted objects.
+fn delete_collection(c: &Call) -> Result<Response> {
+    let (rt, store) = (c.rt(), c.store());
+    let opts = delete_options(&c.query, &c.body)?;
+    let (labels, fields) = selectors(&c.query)?;
+    let mut deleted = Vec::new();
+    for obj in store.list(rt, c.ns(), &labels, &fields) {
+        match store.delete(rt, meta::namespace(&obj), meta::name(&obj), &opts) {
+            Ok(o) => deleted.push(o),
+            // Deleted concurrently: that is what was asked.
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ok(&json!({
+        "kind": format!("{}List", rt.kind),
+        "apiVersion": rt.api_version(),
+        "metadata": {"resourceVersion": store.current_rv().to_string()},
+        "items": deleted,
+    })))
 }
 
 fn watch(

@@ -10,7 +10,7 @@ use super::scheduler::set_condition;
 use super::{Ctx, Interest, Wake};
 use crate::meta;
 use crate::store::{Event, EventKind};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -138,6 +138,47 @@ pub(crate) fn reconcile(ctx: &Ctx, wake: &Wake) -> Option<Instant> {
     state.timers.first().map(|t| t.0)
 }
 
+/// One pod as the kubelet sees it in one pass: who it is and the clock, read once.
+struct Pass<'a> {
+    ctx: &'a Ctx,
+    ns: &'a str,
+    name: &'a str,
+    uid: &'a str,
+    now: Instant,
+    /// How long a started container takes to become ready.
+    delay: Duration,
+    node_ready: bool,
+}
+
+/// What the kubelet reports for one container, and what it means for the pod.
+struct Container {
+    status: Value,
+    running: bool,
+    ready: bool,
+}
+
+impl Container {
+    /// A container that has not started: it holds the pod in Pending and not Ready.
+    fn waiting(status: Value) -> Self {
+        Self {
+            status,
+            running: false,
+            ready: false,
+        }
+    }
+}
+
+/// The running state a container keeps, or starts afresh when it restarts.
+struct Run {
+    restarts: u64,
+    last_state: Value,
+    started_at: String,
+    /// Started in this pass (first start or restart), so not yet up for the start-up delay.
+    fresh: bool,
+}
+
+/// The status the kubelet reports for a pod on a simulated node; `next` is lowered to the
+/// instant this status changes by itself (sandbox ready, container ready, pull fault ends).
 fn pod_status(
     ctx: &Ctx,
     pod: &Value,
@@ -145,148 +186,245 @@ fn pod_status(
     delay: Duration,
     next: &mut Option<Instant>,
 ) -> Value {
-    let (ns, name, uid) = (meta::namespace(pod), meta::name(pod), meta::uid_of(pod));
     let node = meta::str_at(pod, "spec.nodeName");
-    let node_ready = ctx.control.node_ready(node);
-    let old: HashMap<String, Value> = meta::path(pod, "status.containerStatuses")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|c| (meta::str_at(c, "name").to_string(), c.clone()))
-        .collect();
-    let now = Instant::now();
+    let p = Pass {
+        ctx,
+        ns: meta::namespace(pod),
+        name: meta::name(pod),
+        uid: meta::uid_of(pod),
+        now: Instant::now(),
+        delay,
+        node_ready: ctx.control.node_ready(node),
+    };
+    let old = previous_statuses(pod);
+    let creating = sandbox_pending(&p, &old, starts, next);
     let (mut all_running, mut all_ready) = (true, true);
     let mut statuses = Vec::new();
-    // A new pod waits for its sandbox and volumes before any container starts.
-    let setup = ctx
-        .control
-        .config
-        .scaled(ctx.control.config.pod_start_delay);
-    let ran = old.values().any(|c| {
-        meta::path(c, "state.running").is_some() || meta::path(c, "lastState.terminated").is_some()
-    });
-    let creating = if setup.is_zero() || ran {
-        false
-    } else {
-        let bound = *starts.entry(format!("{uid}/sandbox")).or_insert(now);
-        let at = bound + setup;
-        if now < at {
-            *next = Some(next.map_or(at, |n| n.min(at)));
-        }
-        now < at
-    };
     for c in meta::path(pod, "spec.containers")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
     {
-        let cname = meta::str_at(c, "name");
-        let image = meta::str_at(c, "image");
-        let prev = old.get(cname);
-        let mut restarts = prev
-            .and_then(|p| p.get("restartCount"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        if creating {
-            all_running = false;
-            all_ready = false;
-            statuses.push(json!({
-                "name": cname, "image": image, "imageID": "", "ready": false, "started": false,
-                "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}},
-            }));
-            continue;
-        }
-        let transient = ctx.control.pod_pull_fails(ns, name, image, now);
-        if let Some(until) = transient {
-            *next = Some(next.map_or(until, |n| n.min(until)));
-        }
-        if ctx.control.image_fails(image) || transient.is_some() {
-            all_running = false;
-            all_ready = false;
-            statuses.push(json!({
-                "name": cname, "image": image, "imageID": "", "ready": false, "started": false,
-                "restartCount": restarts,
-                "state": {"waiting": {"reason": "ErrImagePull",
-                    "message": format!("simulated fault: failed to pull image \"{image}\"")}},
-            }));
-            continue;
-        }
-        let was_running = prev.is_some_and(|p| meta::path(p, "state.running").is_some());
-        let same_image = prev.is_some_and(|p| meta::str_at(p, "image") == image);
-        let crashed = was_running && same_image && ctx.control.take_crash(ns, name, cname);
-        let mut last_state = prev
-            .and_then(|p| p.get("lastState"))
-            .cloned()
-            .unwrap_or(json!({}));
-        let mut started_at = prev
-            .map(|p| meta::str_at(p, "state.running.startedAt").to_string())
-            .unwrap_or_default();
-        let fresh = if was_running && (!same_image || crashed) {
-            // In place: this container alone restarts, the pod keeps its uid.
-            restarts += 1;
-            last_state = json!({"terminated": {
-                "exitCode": if crashed { 1 } else { 0 },
-                "reason": if crashed { "Error" } else { "Completed" },
-                "startedAt": started_at, "finishedAt": meta::now(),
-            }});
-            true
+        let container = if creating {
+            Container::waiting(creating_status(
+                meta::str_at(c, "name"),
+                meta::str_at(c, "image"),
+            ))
         } else {
-            !was_running
+            container_status(&p, c, old.get(meta::str_at(c, "name")), starts, next)
         };
-        if fresh {
-            started_at = meta::now();
-        }
-        let key = format!("{uid}/{cname}/{restarts}");
-        // After a server restart a running container has no start instant: it has been
-        // up for long enough.
-        let started = *starts.entry(key).or_insert_with(|| {
-            if fresh {
-                now
-            } else {
-                now.checked_sub(delay).unwrap_or(now)
-            }
-        });
-        let ready_at = started + delay;
-        let ready = node_ready && now >= ready_at;
-        if node_ready && !ready {
-            *next = Some(next.map_or(ready_at, |n| n.min(ready_at)));
-        }
-        all_ready &= ready;
-        statuses.push(json!({
-            "name": cname, "image": image, "imageID": format!("sim://{image}"),
-            "containerID": format!("sim://{uid}/{cname}/{restarts}"),
-            "ready": ready, "started": true, "restartCount": restarts,
-            "state": {"running": {"startedAt": started_at}},
-            "lastState": last_state,
-        }));
+        all_running &= container.running;
+        all_ready &= container.ready;
+        statuses.push(container.status);
     }
     let mut status = pod.get("status").cloned().unwrap_or(json!({}));
-    let gates_ok = meta::path(pod, "spec.readinessGates")
+    let gates_ok = readiness_gates_ok(pod, &status);
+    set_conditions(&mut status, all_ready, gates_ok);
+    set_fields(&mut status, all_running, statuses, node, p.uid);
+    status
+}
+
+/// Lowers `next` to `at`: the earliest instant some status changes by itself.
+fn wake_at(next: &mut Option<Instant>, at: Instant) {
+    *next = Some(next.map_or(at, |n| n.min(at)));
+}
+
+/// The container statuses last written, by container name: restarts count from them.
+fn previous_statuses(pod: &Value) -> HashMap<String, Value> {
+    meta::path(pod, "status.containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| (meta::str_at(c, "name").to_string(), c.clone()))
+        .collect()
+}
+
+/// Whether a new pod still waits for its sandbox and volumes (the pod start delay) before
+/// any container starts. A pod whose containers have run is past that.
+fn sandbox_pending(
+    p: &Pass<'_>,
+    old: &HashMap<String, Value>,
+    starts: &mut HashMap<String, Instant>,
+    next: &mut Option<Instant>,
+) -> bool {
+    let config = &p.ctx.control.config;
+    let setup = config.scaled(config.pod_start_delay);
+    let ran = old.values().any(|c| {
+        meta::path(c, "state.running").is_some() || meta::path(c, "lastState.terminated").is_some()
+    });
+    if setup.is_zero() || ran {
+        return false;
+    }
+    let bound = *starts.entry(format!("{}/sandbox", p.uid)).or_insert(p.now);
+    let at = bound + setup;
+    if p.now < at {
+        wake_at(next, at);
+    }
+    p.now < at
+}
+
+/// A container once the sandbox is up: waiting on a failed pull (a bad image or a
+/// transient pull fault), otherwise running.
+fn container_status(
+    p: &Pass<'_>,
+    c: &Value,
+    prev: Option<&Value>,
+    starts: &mut HashMap<String, Instant>,
+    next: &mut Option<Instant>,
+) -> Container {
+    let (cname, image) = (meta::str_at(c, "name"), meta::str_at(c, "image"));
+    let control = &p.ctx.control;
+    let transient = control.pod_pull_fails(p.ns, p.name, image, p.now);
+    if let Some(until) = transient {
+        wake_at(next, until);
+    }
+    if control.image_fails(image) || transient.is_some() {
+        return Container::waiting(pull_failed_status(cname, image, restart_count(prev)));
+    }
+    let was_running = prev.is_some_and(|s| meta::path(s, "state.running").is_some());
+    let same_image = prev.is_some_and(|s| meta::str_at(s, "image") == image);
+    let crashed = was_running && same_image && control.take_crash(p.ns, p.name, cname);
+    let run = next_run(prev, was_running, same_image, crashed);
+    let ready = container_ready(
+        p,
+        starts,
+        &format!("{}/{cname}/{}", p.uid, run.restarts),
+        run.fresh,
+        next,
+    );
+    Container {
+        status: running_status(p.uid, cname, image, &run, ready),
+        running: true,
+        ready,
+    }
+}
+
+/// The restarts recorded in the container's last status.
+fn restart_count(prev: Option<&Value>) -> u64 {
+    prev.and_then(|p| p.get("restartCount"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// The running state of a container: kept as it was, started when it was not running, or
+/// restarted when its image changed or it crashed.
+fn next_run(prev: Option<&Value>, was_running: bool, same_image: bool, crashed: bool) -> Run {
+    let mut run = Run {
+        restarts: restart_count(prev),
+        last_state: prev
+            .and_then(|p| p.get("lastState"))
+            .cloned()
+            .unwrap_or(json!({})),
+        started_at: prev
+            .map(|p| meta::str_at(p, "state.running.startedAt").to_string())
+            .unwrap_or_default(),
+        fresh: !was_running,
+    };
+    if was_running && (!same_image || crashed) {
+        // In place: this container alone restarts, the pod keeps its uid.
+        run.restarts += 1;
+        run.last_state = json!({"terminated": {
+            "exitCode": if crashed { 1 } else { 0 },
+            "reason": if crashed { "Error" } else { "Completed" },
+            "startedAt": run.started_at, "finishedAt": meta::now(),
+        }});
+        run.fresh = true;
+    }
+    if run.fresh {
+        run.started_at = meta::now();
+    }
+    run
+}
+
+/// Whether a started container is ready: its node is Ready and it has been up for the
+/// start-up delay. `key` names this run of the container (`uid/name/restartCount`).
+fn container_ready(
+    p: &Pass<'_>,
+    starts: &mut HashMap<String, Instant>,
+    key: &str,
+    fresh: bool,
+    next: &mut Option<Instant>,
+) -> bool {
+    // After a server restart a running container has no start instant: it has been up
+    // for long enough.
+    let started = *starts.entry(key.to_string()).or_insert_with(|| {
+        if fresh {
+            p.now
+        } else {
+            p.now.checked_sub(p.delay).unwrap_or(p.now)
+        }
+    });
+    let ready_at = started + p.delay;
+    let ready = p.node_ready && p.now >= ready_at;
+    if p.node_ready && !ready {
+        wake_at(next, ready_at);
+    }
+    ready
+}
+
+/// A container whose pod sandbox is still being set up.
+fn creating_status(cname: &str, image: &str) -> Value {
+    json!({
+        "name": cname, "image": image, "imageID": "", "ready": false, "started": false,
+        "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}},
+    })
+}
+
+/// A container whose image cannot be pulled (a simulated fault).
+fn pull_failed_status(cname: &str, image: &str, restarts: u64) -> Value {
+    json!({
+        "name": cname, "image": image, "imageID": "", "ready": false, "started": false,
+        "restartCount": restarts,
+        "state": {"waiting": {"reason": "ErrImagePull",
+            "message": format!("simulated fault: failed to pull image \"{image}\"")}},
+    })
+}
+
+/// A running container; its ids name the pod, the container and the run.
+fn running_status(uid: &str, cname: &str, image: &str, run: &Run, ready: bool) -> Value {
+    json!({
+        "name": cname, "image": image, "imageID": format!("sim://{image}"),
+        "containerID": format!("sim://{uid}/{cname}/{}", run.restarts),
+        "ready": ready, "started": true, "restartCount": run.restarts,
+        "state": {"running": {"startedAt": run.started_at}},
+        "lastState": run.last_state,
+    })
+}
+
+/// Whether every readiness gate of the pod names a condition that is True in `status`
+/// (set by whoever owns the gate, not by the kubelet).
+fn readiness_gates_ok(pod: &Value, status: &Value) -> bool {
+    meta::path(pod, "spec.readinessGates")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .all(|g| {
             let t = meta::str_at(g, "conditionType");
-            meta::path(&status, "conditions")
+            meta::path(status, "conditions")
                 .and_then(Value::as_array)
                 .is_some_and(|cs| {
                     cs.iter().any(|c| {
                         meta::str_at(c, "type") == t && meta::str_at(c, "status") == "True"
                     })
                 })
-        });
+        })
+}
+
+/// The conditions the kubelet owns: the pod is Ready when all its containers are and all
+/// its readiness gates are True.
+fn set_conditions(status: &mut Value, all_ready: bool, gates_ok: bool) {
     let tf = |b: bool| if b { "True" } else { "False" };
-    set_condition(&mut status, "PodScheduled", "True", "");
-    set_condition(&mut status, "Initialized", "True", "");
+    set_condition(status, "PodScheduled", "True", "");
+    set_condition(status, "Initialized", "True", "");
     set_condition(
-        &mut status,
+        status,
         "ContainersReady",
         tf(all_ready),
         if all_ready { "" } else { "ContainersNotReady" },
     );
     let ready = all_ready && gates_ok;
     set_condition(
-        &mut status,
+        status,
         "Ready",
         tf(ready),
         if ready {
@@ -297,9 +435,13 @@ fn pod_status(
             "ContainersNotReady"
         },
     );
-    let m: &mut Map<String, Value> = match status.as_object_mut() {
-        Some(m) => m,
-        None => return status,
+}
+
+/// Phase, container statuses, start time, QoS class and the addresses the simulated
+/// network gives the pod (a pod keeps its IP once it has one).
+fn set_fields(status: &mut Value, all_running: bool, statuses: Vec<Value>, node: &str, uid: &str) {
+    let Some(m) = status.as_object_mut() else {
+        return;
     };
     m.insert(
         "phase".into(),
@@ -308,21 +450,34 @@ fn pod_status(
     m.insert("containerStatuses".into(), Value::Array(statuses));
     m.entry("startTime").or_insert_with(|| json!(meta::now()));
     m.insert("qosClass".into(), json!("BestEffort"));
-    let node_idx = node
-        .rsplit('-')
-        .next()
-        .and_then(|i| i.parse::<u64>().ok())
-        .unwrap_or(0);
-    let host = format!("10.0.{}.{}", node_idx / 250, node_idx % 250 + 1);
+    let node_idx = node_index(node);
+    let host = host_ip(node_idx);
     m.insert("hostIP".into(), json!(host));
     m.insert("hostIPs".into(), json!([{"ip": host}]));
     if !m.contains_key("podIP") {
-        let h = uid
-            .bytes()
-            .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
-        let ip = format!("10.244.{}.{}", node_idx % 256, h % 253 + 2);
+        let ip = pod_ip(uid, node_idx);
         m.insert("podIP".into(), json!(ip));
         m.insert("podIPs".into(), json!([{"ip": ip}]));
     }
-    status
+}
+
+/// The index at the end of a simulated node's name (`sim-node-3`), 0 for other names.
+fn node_index(node: &str) -> u64 {
+    node.rsplit('-')
+        .next()
+        .and_then(|i| i.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// The node's InternalIP, as `node::register` gives it.
+fn host_ip(node_idx: u64) -> String {
+    format!("10.0.{}.{}", node_idx / 250, node_idx % 250 + 1)
+}
+
+/// A pod IP in the node's pod CIDR, stable for a uid.
+fn pod_ip(uid: &str, node_idx: u64) -> String {
+    let h = uid
+        .bytes()
+        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!("10.244.{}.{}", node_idx % 256, h % 253 + 2)
 }
