@@ -399,7 +399,7 @@ fn a_grace_period_marks_first_then_patches_when_it_is_over() {
     let marked = |since_ms| {
         pod(1).state(&State {
             revision: "web-v2".into(),
-            phase: "Draining".into(),
+            phase: Phase::Draining,
             since_ms,
         })
     };
@@ -490,7 +490,7 @@ fn a_gated_pod_is_taken_out_of_service_before_its_images_change() {
     let marked = || {
         pod(1).state(&State {
             revision: "web-v2".into(),
-            phase: "Draining".into(),
+            phase: Phase::Draining,
             since_ms: now - 10,
         })
     };
@@ -526,7 +526,7 @@ fn a_gated_pod_is_taken_out_of_service_before_its_images_change() {
         .at("web-v2", "app:v2")
         .state(&State {
             revision: "web-v2".into(),
-            phase: "Patched".into(),
+            phase: Phase::Patched,
             since_ms: now - 10,
         })
         .gated(Some("False"));
@@ -635,7 +635,7 @@ fn an_update_that_does_not_come_up_in_time_counts_as_failed() {
     let stuck = |since_ms| {
         pod(1).at("web-v2", "app:v2").not_ready().state(&State {
             revision: "web-v2".into(),
-            phase: "Patched".into(),
+            phase: Phase::Patched,
             since_ms,
         })
     };
@@ -750,4 +750,18 @@ fn the_status_is_rewritten_at_most_once_a_second_while_only_its_counts_move() {
     let last = status(&h.take_commands()).expect("the final status is written at once");
     assert_eq!((last.updated, last.ready, last.total), (4, 4, 4));
     assert_eq!(outcome, Outcome::done());
+}
+
+#[test]
+fn phases_keep_the_names_pods_and_plugin_state_already_carry() {
+    let stored = r#"{"revision":"web-v2","phase":"Draining","since_ms":5}"#;
+    let state: State = serde_json::from_str(stored).expect("reads");
+    assert_eq!(state, State::new("web-v2", Phase::Draining, 5));
+    assert_eq!(serde_json::to_string(&state).expect("json"), stored);
+    for (phase, name) in [
+        (Phase::Patched, "\"Patched\""),
+        (Phase::Evicted, "\"Evicted\""),
+    ] {
+        assert_eq!(serde_json::to_string(&phase).expect("json"), name);
+    }
 }
