@@ -10,28 +10,36 @@
 
 use std::sync::Arc;
 
-use bosun_host::contract::{Command, EventType, ObjectRef, Taint};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use bosun_host::contract::{
+    Command, EventCommand, EventType, NodeTaint, NodeUntaint, ObjectRef, Taint,
+};
+use bosun_host::host::clock::{Clock, System};
+use k8s_openapi::api::core::v1::{Event, EventSource, Node, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, DynamicObject, EvictParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::informer::{Informers, Kind};
 
 /// Why a command failed at the API server.
+///
+/// Callers show these with `to_string()` (the plugin's outcome, the audit trail), so each
+/// message carries its cause in its text and no variant repeats it as a `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The kind is not served.
-    #[error("cannot resolve {kind}: {source}")]
+    #[error("cannot resolve {kind}: {error}")]
     Resolve {
         /// The kind.
         kind: String,
         /// Discovery's error.
-        #[source]
-        source: kube::Error,
+        error: kube::Error,
     },
-    /// The API server refused or failed the request.
-    #[error("{0}")]
+    /// The API server refused or failed the request: its error, as it reads.
+    #[error(transparent)]
     Api(#[from] kube::Error),
     /// The command cannot be expressed as a request.
     #[error("{0}")]
@@ -66,9 +74,9 @@ impl Executor {
             self.informers
                 .resolve(&kind)
                 .await
-                .map_err(|source| Error::Resolve {
+                .map_err(|error| Error::Resolve {
                     kind: kind.to_string(),
-                    source,
+                    error,
                 })?;
         Ok(match (&r.namespace, namespaced) {
             (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &ar),
@@ -85,175 +93,170 @@ impl Executor {
     pub async fn execute(&self, plugin: &str, command: &Command) -> Result<String, Error> {
         let manager = format!("bosun/{plugin}");
         match command {
-            Command::Apply(body) => {
-                let object: Value =
-                    serde_json::from_str(body).map_err(|e| Error::Invalid(e.to_string()))?;
-                let r = ObjectRef::of(&object)
-                    .ok_or_else(|| Error::Invalid("apply: unnamed object".into()))?;
-                let api = self.api(&r).await?;
-                let applied = api
-                    .patch(
-                        &r.name,
-                        &PatchParams::apply(&manager).force(),
-                        &Patch::Apply(&object),
-                    )
-                    .await?;
-                Ok(format!(
-                    "applied {r} (resourceVersion {})",
-                    applied.metadata.resource_version.unwrap_or_default()
-                ))
-            }
+            Command::Apply(body) => self.apply(body, &manager).await,
             Command::MergePatch(p) => {
-                let patch: Value =
-                    serde_json::from_str(&p.patch).map_err(|e| Error::Invalid(e.to_string()))?;
-                let status = merge_patch_scope(&patch)?;
-                let api = self.api(&p.target).await?;
-                let params = PatchParams {
-                    field_manager: Some(manager),
-                    ..Default::default()
-                };
-                let patch = Patch::Merge(&patch);
-                let out = if status {
-                    api.patch_status(&p.target.name, &params, &patch).await?
-                } else {
-                    api.patch(&p.target.name, &params, &patch).await?
-                };
-                Ok(patched(&p.target, status, &out))
+                let (patch, status) = parse_merge_patch(&p.patch)?;
+                self.patch(&p.target, &manager, status, &patch).await
             }
             Command::JsonPatch(p) => {
-                let patch: json_patch::Patch =
-                    serde_json::from_str(&p.patch).map_err(|e| Error::Invalid(e.to_string()))?;
-                let status = json_patch_scope(&patch)?;
-                let api = self.api(&p.target).await?;
-                let params = PatchParams {
-                    field_manager: Some(manager),
-                    ..Default::default()
-                };
-                let patch = Patch::<()>::Json(patch);
-                let out = if status {
-                    api.patch_status(&p.target.name, &params, &patch).await?
-                } else {
-                    api.patch(&p.target.name, &params, &patch).await?
-                };
-                Ok(patched(&p.target, status, &out))
+                let (patch, status) = parse_json_patch(&p.patch)?;
+                self.patch(&p.target, &manager, status, &patch).await
             }
-            Command::Delete(r) => {
-                self.api(r)
-                    .await?
-                    .delete(&r.name, &DeleteParams::default())
-                    .await?;
-                Ok(format!("deleted {r}"))
-            }
-            Command::Evict(r) => {
-                let ns = r
-                    .namespace
-                    .as_deref()
-                    .ok_or_else(|| Error::Invalid("evict: no namespace".into()))?;
-                let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-                pods.evict(&r.name, &EvictParams::default()).await?;
-                Ok(format!("evicted {r}"))
-            }
-            Command::Cordon(node) | Command::Uncordon(node) => {
-                let unschedulable = matches!(command, Command::Cordon(_));
-                let nodes: Api<Node> = Api::all(self.client.clone());
-                let params = PatchParams {
-                    field_manager: Some(manager),
-                    ..Default::default()
-                };
-                nodes
-                    .patch(
-                        node,
-                        &params,
-                        &Patch::Merge(json!({ "spec": { "unschedulable": unschedulable } })),
-                    )
-                    .await?;
-                Ok(format!(
-                    "{} node {node}",
-                    if unschedulable {
-                        "cordoned"
-                    } else {
-                        "uncordoned"
-                    }
-                ))
-            }
-            Command::Taint(t) => {
-                let taint = t.taint.clone();
-                self.edit_taints(&t.node, &manager, move |taints| {
-                    taints.retain(|x| {
-                        !(x["key"] == taint.key.as_str() && x["effect"] == taint.effect.as_k8s())
-                    });
-                    taints.push(taint_json(&taint));
-                })
-                .await?;
-                Ok(format!(
-                    "tainted node {} with {}:{}",
-                    t.node,
-                    t.taint.key,
-                    t.taint.effect.as_k8s()
-                ))
-            }
-            Command::Untaint(u) => {
-                let (key, effect) = (u.key.clone(), u.effect);
-                self.edit_taints(&u.node, &manager, move |taints| {
-                    taints.retain(|x| {
-                        !(x["key"] == key.as_str()
-                            && effect.is_none_or(|e| x["effect"] == e.as_k8s()))
-                    });
-                })
-                .await?;
-                Ok(format!("removed taint {} from node {}", u.key, u.node))
-            }
-            Command::RecordEvent(e) => {
-                let ns = e
-                    .regarding
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| "default".to_owned());
-                let now = bosun_host::host::clock::rfc3339(bosun_host::host::clock::Clock::now_ms(
-                    &bosun_host::host::clock::System,
-                ));
-                let uid = self
-                    .informers
-                    .get(&e.regarding)
-                    .and_then(|o| serde_json::from_str::<Value>(&o).ok())
-                    .and_then(|o| {
-                        o.pointer("/metadata/uid")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned)
-                    });
-                let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({
-                    "metadata": { "generateName": format!("{}.", e.regarding.name), "namespace": ns },
-                    "involvedObject": {
-                        "apiVersion": e.regarding.api_version, "kind": e.regarding.kind,
-                        "namespace": e.regarding.namespace, "name": e.regarding.name, "uid": uid,
-                    },
-                    "reason": e.reason,
-                    "message": e.message,
-                    "type": match e.event_type { EventType::Normal => "Normal", EventType::Warning => "Warning" },
-                    "source": { "component": manager },
-                    "reportingComponent": manager,
-                    "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-                }))
-                .map_err(|err| Error::Invalid(err.to_string()))?;
-                let events: Api<k8s_openapi::api::core::v1::Event> =
-                    Api::namespaced(self.client.clone(), &ns);
-                events.create(&PostParams::default(), &event).await?;
-                Ok(format!(
-                    "recorded {} event {} on {}",
-                    if e.event_type == EventType::Normal {
-                        "Normal"
-                    } else {
-                        "Warning"
-                    },
-                    e.reason,
-                    e.regarding
-                ))
-            }
+            Command::Delete(r) => self.delete(r).await,
+            Command::Evict(r) => self.evict(r).await,
+            Command::Cordon(node) => self.set_unschedulable(node, &manager, true).await,
+            Command::Uncordon(node) => self.set_unschedulable(node, &manager, false).await,
+            Command::Taint(t) => self.taint(t, &manager).await,
+            Command::Untaint(u) => self.untaint(u, &manager).await,
+            Command::RecordEvent(e) => self.record_event(e, &manager).await,
             Command::PodCommand(p) => Err(Error::Invalid(format!(
-                "pod-command for {}/{}: no sidecar pipe in this runtime yet",
+                "pod-command for {}/{}: no sidecar link in this runtime yet",
                 p.namespace, p.pod
             ))),
         }
+    }
+
+    /// Server-side apply of a whole object, forcing ownership of its fields.
+    async fn apply(&self, body: &str, manager: &str) -> Result<String, Error> {
+        let object: Value = parse(body)?;
+        let r =
+            ObjectRef::of(&object).ok_or_else(|| Error::Invalid("apply: unnamed object".into()))?;
+        let applied = self
+            .api(&r)
+            .await?
+            .patch(
+                &r.name,
+                &PatchParams::apply(manager).force(),
+                &Patch::Apply(&object),
+            )
+            .await?;
+        Ok(format!(
+            "applied {r} (resourceVersion {})",
+            applied.metadata.resource_version.unwrap_or_default()
+        ))
+    }
+
+    /// A merge or JSON patch of `target`, or of its `status` subresource when `status`.
+    async fn patch(
+        &self,
+        target: &ObjectRef,
+        manager: &str,
+        status: bool,
+        patch: &Patch<Value>,
+    ) -> Result<String, Error> {
+        let api = self.api(target).await?;
+        let params = field_manager(manager);
+        let out = if status {
+            api.patch_status(&target.name, &params, patch).await?
+        } else {
+            api.patch(&target.name, &params, patch).await?
+        };
+        Ok(format!(
+            "patched {target}{} (resourceVersion {})",
+            if status { " status" } else { "" },
+            out.metadata.resource_version.as_deref().unwrap_or_default()
+        ))
+    }
+
+    /// Deletes the object, with the API server's default propagation.
+    async fn delete(&self, r: &ObjectRef) -> Result<String, Error> {
+        self.api(r)
+            .await?
+            .delete(&r.name, &DeleteParams::default())
+            .await?;
+        Ok(format!("deleted {r}"))
+    }
+
+    /// An eviction through the Eviction API, which honours PodDisruptionBudgets.
+    async fn evict(&self, r: &ObjectRef) -> Result<String, Error> {
+        let ns = r
+            .namespace
+            .as_deref()
+            .ok_or_else(|| Error::Invalid("evict: no namespace".into()))?;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        pods.evict(&r.name, &EvictParams::default()).await?;
+        Ok(format!("evicted {r}"))
+    }
+
+    /// Cordon (`true`) or uncordon (`false`) a node.
+    async fn set_unschedulable(
+        &self,
+        node: &str,
+        manager: &str,
+        unschedulable: bool,
+    ) -> Result<String, Error> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        nodes
+            .patch(
+                node,
+                &field_manager(manager),
+                &Patch::Merge(json!({ "spec": { "unschedulable": unschedulable } })),
+            )
+            .await?;
+        let done = if unschedulable {
+            "cordoned"
+        } else {
+            "uncordoned"
+        };
+        Ok(format!("{done} node {node}"))
+    }
+
+    /// Adds a taint, replacing one with the same key and effect.
+    async fn taint(&self, t: &NodeTaint, manager: &str) -> Result<String, Error> {
+        let taint = t.taint.clone();
+        self.edit_taints(&t.node, manager, move |taints| {
+            taints.retain(|x| {
+                !(x["key"] == taint.key.as_str() && x["effect"] == taint.effect.as_k8s())
+            });
+            taints.push(taint_json(&taint));
+        })
+        .await?;
+        Ok(format!(
+            "tainted node {} with {}:{}",
+            t.node,
+            t.taint.key,
+            t.taint.effect.as_k8s()
+        ))
+    }
+
+    /// Removes a taint's key, with one effect or all.
+    async fn untaint(&self, u: &NodeUntaint, manager: &str) -> Result<String, Error> {
+        let (key, effect) = (u.key.clone(), u.effect);
+        self.edit_taints(&u.node, manager, move |taints| {
+            taints.retain(|x| {
+                !(x["key"] == key.as_str() && effect.is_none_or(|e| x["effect"] == e.as_k8s()))
+            });
+        })
+        .await?;
+        Ok(format!("removed taint {} from node {}", u.key, u.node))
+    }
+
+    /// Creates a core/v1 Event about `e.regarding`, in its namespace (`default` for a
+    /// cluster-scoped object).
+    async fn record_event(&self, e: &EventCommand, manager: &str) -> Result<String, Error> {
+        let ns = e
+            .regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        let uid = self
+            .informers
+            .get(&e.regarding)
+            .and_then(|o| serde_json::from_str::<Value>(&o).ok())
+            .and_then(|o| {
+                o.pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+        let event = event(e, &ns, uid, manager, now()?);
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        events.create(&PostParams::default(), &event).await?;
+        Ok(format!(
+            "recorded {} event {} on {}",
+            event_type(e.event_type),
+            e.reason,
+            e.regarding
+        ))
     }
 
     /// Read-modify-write of a node's taints, guarded by its resourceVersion.
@@ -282,11 +285,10 @@ impl Executor {
                 "metadata": { "resourceVersion": current.metadata.resource_version },
                 "spec": { "taints": taints },
             });
-            let params = PatchParams {
-                field_manager: Some(manager.to_owned()),
-                ..Default::default()
-            };
-            match nodes.patch(node, &params, &Patch::Merge(patch)).await {
+            match nodes
+                .patch(node, &field_manager(manager), &Patch::Merge(patch))
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(kube::Error::Api(s)) if s.code == 409 => last = Some(kube::Error::Api(s)),
                 Err(e) => return Err(e.into()),
@@ -296,13 +298,31 @@ impl Executor {
     }
 }
 
-/// What a patch command reports once done.
-fn patched(target: &ObjectRef, status: bool, out: &DynamicObject) -> String {
-    format!(
-        "patched {target}{} (resourceVersion {})",
-        if status { " status" } else { "" },
-        out.metadata.resource_version.as_deref().unwrap_or_default()
-    )
+/// Patch parameters naming the plugin's field manager (`bosun/<plugin>`).
+fn field_manager(manager: &str) -> PatchParams {
+    PatchParams {
+        field_manager: Some(manager.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// Parses a command's JSON payload.
+fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
+    serde_json::from_str(text).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// A merge patch command as a request, and whether it goes to the status subresource.
+fn parse_merge_patch(text: &str) -> Result<(Patch<Value>, bool), Error> {
+    let patch: Value = parse(text)?;
+    let status = merge_patch_scope(&patch)?;
+    Ok((Patch::Merge(patch), status))
+}
+
+/// A JSON patch command as a request, and whether it goes to the status subresource.
+fn parse_json_patch(text: &str) -> Result<(Patch<Value>, bool), Error> {
+    let patch: json_patch::Patch = parse(text)?;
+    let status = json_patch_scope(&patch)?;
+    Ok((Patch::Json(patch), status))
 }
 
 /// The refusal for a patch that touches `status` and other fields at once.
@@ -362,6 +382,61 @@ fn taint_json(t: &Taint) -> Value {
         v["value"] = json!(value);
     }
     v
+}
+
+/// The current time as Kubernetes stores it in an Event (to the second).
+fn now() -> Result<Time, Error> {
+    let seconds = i64::try_from(System.now_ms() / 1000).unwrap_or(i64::MAX);
+    Timestamp::from_second(seconds)
+        .map(Time)
+        .map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// `Normal` or `Warning`, as Kubernetes spells an event's type.
+fn event_type(t: EventType) -> &'static str {
+    match t {
+        EventType::Normal => "Normal",
+        EventType::Warning => "Warning",
+    }
+}
+
+/// The core/v1 Event for `e`, created in `namespace` by `manager` at `now`. `uid` is the
+/// cached object's, when it is cached.
+fn event(
+    e: &EventCommand,
+    namespace: &str,
+    uid: Option<String>,
+    manager: &str,
+    now: Time,
+) -> Event {
+    let r = &e.regarding;
+    Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}.", r.name)),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some(r.api_version.clone()),
+            kind: Some(r.kind.clone()),
+            namespace: r.namespace.clone(),
+            name: Some(r.name.clone()),
+            uid,
+            ..ObjectReference::default()
+        },
+        reason: Some(e.reason.clone()),
+        message: Some(e.message.clone()),
+        type_: Some(event_type(e.event_type).to_owned()),
+        source: Some(EventSource {
+            component: Some(manager.to_owned()),
+            host: None,
+        }),
+        reporting_component: Some(manager.to_owned()),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        ..Event::default()
+    }
 }
 
 #[cfg(test)]
@@ -504,6 +579,73 @@ mod tests {
         let pod = pods.get("web-0").await.expect("get");
         assert!(!pod.metadata.labels.unwrap_or_default().contains_key("a"));
         cluster.shutdown().await;
+    }
+
+    #[test]
+    fn events_are_built_as_the_json_form_was() {
+        let e = EventCommand {
+            regarding: ObjectRef::namespaced("v1", "Pod", "prod", "web-0"),
+            event_type: EventType::Warning,
+            reason: "InPlaceUpdated".into(),
+            message: "image app:v2".into(),
+        };
+        let now = Time(Timestamp::from_second(1_767_225_600).expect("a time"));
+        let built = event(&e, "prod", Some("u-1".into()), "bosun/release", now);
+        // The Event the executor used to write as JSON and deserialise.
+        let stamp = "2026-01-01T00:00:00Z";
+        let expected: Event = serde_json::from_value(json!({
+            "metadata": { "generateName": "web-0.", "namespace": "prod" },
+            "involvedObject": {
+                "apiVersion": "v1", "kind": "Pod", "namespace": "prod", "name": "web-0",
+                "uid": "u-1",
+            },
+            "reason": "InPlaceUpdated",
+            "message": "image app:v2",
+            "type": "Warning",
+            "source": { "component": "bosun/release" },
+            "reportingComponent": "bosun/release",
+            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+        }))
+        .expect("an event");
+        assert_eq!(built, expected);
+        // A cluster-scoped object: the event lives in `default`, the reference has no
+        // namespace, and an uncached object no uid.
+        let node = EventCommand {
+            regarding: ObjectRef::cluster("v1", "Node", "n1"),
+            ..e
+        };
+        let built = event(
+            &node,
+            "default",
+            None,
+            "bosun/r",
+            built.last_timestamp.expect("set"),
+        );
+        assert_eq!(built.metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(built.involved_object.namespace, None);
+        assert_eq!(built.involved_object.uid, None);
+    }
+
+    #[test]
+    fn api_errors_show_the_api_servers_message_once() {
+        let status: kube::core::Status = serde_json::from_value(json!({
+            "status": "Failure", "code": 404, "reason": "NotFound",
+            "message": "nodes \"n1\" not found",
+        }))
+        .expect("a status");
+        let cause = kube::Error::Api(Box::new(status));
+        let shown = cause.to_string();
+        let err = Error::from(cause);
+        assert_eq!(err.to_string(), shown);
+        let chain: Vec<String> =
+            std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+                .map(ToString::to_string)
+                .collect();
+        assert_eq!(
+            chain.iter().filter(|m| **m == shown).count(),
+            1,
+            "{chain:?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,509 @@
+//! The workload budgets: how many of a workload's pods may be unavailable, or what share
+//! must stay healthy, when a command disrupts one of them.
+//!
+//! Pods are grouped by their controller owner reference; a workload's size is its
+//! `spec.replicas` when the owner is cached, otherwise the number of its pods.
+//! Disrupting a pod that is already unavailable is always allowed; bare pods are not
+//! covered.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use bosun_host::contract::{Command, ObjectRef};
+use serde::Deserialize;
+
+use super::disruption::{Disruption, disrupted_pod};
+use super::in_flight::InFlight;
+use super::pod::PodDoc;
+use super::{Budget, Limit, Refusal, View};
+
+#[derive(Deserialize)]
+struct ScaleDoc {
+    #[serde(default)]
+    spec: ScaleSpec,
+}
+
+#[derive(Deserialize, Default)]
+struct ScaleSpec {
+    replicas: Option<u32>,
+}
+
+/// A workload's health as the cache and the admitted disruptions show it.
+#[derive(Debug)]
+struct Health {
+    /// `ReplicaSet web-5d8f` (for messages).
+    workload: String,
+    /// Pods the workload should have: its `spec.replicas` when cached, else its pods.
+    expected: u32,
+    /// Ready pods that are not being deleted or disrupted.
+    healthy: u32,
+    /// Whether the target pod is one of the healthy ones.
+    target_healthy: bool,
+}
+
+impl Health {
+    /// The pod `cmd` would disrupt and the health of its workload, when that pod is
+    /// healthy now: disrupting a pod that is already unavailable costs no budget.
+    fn of_disruption<'c>(
+        cmd: &'c Command,
+        view: &dyn View,
+        in_flight: &InFlight,
+        now: Instant,
+    ) -> Option<(Disruption<'c>, Self)> {
+        let disruption = disrupted_pod(cmd, view)?;
+        let health = Health::of(disruption.target, view, &in_flight.live(now, view))?;
+        health.target_healthy.then_some((disruption, health))
+    }
+
+    /// The health of the workload of `target`; `None` when the pod is not cached or has
+    /// no controller (a bare pod is not part of a workload).
+    fn of(target: &ObjectRef, view: &dyn View, in_flight: &BTreeSet<String>) -> Option<Self> {
+        let namespace = target.namespace.as_deref()?;
+        let pod: PodDoc = serde_json::from_str(&view.get(target)?).ok()?;
+        let owner = pod.controller()?;
+        let healthy_pod = |p: &PodDoc| {
+            p.ready()
+                && p.metadata.deletion_timestamp.is_none()
+                && !in_flight.contains(&pod_key(namespace, &p.metadata.name))
+        };
+        let mut members = 0u32;
+        let mut healthy = 0u32;
+        for json in view.list_namespaced("v1", "Pod", namespace) {
+            let Ok(p) = serde_json::from_str::<PodDoc>(&json) else {
+                continue;
+            };
+            if p.controller().is_some_and(|o| o.uid == owner.uid) {
+                members += 1;
+                healthy += u32::from(healthy_pod(&p));
+            }
+        }
+        let owner_ref =
+            ObjectRef::namespaced(&owner.api_version, &owner.kind, namespace, &owner.name);
+        let replicas = view
+            .get(&owner_ref)
+            .and_then(|json| serde_json::from_str::<ScaleDoc>(&json).ok())
+            .and_then(|scale| scale.spec.replicas);
+        Some(Health {
+            workload: format!("{} {}", owner.kind, owner.name),
+            expected: replicas.unwrap_or(members),
+            healthy,
+            target_healthy: healthy_pod(&pod),
+        })
+    }
+}
+
+/// The in-flight key of a pod (its [`ObjectRef::key`]).
+fn pod_key(namespace: &str, name: &str) -> String {
+    format!("Pod/{namespace}/{name}")
+}
+
+/// Counts a disruption `cmd` makes from `now` in `in_flight`, until the cache shows it.
+fn admit_disruption(in_flight: &InFlight, cmd: &Command, view: &dyn View, now: Instant) {
+    if let Some(d) = disrupted_pod(cmd, view) {
+        in_flight.insert_until(d.target.key(), now, d.until);
+    }
+}
+
+/// Refuses an eviction or a pod deletion that would make more than the limit of a
+/// workload's pods unavailable (not Ready, being deleted, or being disrupted).
+///
+/// Pods are grouped by their controller owner reference; a workload's size is its
+/// `spec.replicas` when the owner is cached, otherwise the number of its pods. Evicting
+/// a pod that is already unavailable is always allowed; bare pods are not covered.
+#[derive(Debug)]
+pub struct MaxUnavailable {
+    /// Most pods of one workload unavailable at once.
+    pub per_workload: Limit,
+    in_flight: InFlight,
+}
+
+impl MaxUnavailable {
+    /// At most `per_workload` pods of each workload unavailable.
+    pub fn new(per_workload: Limit) -> Self {
+        MaxUnavailable {
+            per_workload,
+            in_flight: InFlight::default(),
+        }
+    }
+}
+
+impl Budget for MaxUnavailable {
+    fn name(&self) -> &str {
+        "max-unavailable"
+    }
+
+    fn check(
+        &self,
+        _plugin: &str,
+        cmd: &Command,
+        view: &dyn View,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let Some((d, health)) = Health::of_disruption(cmd, view, &self.in_flight, now) else {
+            return Ok(());
+        };
+        let unavailable = health.expected.saturating_sub(health.healthy) + 1;
+        let allowed = self.per_workload.of(health.expected);
+        if unavailable > allowed {
+            return Err(Refusal::TooManyUnavailable {
+                disruption: d.kind,
+                pod: d.target.clone(),
+                unavailable,
+                expected: health.expected,
+                workload: health.workload,
+                allowed,
+                limit: self.per_workload,
+            });
+        }
+        Ok(())
+    }
+
+    fn admitted(&self, _plugin: &str, cmd: &Command, view: &dyn View, now: Instant) {
+        admit_disruption(&self.in_flight, cmd, view, now);
+    }
+
+    fn settle(&self, target: &ObjectRef) {
+        self.in_flight.remove(&target.key());
+    }
+}
+
+/// Refuses an eviction or a pod deletion that would leave a workload with a smaller share
+/// of healthy pods than the ratio (0 to 1). Grouping and sizing as in [`MaxUnavailable`].
+#[derive(Debug)]
+pub struct MinHealthyShare {
+    /// The smallest share of a workload's pods that must stay healthy.
+    pub ratio: f64,
+    in_flight: InFlight,
+}
+
+impl MinHealthyShare {
+    /// Keep at least `ratio` of each workload's pods healthy.
+    pub fn new(ratio: f64) -> Self {
+        MinHealthyShare {
+            ratio,
+            in_flight: InFlight::default(),
+        }
+    }
+}
+
+impl Budget for MinHealthyShare {
+    fn name(&self) -> &str {
+        "min-healthy-share"
+    }
+
+    fn check(
+        &self,
+        _plugin: &str,
+        cmd: &Command,
+        view: &dyn View,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let Some((d, health)) = Health::of_disruption(cmd, view, &self.in_flight, now) else {
+            return Ok(());
+        };
+        if health.expected == 0 {
+            return Ok(());
+        }
+        let left = health.healthy.saturating_sub(1);
+        let share = f64::from(left) / f64::from(health.expected);
+        if share < self.ratio {
+            return Err(Refusal::TooFewHealthy {
+                disruption: d.kind,
+                pod: d.target.clone(),
+                left,
+                expected: health.expected,
+                workload: health.workload,
+                share,
+                minimum: self.ratio,
+            });
+        }
+        Ok(())
+    }
+
+    fn admitted(&self, _plugin: &str, cmd: &Command, view: &dyn View, now: Instant) {
+        admit_disruption(&self.in_flight, cmd, view, now);
+    }
+
+    fn settle(&self, target: &ObjectRef) {
+        self.in_flight.remove(&target.key());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::disruption::Kind;
+    use super::super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn max_unavailable_counts_unready_and_deleting_pods() {
+        let now = Instant::now();
+        let budget = MaxUnavailable::new(Limit::Count(1));
+        let view = workload(4, 0);
+        assert!(budget.check("release", &evict("web-0"), &view, now).is_ok());
+        let view = workload(3, 1);
+        let err = budget
+            .check("release", &evict("web-0"), &view, now)
+            .expect_err("one pod is already unavailable")
+            .to_string();
+        assert!(
+            err.contains("would make 2 of 4 pods of ReplicaSet web unavailable")
+                && err.contains("limit of 1"),
+            "{err}"
+        );
+        // Evicting the pod that is already unavailable does not make it worse.
+        assert!(budget.check("release", &evict("web-3"), &view, now).is_ok());
+        let view = workload(3, 0).with(pod("web-3").owned_by("web").deleting().build());
+        let delete = Command::Delete(pod_ref("web-0"));
+        let err = budget
+            .check("release", &delete, &view, now)
+            .expect_err("a pod is being deleted");
+        assert!(
+            matches!(
+                err,
+                Refusal::TooManyUnavailable {
+                    disruption: Kind::Deletion,
+                    unavailable: 2,
+                    expected: 4,
+                    allowed: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = err.to_string();
+        assert!(err.starts_with("deleting Pod/default/web-0"), "{err}");
+    }
+
+    #[test]
+    fn max_unavailable_uses_replicas_and_groups_by_controller() {
+        let now = Instant::now();
+        let budget = MaxUnavailable::new(Limit::Count(1));
+        // 3 pods of 4 replicas exist: one is missing, so one is already unavailable.
+        let view = workload(3, 0).with(replica_set("web", 4));
+        assert!(budget.check("r", &evict("web-0"), &view, now).is_err());
+        // Unready pods of another workload, and bare pods, do not count.
+        let view = workload(4, 0)
+            .with(pod("db-0").owned_by("db").not_ready().build())
+            .with(pod("bare").not_ready().build());
+        assert!(budget.check("r", &evict("web-0"), &view, now).is_ok());
+        assert!(budget.check("r", &evict("bare"), &view, now).is_ok());
+    }
+
+    #[test]
+    fn max_unavailable_percent_rounds_up() {
+        let now = Instant::now();
+        let budget = MaxUnavailable::new(Limit::Percent(50));
+        let view = workload(3, 1);
+        assert!(budget.check("r", &evict("web-0"), &view, now).is_ok());
+        let view = workload(2, 2);
+        let err = budget
+            .check("r", &evict("web-0"), &view, now)
+            .expect_err("half is down")
+            .to_string();
+        assert!(err.contains("limit of 2 (50%)"), "{err}");
+    }
+
+    #[test]
+    fn in_place_image_patches_count_against_max_unavailable() {
+        let now = Instant::now();
+        let budget = MaxUnavailable::new(Limit::Count(1));
+        let view = running_workload(3, 1);
+        let err = budget
+            .check("release", &set_image("web-0", "app:v2"), &view, now)
+            .expect_err("one pod is already unavailable")
+            .to_string();
+        assert!(
+            err.starts_with("patching the images of Pod/default/web-0 would make 2 of 4"),
+            "{err}"
+        );
+        let merge_image = merge(
+            "web-0",
+            serde_json::json!({"spec": {"containers": [{"name": "app", "image": "app:v2"}]}}),
+        );
+        assert!(budget.check("r", &merge_image, &view, now).is_err());
+        // Not a disruption: the same image, a label, another field; or the unready pod.
+        let same = merge(
+            "web-0",
+            serde_json::json!({"spec": {"containers": [{"name": "app", "image": "app:v1"}]}}),
+        );
+        assert!(budget.check("r", &same, &view, now).is_ok());
+        assert!(
+            budget
+                .check("r", &set_image("web-0", "app:v1"), &view, now)
+                .is_ok()
+        );
+        let label = merge(
+            "web-0",
+            serde_json::json!({"metadata": {"labels": {"a": "b"}}}),
+        );
+        assert!(budget.check("r", &label, &view, now).is_ok());
+        assert!(
+            budget
+                .check("r", &set_image("web-3", "app:v2"), &view, now)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_readiness_gate_set_false_counts_against_max_unavailable() {
+        let now = Instant::now();
+        let budget = MaxUnavailable::new(Limit::Count(1));
+        let view = running_workload(3, 1);
+        let gate_off = json_patch(
+            "web-0",
+            serde_json::json!([{"op": "replace", "path": "/status/conditions/1",
+                "value": {"type": "example.com/gate", "status": "False"}}]),
+        );
+        let err = budget
+            .check("r", &gate_off, &view, now)
+            .expect_err("at the limit")
+            .to_string();
+        assert!(
+            err.starts_with("setting a readiness gate False on"),
+            "{err}"
+        );
+        let by_index = json_patch(
+            "web-0",
+            serde_json::json!([{"op": "replace", "path": "/status/conditions/1/status", "value": "False"}]),
+        );
+        assert!(budget.check("r", &by_index, &view, now).is_err());
+        let merge_off = merge(
+            "web-0",
+            serde_json::json!({"status": {"conditions": [{"type": "example.com/gate", "status": "False"}]}}),
+        );
+        assert!(budget.check("r", &merge_off, &view, now).is_err());
+        // Setting it True, or a condition that is not a gate, disrupts nothing.
+        let gate_on = json_patch(
+            "web-0",
+            serde_json::json!([{"op": "replace", "path": "/status/conditions/1",
+                "value": {"type": "example.com/gate", "status": "True"}}]),
+        );
+        assert!(budget.check("r", &gate_on, &view, now).is_ok());
+        let other = merge(
+            "web-0",
+            serde_json::json!({"status": {"conditions": [{"type": "Other", "status": "False"}]}}),
+        );
+        assert!(budget.check("r", &other, &view, now).is_ok());
+    }
+
+    #[test]
+    fn release_and_remediation_share_the_budget_until_the_cache_shows_the_update() {
+        let now = Instant::now();
+        let budget = MaxUnavailable::new(Limit::Count(1));
+        let view = running_workload(4, 0);
+        // The release patches web-0's image in place; the cache still shows app:v1.
+        let patch = set_image("web-0", "app:v2");
+        assert!(budget.check("release", &patch, &view, now).is_ok());
+        budget.admitted("release", &patch, &view, now);
+        // Remediation may not evict another pod of the workload meanwhile.
+        let err = budget
+            .check("remediation", &evict("web-1"), &view, now)
+            .expect_err("web-0 is being updated")
+            .to_string();
+        assert!(err.contains("would make 2 of 4"), "{err}");
+        // The cache shows web-0 running app:v2 and Ready: the budget is free again.
+        let mut view = FakeView::default();
+        for i in 1..4 {
+            let p = pod(&format!("web-{i}")).owned_by("web").image("app:v1");
+            view = view.with(p.gated("True").build());
+        }
+        let view = view.with(
+            pod("web-0")
+                .owned_by("web")
+                .image("app:v2")
+                .gated("True")
+                .build(),
+        );
+        assert!(
+            budget
+                .check("remediation", &evict("web-1"), &view, now)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn ten_evictions_in_one_reconcile_cannot_all_pass() {
+        let now = Instant::now();
+        let budget = MaxUnavailable::new(Limit::Count(2));
+        let view = workload(10, 0);
+        let mut passed = 0;
+        for i in 0..10 {
+            let cmd = evict(&format!("web-{i}"));
+            if budget.check("r", &cmd, &view, now).is_ok() {
+                budget.admitted("r", &cmd, &view, now);
+                passed += 1;
+            }
+        }
+        assert_eq!(passed, 2);
+        budget.settle(&pod_ref("web-0"));
+        assert!(budget.check("r", &evict("web-9"), &view, now).is_ok());
+    }
+
+    #[test]
+    fn min_healthy_share_refuses_below_the_ratio() {
+        let now = Instant::now();
+        let budget = MinHealthyShare::new(0.75);
+        let view = workload(4, 0);
+        assert!(budget.check("r", &evict("web-0"), &view, now).is_ok());
+        budget.admitted("r", &evict("web-0"), &view, now);
+        let err = budget
+            .check("r", &evict("web-1"), &view, now)
+            .expect_err("2 of 4 is below 75%");
+        assert!(
+            matches!(
+                err,
+                Refusal::TooFewHealthy {
+                    disruption: Kind::Eviction,
+                    left: 2,
+                    expected: 4,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = err.to_string();
+        assert!(
+            err.contains(
+                "evicting Pod/default/web-1 would leave 2 of 4 pods of ReplicaSet web healthy (50%)"
+            ) && err.contains("minimum of 75%"),
+            "{err}"
+        );
+        // A pod that is already unhealthy may go.
+        let view = workload(2, 2);
+        assert!(budget.check("r", &evict("web-3"), &view, now).is_ok());
+        assert!(budget.check("r", &evict("web-1"), &view, now).is_err());
+    }
+
+    #[test]
+    fn refusals_read_as_before() {
+        let now = Instant::now();
+        let err = MaxUnavailable::new(Limit::Count(1))
+            .check("r", &evict("web-0"), &workload(3, 1), now)
+            .expect_err("one is down");
+        assert_eq!(
+            err.to_string(),
+            "evicting Pod/default/web-0 would make 2 of 4 pods of ReplicaSet web unavailable, \
+             over the limit of 1"
+        );
+        let err = MaxUnavailable::new(Limit::Percent(50))
+            .check("r", &evict("web-0"), &workload(2, 2), now)
+            .expect_err("half is down");
+        assert_eq!(
+            err.to_string(),
+            "evicting Pod/default/web-0 would make 3 of 4 pods of ReplicaSet web unavailable, \
+             over the limit of 2 (50%)"
+        );
+        let budget = MinHealthyShare::new(0.75);
+        let view = workload(4, 0);
+        budget.admitted("r", &evict("web-0"), &view, now);
+        let err = budget
+            .check("r", &evict("web-1"), &view, now)
+            .expect_err("below 75%");
+        assert_eq!(
+            err.to_string(),
+            "evicting Pod/default/web-1 would leave 2 of 4 pods of ReplicaSet web healthy (50%), \
+             below the minimum of 75%"
+        );
+    }
+}
