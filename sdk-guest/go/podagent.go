@@ -13,7 +13,7 @@ import (
 //
 // The host calls Metadata once when it loads a revision, then Init once per instance,
 // then OnStart when the app starts, Probe for the pod's readiness/liveness/startup
-// endpoints, OnCommand for each command a controller sends down the pipe, and OnStop
+// endpoints, OnCommand for each pod-command a controller sends (through the command pipe and the sidecar link), and OnStop
 // last. The package is built with the tag bosun_podagent (`bosun plugin build` sets it
 // when the plugin calls ExportPodAgent).
 type PodAgent interface {

@@ -99,7 +99,7 @@ impl Agents {
     pub fn cached(&self, digest: &str) -> Option<Arc<[u8]>> {
         let path = self.path(digest);
         let bytes = std::fs::read(&path).ok()?;
-        if bosun_pipe::digest(&bytes) == digest {
+        if bosun_link::digest(&bytes) == digest {
             Some(bytes.into())
         } else {
             tracing::warn!(file = %path.display(), "cached plugin does not match its digest; fetching it again");
@@ -110,7 +110,7 @@ impl Agents {
 
     /// Verifies `bytes` against `digest` and keeps them in the cache.
     pub fn store(&self, name: &str, digest: &str, bytes: &[u8]) -> Result<(), Error> {
-        let actual = bosun_pipe::digest(bytes);
+        let actual = bosun_link::digest(bytes);
         if actual != digest {
             return Err(Error::Digest {
                 name: name.to_owned(),

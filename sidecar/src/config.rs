@@ -27,7 +27,7 @@ pub struct Config {
     pub node: String,
     /// The pod's labels as a JSON object (`POD_LABELS`, optional; `{}` by default).
     pub labels: String,
-    /// The runtime's pipe address (`BOSUN_RUNTIME`): `http://host:port` or `https://host:port`.
+    /// The runtime's link address (`BOSUN_RUNTIME`): `http://host:port` or `https://host:port`.
     pub runtime: String,
     /// The token that proves the sidecar belongs to its pod (`BOSUN_TOKEN`, or the file
     /// named by `BOSUN_TOKEN_FILE`, read again at each connection).
@@ -91,7 +91,7 @@ impl Config {
         let uid = required("POD_UID", &format!("{downward}: metadata.uid"))?;
         let runtime = required(
             "BOSUN_RUNTIME",
-            "the runtime's pipe address, e.g. https://bosun-runtime.bosun-system:9470",
+            "the runtime's link address, e.g. https://bosun-runtime.bosun-system:9470",
         )?;
         if !(runtime.starts_with("http://") || runtime.starts_with("https://")) {
             return Err(Error {

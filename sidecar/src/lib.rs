@@ -1,6 +1,6 @@
 //! The Bosun sidecar: runs a pod's pod-agent plugins through the shared host library,
-//! serves the pod's probes from them, and executes the commands controller plugins send
-//! down the pipe.
+//! serves the pod's probes from them, and executes the pod-commands controller plugins
+//! send it over the link to the runtime.
 //!
 //! The binary (`bosun-sidecar`) reads its [`Config`] from the environment; the embedded
 //! cluster and tests run the same [`Sidecar`] in-process.
@@ -124,7 +124,7 @@ impl Sidecar {
         &self.agents
     }
 
-    /// Whether the pipe to the runtime is up.
+    /// Whether the link to the runtime is up.
     pub fn connected(&self) -> bool {
         self.session.connected.load(Ordering::Relaxed)
     }
@@ -134,7 +134,7 @@ impl Sidecar {
         self.session.executed.load(Ordering::Relaxed)
     }
 
-    /// Graceful stop (SIGTERM): flush acks and outcomes, close the pipe, run every
+    /// Graceful stop (SIGTERM): flush acks and outcomes, close the link, run every
     /// plugin's `on-stop`.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
             }
         };
         wait_for_termination().await;
-        tracing::info!("terminating: flushing the pipe and stopping plugins");
+        tracing::info!("terminating: flushing the link and stopping plugins");
         sidecar.stop().await;
         ExitCode::SUCCESS
     })

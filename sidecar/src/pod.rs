@@ -1,13 +1,19 @@
 //! The `pod` interface as the sidecar serves it: HTTP to the pod's loopback and files
 //! under the shared directory, nothing else.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::Ipv4Addr;
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use bosun_host::contract::{HttpResponse, PodInfo};
 use bosun_host::host::pod::Pod;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Body as _;
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, USER_AGENT};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
 
 /// The largest HTTP response body or file a plugin may read.
 const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -60,9 +66,41 @@ impl LocalPod {
     }
 }
 
+/// The runtime the pod's HTTP requests run on. The `pod` interface is synchronous (the
+/// sidecar calls plugins on blocking threads; tests call them with no runtime at all), so
+/// a request runs here while its caller waits, as it waited on a blocking socket before.
+fn client_runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("bosun-pod-http")
+                .enable_io()
+                .enable_time()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| format!("cannot start the HTTP client: {e}"))
+}
+
+/// `e` and its sources, `: `-separated (hyper's own messages leave the cause out).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// One HTTP/1.1 request to `127.0.0.1:{port}`, on a connection of its own, answered
+/// within `timeout_ms` (at most [`MAX_TIMEOUT_MS`]) with a body of at most [`MAX_BODY`].
 fn http(
     port: u16,
-    method: &str,
+    method: Method,
     path: &str,
     content_type: Option<&str>,
     body: &[u8],
@@ -73,120 +111,112 @@ fn http(
             "{path:?}: the path must start with / and contain no spaces or line breaks"
         ));
     }
-    let timeout = Duration::from_millis(u64::from(timeout_ms.clamp(1, MAX_TIMEOUT_MS)));
-    let deadline = Instant::now() + timeout;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("connect to 127.0.0.1:{port}: {e}"))?;
-    let left = || {
-        deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| format!("{method} {path}: timed out after {timeout_ms} ms"))
-    };
-    stream.set_write_timeout(Some(left()?)).ok();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nUser-Agent: bosun-sidecar\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let what = format!("{method} {path}");
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HOST, format!("127.0.0.1:{port}"))
+        .header(CONNECTION, "close")
+        .header(USER_AGENT, "bosun-sidecar")
+        .header(CONTENT_LENGTH, body.len());
     if let Some(ct) = content_type {
-        request.push_str(&format!("Content-Type: {ct}\r\n"));
+        request = request.header(
+            CONTENT_TYPE,
+            HeaderValue::from_bytes(ct.as_bytes())
+                .map_err(|e| format!("{what}: content type {ct:?}: {e}"))?,
+        );
     }
-    request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .and_then(|()| stream.write_all(body))
-        .map_err(|e| format!("{method} {path}: {e}"))?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        stream.set_read_timeout(Some(left()?)).ok();
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                raw.extend_from_slice(&buf[..n]);
-                if raw.len() > MAX_BODY + 64 * 1024 {
-                    return Err(format!(
-                        "{method} {path}: response larger than {MAX_BODY} bytes"
-                    ));
-                }
-                if let Some(done) = complete(&raw) {
-                    raw.truncate(done);
-                    break;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(format!("{method} {path}: timed out after {timeout_ms} ms"));
-            }
-            Err(e) => return Err(format!("{method} {path}: {e}")),
-        }
-    }
-    parse(&raw).ok_or_else(|| format!("{method} {path}: not an HTTP/1.x response"))
+    let request = request
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .map_err(|e| format!("{what}: {e}"))?;
+    let timeout = Duration::from_millis(u64::from(timeout_ms.clamp(1, MAX_TIMEOUT_MS)));
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let call = what.clone();
+    client_runtime()?.spawn(async move {
+        let _ = tx.send(exchange(port, request, timeout, timeout_ms, &call).await);
+    });
+    rx.recv()
+        .map_err(|_| format!("{what}: the HTTP client stopped"))?
 }
 
-fn head_end(raw: &[u8]) -> Option<usize> {
-    raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
-}
-
-/// The length of a complete response with a Content-Length, once it has arrived.
-fn complete(raw: &[u8]) -> Option<usize> {
-    let end = head_end(raw)?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let len: usize = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse().ok())?
-    })?;
-    (raw.len() >= end + len).then_some(end + len)
-}
-
-fn parse(raw: &[u8]) -> Option<HttpResponse> {
-    let end = head_end(raw)?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next()?;
-    let mut parts = status_line.splitn(3, ' ');
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    let status: u16 = parts.next()?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[end..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"))
+/// Connects, sends `request` and reads the whole response, all before `timeout`.
+async fn exchange(
+    port: u16,
+    request: Request<Full<Bytes>>,
+    timeout: Duration,
+    timeout_ms: u32,
+    what: &str,
+) -> Result<HttpResponse, String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let stream = match tokio::time::timeout_at(
+        deadline,
+        tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)),
+    )
+    .await
     {
-        body = dechunk(&body)?;
-    }
-    Some(HttpResponse {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line + 2..];
-        if size == 0 {
-            return Some(out);
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(format!("connect to 127.0.0.1:{port}: {e}")),
+        Err(_) => return Err(format!("connect to 127.0.0.1:{port}: connection timed out")),
+    };
+    let failed = |e: hyper::Error| {
+        if e.is_parse() || e.is_parse_status() {
+            format!("{what}: not an HTTP/1.x response: {}", chain(&e))
+        } else {
+            format!("{what}: {}", chain(&e))
         }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
-    }
+    };
+    let exchange = async {
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            // The header names apps have always received from the sidecar.
+            .title_case_headers(true)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(failed)?;
+        let response = async {
+            let response = sender.send_request(request).await.map_err(failed)?;
+            let (head, body) = response.into_parts();
+            let too_large = || format!("{what}: response larger than {MAX_BODY} bytes");
+            if body.size_hint().lower() > MAX_BODY as u64 {
+                return Err(too_large());
+            }
+            let body = Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<LengthLimitError>() {
+                        too_large()
+                    } else {
+                        format!("{what}: {}", chain(&*e))
+                    }
+                })?
+                .to_bytes();
+            Ok(HttpResponse {
+                status: head.status.as_u16(),
+                headers: head
+                    .headers
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_owned(),
+                            String::from_utf8_lossy(v.as_bytes()).trim().to_owned(),
+                        )
+                    })
+                    .collect(),
+                body: body.to_vec(),
+            })
+        };
+        // The connection is driven beside the request. It may finish first (the server
+        // closes once the response is sent): what it read is still there to collect.
+        tokio::pin!(response, conn);
+        tokio::select! {
+            biased;
+            r = &mut response => r,
+            _ = &mut conn => response.await,
+        }
+    };
+    tokio::time::timeout_at(deadline, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("{what}: timed out after {timeout_ms} ms")))
 }
 
 impl Pod for LocalPod {
@@ -195,7 +225,7 @@ impl Pod for LocalPod {
     }
 
     fn http_get(&self, port: u16, path: &str, timeout_ms: u32) -> Result<HttpResponse, String> {
-        http(port, "GET", path, None, &[], timeout_ms)
+        http(port, Method::GET, path, None, &[], timeout_ms)
     }
 
     fn http_post(
@@ -209,7 +239,14 @@ impl Pod for LocalPod {
         if content_type.contains(['\r', '\n']) {
             return Err("the content type must be one line".to_owned());
         }
-        http(port, "POST", path, Some(content_type), body, timeout_ms)
+        http(
+            port,
+            Method::POST,
+            path,
+            Some(content_type),
+            body,
+            timeout_ms,
+        )
     }
 
     fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
@@ -272,39 +309,174 @@ mod tests {
         }
     }
 
-    #[test]
-    fn http_reads_a_response_and_times_out() {
+    /// A server on the loopback that answers each of `responses` to one connection, in
+    /// order, and hands back the requests it read (head and body).
+    fn serve(responses: Vec<Vec<u8>>) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let server = std::thread::spawn(move || {
-            for (i, conn) in listener.incoming().take(2).enumerate() {
-                let mut conn = conn.expect("conn");
+            let mut requests = Vec::new();
+            for response in responses {
+                let (mut conn, _) = listener.accept().expect("accept");
+                let mut raw = Vec::new();
                 let mut buf = [0u8; 1024];
-                let _ = conn.read(&mut buf);
-                if i == 0 {
-                    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok")
-                        .expect("write");
-                } else {
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    raw.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&raw);
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("Content-Length: "))
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            break;
+                        }
+                    }
+                }
+                requests.push(String::from_utf8_lossy(&raw).into_owned());
+                if response.is_empty() {
+                    // No answer: the client must give up on its own.
                     std::thread::sleep(Duration::from_millis(500));
+                } else {
+                    // The client may hang up before all of a too large response is sent.
+                    let _ = conn.write_all(&response);
                 }
             }
+            requests
         });
+        (port, server)
+    }
+
+    #[test]
+    fn http_reads_a_response_and_times_out() {
+        let (port, server) = serve(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok".to_vec(),
+            Vec::new(),
+        ]);
         let dir = tempfile::tempdir().expect("tmp");
         let p = pod(dir.path());
         let r = p.http_get(port, "/healthz", 1000).expect("get");
         assert_eq!((r.status, r.body.as_slice()), (200, b"ok".as_slice()));
-        assert!(r.headers.contains(&("x-a".into(), "b".into())));
+        assert!(
+            r.headers.contains(&("x-a".into(), "b".into())),
+            "{:?}",
+            r.headers
+        );
         let e = p.http_get(port, "/slow", 100).expect_err("timeout");
-        assert!(e.contains("timed out"), "{e}");
+        assert_eq!(e, "GET /slow: timed out after 100 ms");
         assert!(p.http_get(port, "no-slash", 100).is_err());
+        assert!(p.http_get(port, "/a b", 100).is_err());
+        let requests = server.join().expect("server");
+        assert!(
+            requests[0].starts_with("GET /healthz HTTP/1.1\r\n"),
+            "{}",
+            requests[0]
+        );
+        for header in [
+            format!("Host: 127.0.0.1:{port}"),
+            "Connection: close".to_owned(),
+            "User-Agent: bosun-sidecar".to_owned(),
+            "Content-Length: 0".to_owned(),
+        ] {
+            assert!(
+                requests[0].contains(&format!("\r\n{header}\r\n")),
+                "{header}: {}",
+                requests[0]
+            );
+        }
+    }
+
+    #[test]
+    fn http_posts_a_body_with_its_type() {
+        let (port, server) = serve(vec![b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()]);
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = pod(dir.path());
+        let r = p
+            .http_post(
+                port,
+                "/-/reload?now=1",
+                "application/json",
+                b"{\"a\":1}",
+                1000,
+            )
+            .expect("post");
+        assert_eq!((r.status, r.body.len()), (204, 0));
+        let requests = server.join().expect("server");
+        let request = &requests[0];
+        assert!(
+            request.starts_with("POST /-/reload?now=1 HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("\r\nContent-Type: application/json\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("\r\nContent-Length: 7\r\n"), "{request}");
+        assert_eq!(request.matches("Content-Length").count(), 1, "{request}");
+        assert!(request.ends_with("\r\n\r\n{\"a\":1}"), "{request}");
+        assert!(
+            p.http_post(port, "/", "text/plain\r\nX: y", b"", 100)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn chunked_and_unsized_bodies_are_read_whole() {
+        let (port, server) = serve(vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n3;x=y\r\n!!!\r\n0\r\n\r\n".to_vec(),
+            b"HTTP/1.0 200 OK\r\n\r\nuntil the end".to_vec(),
+        ]);
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = pod(dir.path());
+        assert_eq!(p.http_get(port, "/", 1000).expect("chunked").body, b"ok!!!");
+        assert_eq!(
+            p.http_get(port, "/", 1000).expect("unsized").body,
+            b"until the end"
+        );
         server.join().expect("server");
     }
 
     #[test]
-    fn chunked_bodies_are_joined() {
+    fn bodies_over_the_cap_and_garbage_are_refused() {
+        let mut endless = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+        endless.resize(endless.len() + MAX_BODY + 1, b'x');
+        let (port, server) = serve(vec![
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                MAX_BODY + 1
+            )
+            .into_bytes(),
+            endless,
+            b"SSH-2.0-OpenSSH_9.6\r\n\r\n".to_vec(),
+        ]);
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = pod(dir.path());
+        let too_large = format!("GET /big: response larger than {MAX_BODY} bytes");
         assert_eq!(
-            dechunk(b"2\r\nok\r\n3\r\n!!!\r\n0\r\n\r\n").expect("chunks"),
-            b"ok!!!"
+            p.http_get(port, "/big", 5000).expect_err("declared"),
+            too_large
+        );
+        assert_eq!(p.http_get(port, "/big", 5000).expect_err("sent"), too_large);
+        let e = p.http_get(port, "/ssh", 1000).expect_err("not http");
+        assert!(e.starts_with("GET /ssh: not an HTTP/1.x response"), "{e}");
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn a_closed_port_is_named() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir = tempfile::tempdir().expect("tmp");
+        let e = pod(dir.path())
+            .http_get(port, "/", 1000)
+            .expect_err("closed");
+        assert!(
+            e.starts_with(&format!("connect to 127.0.0.1:{port}: ")),
+            "{e}"
         );
     }
 }

@@ -1,4 +1,4 @@
-//! The sidecar's end of the pipe: connect (with backoff and jitter), say hello, take
+//! The sidecar's end of the link: connect (with backoff and jitter), say hello, take
 //! assignments and commands, answer with acks and outcomes; reconnect when cut off.
 
 use std::collections::{HashMap, VecDeque};
@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bosun_pipe::pipe_client::PipeClient;
-use bosun_pipe::{
+use bosun_link::link_client::LinkClient;
+use bosun_link::{
     Ack, FetchRequest, Hello, Outcome, PluginError, PluginLoaded, PluginRef, ProbeReport,
     RuntimeMessage, SidecarMessage, runtime_message, sidecar_message,
 };
@@ -100,12 +100,12 @@ impl Session {
             match self.clone().serve_once(&mut shutdown).await {
                 Ok(Ended::Shutdown) => return,
                 Ok(Ended::Closed) => {
-                    tracing::info!("the runtime closed the pipe; reconnecting");
+                    tracing::info!("the runtime closed the link; reconnecting");
                     failures = 1;
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    tracing::warn!(error = %e, attempt = failures, "pipe to the runtime failed; serving probes with the plugins held");
+                    tracing::warn!(error = %e, attempt = failures, "link to the runtime failed; serving probes with the plugins held");
                 }
             }
             self.connected.store(false, Ordering::Relaxed);
@@ -142,9 +142,9 @@ impl Session {
         shutdown: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<Ended> {
         let channel = self.channel().await?;
-        let mut client = PipeClient::new(channel)
-            .max_decoding_message_size(bosun_pipe::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(bosun_pipe::MAX_MESSAGE_BYTES);
+        let mut client = LinkClient::new(channel)
+            .max_decoding_message_size(bosun_link::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(bosun_link::MAX_MESSAGE_BYTES);
         let (tx, rx) = mpsc::channel::<SidecarMessage>(256);
         let hello = Hello {
             namespace: self.config.namespace.clone(),
@@ -167,7 +167,7 @@ impl Session {
             .map_err(|e| anyhow::anyhow!("token: {e}"))?;
         let mut request = tonic::Request::new(ReceiverStream::new(rx));
         request.metadata_mut().insert(
-            bosun_pipe::AUTHORIZATION,
+            bosun_link::AUTHORIZATION,
             format!("Bearer {token}")
                 .parse()
                 .map_err(|_| anyhow::anyhow!("the token is not a valid header value"))?,
@@ -199,7 +199,7 @@ impl Session {
         &self,
         message: RuntimeMessage,
         tx: &mpsc::Sender<SidecarMessage>,
-        client: &mut PipeClient<Channel>,
+        client: &mut LinkClient<Channel>,
     ) -> anyhow::Result<()> {
         let Some(body) = message.body else {
             return Ok(());
@@ -209,7 +209,7 @@ impl Session {
                 tracing::info!(runtime = %w.runtime_id, "welcomed by the runtime");
             }
             runtime_message::Body::Drain(d) => {
-                tracing::info!(reason = %d.reason, "the runtime drains this pipe");
+                tracing::info!(reason = %d.reason, "the runtime drains this link");
             }
             runtime_message::Body::Assignment(a) => {
                 let wanted: Vec<String> = a.plugins.iter().map(|p| p.name.clone()).collect();
@@ -297,7 +297,7 @@ impl Session {
 
     async fn install(
         &self,
-        client: &mut PipeClient<Channel>,
+        client: &mut LinkClient<Channel>,
         name: &str,
         digest: &str,
         config: &str,

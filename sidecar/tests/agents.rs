@@ -34,7 +34,7 @@ fn bytes_that_do_not_match_their_digest_are_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let a = agents(dir.path());
     let bytes = agent_bytes();
-    let digest = bosun_pipe::digest(&bytes);
+    let digest = bosun_link::digest(&bytes);
     let mut tampered = bytes.clone();
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
@@ -63,7 +63,7 @@ fn a_controller_component_is_refused_by_world() {
     let dir = tempfile::tempdir().expect("tmp");
     let a = agents(dir.path());
     let bytes = std::fs::read(bosun_test_artifacts::PINGER).expect("pinger");
-    let digest = bosun_pipe::digest(&bytes);
+    let digest = bosun_link::digest(&bytes);
     let e = a
         .install("pinger", &digest, bytes.into(), "{}")
         .expect_err("controller");
@@ -119,7 +119,7 @@ async fn readyz(addr: std::net::SocketAddr) -> (u16, String) {
 /// Puts the agent in the sidecar's cache and its last assignment, as a previous run would.
 fn seed(dir: &std::path::Path, config: &str) {
     let bytes = agent_bytes();
-    let digest = bosun_pipe::digest(&bytes);
+    let digest = bosun_link::digest(&bytes);
     let a = Arc::new(agents(&dir.join("data")));
     a.store("agent", &digest, &bytes).expect("store");
     let assigned = serde_json::json!([{"name": "agent", "digest": digest, "config": config}]);

@@ -1,9 +1,9 @@
-//! The sidecar pipe: the real `bosun-sidecar` binary's cold start and idle memory with
+//! The sidecar link: the real `bosun-sidecar` binary's cold start and idle memory with
 //! one Rust pod-agent plugin, the pod-command round trip on loopback, and the runtime's
 //! memory and CPU with many connected sidecars.
 //!
 //! The embedded cluster runs in a child process, and the many sidecars are lightweight
-//! pipe clients in another child process (this binary again), so the RSS and CPU
+//! link clients in another child process (this binary again), so the RSS and CPU
 //! printed for the runtime are its own.
 //!
 //! Run: `cargo build --release -p bosun-sidecar && cargo bench -p bosun-runtime --bench sidecars`
@@ -137,7 +137,7 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 /// endpoint answers 200 with the agent plugin loaded.
 fn start_sidecar(
     bin: &Path,
-    pipe: &str,
+    link: &str,
     pod: &Pod,
     token: &str,
     dir: &Path,
@@ -148,7 +148,7 @@ fn start_sidecar(
         .env("POD_NAMESPACE", "default")
         .env("POD_NAME", pod.metadata.name.as_deref().unwrap_or(""))
         .env("POD_UID", pod.metadata.uid.as_deref().unwrap_or(""))
-        .env("BOSUN_RUNTIME", pipe)
+        .env("BOSUN_RUNTIME", link)
         .env("BOSUN_TOKEN", token)
         .env("BOSUN_PROBE_ADDR", format!("127.0.0.1:{probe_port}"))
         .env("BOSUN_SHARED_DIR", dir.join("shared"))
@@ -226,9 +226,9 @@ async fn bench() -> anyhow::Result<()> {
     )?;
     let (sidecars, addr) = runtime
         .sidecars()
-        .ok_or_else(|| anyhow::anyhow!("no pipe"))?;
+        .ok_or_else(|| anyhow::anyhow!("no sidecar link"))?;
     let sidecars = sidecars.clone();
-    let pipe = format!("http://{addr}");
+    let link = format!("http://{addr}");
     let key = ObjectRef::namespaced("v1", "Pod", "default", "p-0");
     let cached = async || {
         while runtime.informers().get(&key).is_none() {
@@ -247,13 +247,13 @@ async fn bench() -> anyhow::Result<()> {
     );
     let sdir = dir.path().join("sidecar");
     let port = free_port()?;
-    let (mut child, first) = start_sidecar(&bin, &pipe, p0, &token, &sdir, port)?;
+    let (mut child, first) = start_sidecar(&bin, &link, p0, &token, &sdir, port)?;
     child.kill()?;
     child.wait()?;
     let mut starts = Vec::new();
     for _ in 0..10 {
         let port = free_port()?;
-        let (mut c, took) = start_sidecar(&bin, &pipe, p0, &token, &sdir, port)?;
+        let (mut c, took) = start_sidecar(&bin, &link, p0, &token, &sdir, port)?;
         starts.push(took);
         c.kill()?;
         c.wait()?;
@@ -266,7 +266,7 @@ async fn bench() -> anyhow::Result<()> {
         ms(percentile(&starts, 1.0))
     );
     let port = free_port()?;
-    let (mut child, _) = start_sidecar(&bin, &pipe, p0, &token, &sdir, port)?;
+    let (mut child, _) = start_sidecar(&bin, &link, p0, &token, &sdir, port)?;
     let pid = child.id().to_string();
     while sidecars.connected() == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -278,7 +278,7 @@ async fn bench() -> anyhow::Result<()> {
         proc_status(&pid, "VmHWM:")
     );
 
-    // 2. Round trips: pod-command queued by the pipe → sidecar plugin → outcome back.
+    // 2. Round trips: pod-command queued by the command pipe → sidecar plugin → outcome back.
     let pipe_api = runtime.pipe().clone();
     let executor =
         bosun_runtime::executor::Executor::new(client.clone(), runtime.informers().clone());
@@ -330,9 +330,9 @@ async fn bench() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    // 3. Many sidecars (lightweight pipe clients in a child process).
+    // 3. Many sidecars (lightweight link clients in a child process).
     let tokens = dir.path().join("tokens");
-    let mut lines = format!("{pipe}\n");
+    let mut lines = format!("{link}\n");
     for p in &created {
         let name = p.metadata.name.as_deref().unwrap_or("");
         let uid = p.metadata.uid.as_deref().unwrap_or("");
@@ -426,17 +426,17 @@ async fn bench() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The child: one lightweight pipe client per line of the tokens file; each says hello,
+/// The child: one lightweight link client per line of the tokens file; each says hello,
 /// reports every assigned plugin as loaded, and answers commands.
 async fn clients(tokens: PathBuf) -> anyhow::Result<()> {
-    use bosun_pipe::pipe_client::PipeClient;
-    use bosun_pipe::{
+    use bosun_link::link_client::LinkClient;
+    use bosun_link::{
         Hello, Outcome, PluginLoaded, SidecarMessage, runtime_message, sidecar_message,
     };
     let text = std::fs::read_to_string(&tokens)?;
     let mut lines = text.lines();
-    let pipe = lines.next().unwrap_or_default().to_owned();
-    let endpoint = tonic::transport::Endpoint::from_shared(pipe)?;
+    let link = lines.next().unwrap_or_default().to_owned();
+    let endpoint = tonic::transport::Endpoint::from_shared(link)?;
     println!("ready");
     let mut tasks = Vec::new();
     for line in lines {
@@ -449,7 +449,7 @@ async fn clients(tokens: PathBuf) -> anyhow::Result<()> {
         let endpoint = endpoint.clone();
         tasks.push(tokio::spawn(async move {
             // One connection per sidecar, as pods have.
-            let mut client = PipeClient::new(endpoint.connect().await?);
+            let mut client = LinkClient::new(endpoint.connect().await?);
             let (tx, rx) = tokio::sync::mpsc::channel::<SidecarMessage>(16);
             let hello = SidecarMessage {
                 body: Some(sidecar_message::Body::Hello(Hello {

@@ -1,4 +1,4 @@
-//! The sidecar pipe end to end on the embedded cluster: a controller's pod-command
+//! The sidecar link end to end on the embedded cluster: a controller's pod-command
 //! reaches a pod's sidecar plugin and its outcome returns; delivery survives a runtime
 //! restart without loss or repetition; sidecars reconnect, hot-swap plugins, and are
 //! refused with a bad token or an oversize message.
@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bosun_dev::launcher::Launcher;
 use bosun_host::host::log;
 use bosun_host::load::Source;
-use bosun_pipe::pipe_client::PipeClient;
-use bosun_pipe::{Hello, SidecarMessage, sidecar_message};
-use bosun_runtime::embedded::Launcher;
+use bosun_link::link_client::LinkClient;
+use bosun_link::{Hello, SidecarMessage, sidecar_message};
 use bosun_runtime::{Config, Runtime};
 use bosun_sidecar::config::Token;
 use bosun_sidecar::{Config as SidecarConfig, Sidecar};
@@ -44,7 +44,7 @@ async fn env() -> Env {
     }
 }
 
-fn config(env: &Env, pipe_port: u16, tls: bool) -> Config {
+fn config(env: &Env, link_port: u16, tls: bool) -> Config {
     let mut c = Config {
         data_dir: env.dir.path().join("rt"),
         admin_addr: "127.0.0.1:0".parse().expect("addr"),
@@ -53,7 +53,7 @@ fn config(env: &Env, pipe_port: u16, tls: bool) -> Config {
         ..Default::default()
     };
     c.queue.backoff_base_ms = 100;
-    c.sidecars.listen = Some(SocketAddr::from(([127, 0, 0, 1], pipe_port)));
+    c.sidecars.listen = Some(SocketAddr::from(([127, 0, 0, 1], link_port)));
     c.sidecars.tls = tls;
     c.sidecars.resend_ms = 500;
     c
@@ -170,7 +170,7 @@ async fn a_controller_command_reaches_the_sidecar_plugin_and_its_outcome_returns
     // TLS on, sidecars started by the embedded launcher like in `bosun up`.
     let rt = start(&env, config(&env, 0, true)).await;
     let launcher_dir = env.dir.path().join("launched");
-    let launcher = Launcher::start(&rt, launcher_dir.clone()).expect("pipe configured");
+    let launcher = Launcher::start(&rt, launcher_dir.clone()).expect("link configured");
     rt.install(&source(bosun_test_artifacts::TEST_AGENT), r#"{"tag":"v1"}"#)
         .expect("agent");
     rt.install(&source(bosun_test_artifacts::PINGER), r#"{"count":3}"#)
@@ -400,8 +400,8 @@ async fn a_sidecar_serves_while_the_runtime_is_away_and_takes_a_new_revision() {
     env.cluster.shutdown().await;
 }
 
-async fn client(port: u16) -> PipeClient<tonic::transport::Channel> {
-    PipeClient::connect(format!("http://127.0.0.1:{port}"))
+async fn client(port: u16) -> LinkClient<tonic::transport::Channel> {
+    LinkClient::connect(format!("http://127.0.0.1:{port}"))
         .await
         .expect("connect")
 }
@@ -422,7 +422,7 @@ async fn open(
     port: u16,
     token: &str,
     message: SidecarMessage,
-) -> Result<tonic::Streaming<bosun_pipe::RuntimeMessage>, tonic::Status> {
+) -> Result<tonic::Streaming<bosun_link::RuntimeMessage>, tonic::Status> {
     let mut c = client(port).await.max_encoding_message_size(64 << 20);
     let mut request = tonic::Request::new(tokio_stream::iter(vec![message]));
     request.metadata_mut().insert(
@@ -484,7 +484,7 @@ async fn bad_tokens_and_oversize_messages_are_refused() {
     let first = stream.message().await.expect("message").expect("welcome");
     assert!(matches!(
         first.body,
-        Some(bosun_pipe::runtime_message::Body::Welcome(_))
+        Some(bosun_link::runtime_message::Body::Welcome(_))
     ));
     // A bad-token sidecar never connects, and says why in its log; it keeps serving.
     let sc = sidecar_config(
@@ -507,7 +507,7 @@ async fn a_pod_can_name_the_plugins_its_sidecar_runs() {
     let env = env().await;
     let rt = start(&env, config(&env, 0, false)).await;
     let launcher_dir = env.dir.path().join("launched");
-    let launcher = Launcher::start(&rt, launcher_dir.clone()).expect("pipe configured");
+    let launcher = Launcher::start(&rt, launcher_dir.clone()).expect("link configured");
     rt.install(
         &source(bosun_test_artifacts::TEST_AGENT),
         r#"{"tag":"named"}"#,

@@ -1,12 +1,12 @@
 //! The protocol between the Bosun runtime and the sidecar in each pod
-//! (`proto/bosun/pipe/v1/pipe.proto`), and the tokens that tie a sidecar to its pod.
+//! (`proto/bosun/link/v1/link.proto`), and the tokens that tie a sidecar to its pod.
 //!
 //! One bidirectional stream per sidecar carries hello, assignments, commands, acks,
 //! outcomes and probe reports; plugin bytes are fetched by digest in chunks.
 
 #[allow(missing_docs, clippy::all, clippy::pedantic, rust_2018_idioms)]
 mod generated {
-    tonic::include_proto!("bosun.pipe.v1");
+    tonic::include_proto!("bosun.link.v1");
 }
 
 pub use generated::*;

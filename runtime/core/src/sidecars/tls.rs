@@ -1,0 +1,69 @@
+//! The link's TLS material: a self-signed certificate made once and kept in the data
+//! directory, so the sidecars that trust it keep trusting it across runtime restarts.
+
+use std::path::{Path, PathBuf};
+
+use super::{Error, io_err};
+
+/// The folder of the certificate in the data directory. It keeps the name it had when
+/// the link was called the pipe: sidecars are given `pipe-tls/ca.pem` to trust, and a
+/// new name would make a new certificate they do not trust.
+const DIR: &str = "pipe-tls";
+
+/// The link's certificate.
+pub(super) struct Tls {
+    /// The certificate (PEM).
+    pub(super) cert: String,
+    /// Its key (PEM).
+    pub(super) key: String,
+    /// The file sidecars trust: the certificate itself (it is self-signed).
+    pub(super) ca_file: PathBuf,
+}
+
+/// The certificate in `dir`, made valid for `localhost`, `127.0.0.1` and `names` the
+/// first time.
+pub(super) fn load(dir: &Path, names: &[String]) -> Result<Tls, Error> {
+    let tls = dir.join(DIR);
+    let (cert, key) = (tls.join("ca.pem"), tls.join("key.pem"));
+    if let (Ok(c), Ok(k)) = (
+        std::fs::read_to_string(&cert),
+        std::fs::read_to_string(&key),
+    ) {
+        return Ok(Tls {
+            cert: c,
+            key: k,
+            ca_file: cert,
+        });
+    }
+    std::fs::create_dir_all(&tls).map_err(io_err(&tls))?;
+    let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    sans.extend(names.iter().cloned());
+    let made = rcgen::generate_simple_self_signed(sans).map_err(|e| Error::Tls(e.to_string()))?;
+    let (c, k) = (made.cert.pem(), made.signing_key.serialize_pem());
+    std::fs::write(&key, &k).map_err(io_err(&key))?;
+    std::fs::write(&cert, &c).map_err(io_err(&cert))?;
+    Ok(Tls {
+        cert: c,
+        key: k,
+        ca_file: cert,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificate_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let first = load(dir.path(), &["bosun-runtime.bosun-system".to_owned()]).expect("make");
+        assert!(first.cert.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(first.ca_file, dir.path().join("pipe-tls/ca.pem"));
+        assert_eq!(
+            std::fs::read_to_string(&first.ca_file).expect("ca"),
+            first.cert
+        );
+        let again = load(dir.path(), &[]).expect("keep");
+        assert_eq!((again.cert, again.key), (first.cert, first.key));
+    }
+}
