@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bosun_runtime::up::{self, Up};
+use bosun_dev::up::{self, Up};
 use bosun_runtime::{Config, Runtime};
 use clap::Args;
 
@@ -333,18 +333,18 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             println!("    last load error: {err}");
         }
     }
-    if let Some(pipe) = v["sidecars"].as_object() {
-        let connected = pipe["connected"].as_array().cloned().unwrap_or_default();
+    if let Some(link) = v["sidecars"].as_object() {
+        let connected = link["connected"].as_array().cloned().unwrap_or_default();
         println!(
-            "sidecar pipe {} ({}): {} connected, {} pod-commands in flight",
-            pipe["listen"].as_str().unwrap_or("?"),
-            if pipe["tls"] == true {
+            "sidecar link {} ({}): {} connected, {} pod-commands in flight",
+            link["listen"].as_str().unwrap_or("?"),
+            if link["tls"] == true {
                 "TLS"
             } else {
                 "plaintext"
             },
             connected.len(),
-            pipe["inFlight"]
+            link["inFlight"]
         );
         if !connected.is_empty() {
             println!(

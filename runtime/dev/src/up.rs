@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use crate::{Config, Runtime};
+use bosun_runtime::{Config, Runtime};
 
 /// What `bosun up` runs.
 #[derive(Debug, Clone)]
@@ -41,8 +41,8 @@ pub struct Snapshot {
     /// Reconciles so far (all plugins).
     pub reconciles: u64,
     /// Command verdicts so far.
-    pub commands: crate::pipe::Counts,
-    /// Sidecars connected to the runtime's pipe.
+    pub commands: bosun_runtime::pipe::Counts,
+    /// Sidecars connected to the runtime's sidecar link.
     pub sidecars: usize,
 }
 
@@ -51,7 +51,7 @@ pub struct Up {
     cluster: Option<bosun_cluster::Cluster>,
     runtime: Arc<Runtime>,
     client: kube::Client,
-    launcher: Option<crate::embedded::Launcher>,
+    launcher: Option<crate::launcher::Launcher>,
     mirror: tokio::task::JoinHandle<()>,
 }
 
@@ -88,7 +88,7 @@ impl Up {
             .kube_config()
             .await
             .context("cannot connect to the embedded cluster")?;
-        let client = crate::connect::from_config(kube_config)?;
+        let client = bosun_runtime::connect::from_config(kube_config)?;
         label_zones(&client)
             .await
             .context("cannot label the simulated nodes")?;
@@ -107,12 +107,12 @@ impl Up {
             .await
             .context("cannot start the runtime")?;
         let launcher =
-            crate::embedded::Launcher::start(&runtime, options.data_dir.join("sidecars"));
+            crate::launcher::Launcher::start(&runtime, options.data_dir.join("sidecars"));
         // The folder's plugins are Plugin objects too, managed by `bosun plugin …`.
         let plugins_dir = std::fs::canonicalize(&options.plugins_dir)
             .unwrap_or_else(|_| options.plugins_dir.clone());
-        let mirror = tokio::spawn(crate::objects::mirror_folder(
-            Arc::downgrade(&runtime),
+        let mirror = tokio::spawn(bosun_runtime::rollout::folder::mirror_folder(
+            Arc::downgrade(runtime.registry()),
             client.clone(),
             plugins_dir,
             "default".to_owned(),
@@ -183,7 +183,7 @@ impl Up {
             nodes,
             plugins,
             reconciles,
-            commands: self.runtime.pipe.counts(),
+            commands: self.runtime.pipe_counts(),
             sidecars: self.runtime.sidecars().map_or(0, |(s, _)| s.connected()),
         }
     }
@@ -233,7 +233,7 @@ fn seed(file: &Path, config: Option<&Path>, dir: &Path) -> anyhow::Result<()> {
 /// embedded cluster.
 async fn install_crd(client: &kube::Client) -> anyhow::Result<()> {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&crate::crd::crd_yaml()?)?;
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&bosun_api::plugin::crd_yaml()?)?;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = crd.metadata.name.clone().unwrap_or_default();
     api.patch(

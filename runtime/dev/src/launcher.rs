@@ -12,8 +12,8 @@ use std::time::Duration;
 use bosun_sidecar::config::Token;
 use bosun_sidecar::{Config as SidecarConfig, Sidecar};
 
-use crate::informer::Kind;
-use crate::runtime::Runtime;
+use bosun_runtime::Runtime;
+use bosun_runtime::informer::Kind;
 
 /// The annotation that asks for a sidecar.
 pub const INJECT: &str = "sidecar.bosun.dev/inject";
@@ -65,7 +65,7 @@ fn wanted(object: &serde_json::Value) -> Option<Wanted> {
 
 impl Launcher {
     /// Starts watching `runtime`'s pods; sidecar state goes under `dir`. `None` when the
-    /// runtime has no sidecar pipe.
+    /// runtime has no sidecar link.
     pub fn start(runtime: &Arc<Runtime>, dir: PathBuf) -> Option<Launcher> {
         let (sidecars, addr) = runtime.sidecars()?;
         let sidecars = sidecars.clone();

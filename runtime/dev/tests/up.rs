@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use bosun_runtime::crd::Plugin;
-use bosun_runtime::up::{Options, Up};
+use bosun_api::plugin::Plugin;
+use bosun_dev::{Options, Up};
 use bosun_test_support::eventually;
 use kube::api::Api;
 
@@ -33,12 +33,12 @@ async fn folder_plugins_are_published_as_plugin_objects() {
         .expect("client");
     let plugins: Api<Plugin> = Api::namespaced(client, "default");
     let digest =
-        bosun_pipe::digest(&std::fs::read(bosun_test_artifacts::ZONE_LABELER).expect("wasm"));
+        bosun_link::digest(&std::fs::read(bosun_test_artifacts::ZONE_LABELER).expect("wasm"));
     eventually("zone-labeler is a Plugin object, serving", Duration::from_secs(60), || async {
         let Ok(Some(p)) = plugins.get_opt("zone-labeler").await else {
             return false;
         };
-        let file = matches!(&p.spec.source, bosun_runtime::crd::Source::File { path } if path.ends_with("zone-labeler.wasm"));
+        let file = matches!(&p.spec.source, bosun_api::plugin::Source::File { path } if path.ends_with("zone-labeler.wasm"));
         let granted = p.spec.permissions.iter().any(|g| g.kind == "Node" && g.verbs == ["read"]);
         file && granted
             && p.status.as_ref().and_then(|s| s.stable_revision.as_deref()) == Some(digest.as_str())
