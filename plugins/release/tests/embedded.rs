@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bosun_host::host::log;
-use bosun_host::load::Source;
-use bosun_runtime::{Config, Runtime};
+use bosun_runtime::Runtime;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -18,48 +16,14 @@ const PARTITION: &str = "release.bosun.dev/partition";
 const PAUSED: &str = "release.bosun.dev/paused";
 const STATUS: &str = "release.bosun.dev/status";
 
-struct Env {
-    cluster: bosun_cluster::Cluster,
-    client: kube::Client,
-    dir: tempfile::TempDir,
-    logs: Arc<log::Memory>,
-}
-
-async fn env() -> Env {
-    let cluster = bosun_cluster::start(bosun_cluster::Config {
-        nodes: 3,
-        ..Default::default()
-    })
-    .await
-    .expect("cluster");
-    let client = cluster.client().await.expect("client");
-    Env {
-        cluster,
-        client,
-        dir: tempfile::tempdir().expect("tempdir"),
-        logs: Arc::new(log::Memory::default()),
-    }
-}
-
 async fn runtime(env: &Env, name: &str) -> Arc<Runtime> {
-    let mut config = Config {
-        data_dir: env.dir.path().join(name),
-        admin_addr: "127.0.0.1:0".parse().expect("addr"),
-        resync_seconds: 0,
-        shutdown_grace_seconds: 5,
-        ..Default::default()
-    };
-    config.queue.backoff_base_ms = 100;
-    let rt = Runtime::start_with(config, env.client.clone(), env.logs.clone())
-        .await
-        .expect("runtime starts");
-    let source =
-        Source::file(std::path::Path::new(bosun_test_artifacts::RELEASE)).expect("artifact");
-    rt.install(&source, r#"{"pollMs": 50}"#)
+    let rt = env.runtime(env.config(name)).await;
+    rt.install(&source(bosun_test_artifacts::RELEASE), r#"{"pollMs": 50}"#)
         .expect("release plugin");
     rt
 }
 
+use bosun_test_support::embedded::{Env, source};
 use bosun_test_support::eventually;
 
 fn sts_api(env: &Env) -> Api<StatefulSet> {
@@ -188,7 +152,7 @@ async fn status(env: &Env, name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_change_updates_every_pod_in_place_within_max_unavailable() {
-    let env = env().await;
+    let env = Env::bare(3).await;
     let _rt = runtime(&env, "rt").await;
     let annotations = json!({STRATEGY: "InPlaceIfPossible", MAX_UNAVAILABLE: "2"});
     create_sts(&env, "web", 6, annotations).await;
@@ -289,7 +253,7 @@ async fn sample_gated_release(env: &Env, target: &str, mut check: impl FnMut(u32
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readiness_gate_keeps_a_pod_out_of_service_while_it_is_updated_in_place() {
-    let env = env().await;
+    let env = Env::bare(3).await;
     let _rt = runtime(&env, "rt").await;
     let sts: StatefulSet = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -402,7 +366,7 @@ async fn the_readiness_gate_keeps_a_pod_out_of_service_while_it_is_updated_in_pl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_and_pause_hold_pods_until_resumed() {
-    let env = env().await;
+    let env = Env::bare(3).await;
     let _rt = runtime(&env, "rt").await;
     let annotations = json!({
         STRATEGY: "InPlaceOnly", MAX_UNAVAILABLE: "50%", PARTITION: "2", PAUSED: "true",
@@ -463,7 +427,7 @@ async fn partition_and_pause_hold_pods_until_resumed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_pull_failure_past_the_threshold_pauses_the_release() {
-    let env = env().await;
+    let env = Env::bare(3).await;
     let _rt = runtime(&env, "rt").await;
     env.cluster.sim().set_image_pull_failure("app:broken", true);
     create_sts(&env, "api", 4, json!({STRATEGY: "InPlaceIfPossible"})).await;
@@ -490,7 +454,7 @@ async fn an_image_pull_failure_past_the_threshold_pauses_the_release() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_image_change_recreates_pods() {
-    let env = env().await;
+    let env = Env::bare(3).await;
     let _rt = runtime(&env, "rt").await;
     create_sts(&env, "batch", 2, json!({STRATEGY: "InPlaceIfPossible"})).await;
     let before = pods(&env, "batch").await;
@@ -530,7 +494,7 @@ async fn converged(env: &Env, name: &str, replicas: usize, image: &str) -> BTree
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_restart_mid_release_resumes_without_updating_a_pod_twice() {
-    let env = env().await;
+    let env = Env::bare(3).await;
     let first = runtime(&env, "rt").await;
     create_sts(&env, "queue", 6, json!({STRATEGY: "InPlaceIfPossible"})).await;
     let before = pods(&env, "queue").await;
@@ -570,7 +534,7 @@ async fn a_runtime_restart_mid_release_resumes_without_updating_a_pod_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scale_out_mid_release_gets_the_new_image_and_a_newer_template_retargets() {
-    let env = env().await;
+    let env = Env::bare(3).await;
     let _rt = runtime(&env, "rt").await;
     create_sts(&env, "cache", 4, json!({STRATEGY: "InPlaceIfPossible"})).await;
     let before = pods(&env, "cache").await;

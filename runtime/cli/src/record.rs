@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use bosun_api::Selector;
 use bosun_host::contract::{Command, ObjectRef};
 use bosun_host::host::cache::{Cache, ListQuery};
 use bosun_host::host::clock::Clock;
 use bosun_host::host::commands::Commands;
 use bosun_host::host::{CallInfo, log};
-use bosun_host::selector::Selector;
 use bosun_host::{Revision, Services, Spec, Strategy, World};
 use bosun_runtime::record::{DEFAULT_SECONDS, Line, MAX_SECONDS, Outcome, Query, Read, Submitted};
 use clap::Args;

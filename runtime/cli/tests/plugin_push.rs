@@ -5,7 +5,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use bosun_runtime::crd::{Plugin, Source, Strategy};
+use bosun_api::plugin::{Plugin, Source, Strategy};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -88,7 +88,7 @@ fn hex(digest: &str) -> &str {
 
 async fn install_crd(client: &kube::Client) {
     let crd: CustomResourceDefinition =
-        serde_yaml::from_str(&bosun_runtime::crd::crd_yaml().expect("yaml")).expect("crd");
+        serde_yaml::from_str(&bosun_api::plugin::crd_yaml().expect("yaml")).expect("crd");
     Api::<CustomResourceDefinition>::all(client.clone())
         .create(&PostParams::default(), &crd)
         .await
@@ -175,7 +175,7 @@ async fn push_status_promote_and_rollback_on_the_embedded_cluster() {
         configmap_source(&p),
         (cm1.clone(), "plugin.wasm".to_owned())
     );
-    assert_eq!(p.spec.world, bosun_runtime::crd::World::Controller);
+    assert_eq!(p.spec.world, bosun_api::plugin::World::Controller);
     assert_eq!(
         p.spec.config,
         Some(json!({"label": "topology.kubernetes.io/zone"}))
@@ -283,7 +283,7 @@ async fn push_status_promote_and_rollback_on_the_embedded_cluster() {
     assert_eq!(configmap_source(&p).0, cm1);
     assert_eq!(p.spec.rollout.strategy, Strategy::Direct);
     assert_eq!(p.spec.rollout.canary, None);
-    assert_eq!(p.spec.world, bosun_runtime::crd::World::Controller);
+    assert_eq!(p.spec.world, bosun_api::plugin::World::Controller);
     assert!(p.spec.config.is_some(), "the config survives a rollback");
 
     // With a status as the runtime writes it: status, history and promote read it.

@@ -1,7 +1,8 @@
 //! The admin endpoint: /metrics (Prometheus text), /healthz, /readyz, /plugins (JSON),
 //! /plugins/NAME/diff (JSON), /plugins/NAME/record?seconds=N (JSON lines).
 
-use std::sync::Weak;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
 
 use axum::Router;
 use axum::extract::State;
@@ -10,12 +11,51 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::informer::KindState;
-use crate::runtime::Runtime;
+use bosun_host::Registry;
+use tokio::sync::watch;
 
-type Shared = Weak<Runtime>;
+use crate::connect::Health;
+use crate::dispatch::Dispatcher;
+use crate::informer::{Informers, KindState};
+use crate::metrics::Metrics;
+use crate::pipe::Pipe;
+use crate::record::Recorder;
+use crate::rollout::Routes;
+use crate::sidecars::Sidecars;
 
-/// Serves the admin endpoint until the runtime is dropped.
+/// What the admin endpoint reads: narrow handles to the runtime's parts.
+pub struct Parts {
+    /// Plugins and their revisions.
+    pub registry: Arc<Registry>,
+    /// The shared cache.
+    pub informers: Arc<Informers>,
+    /// Queues per plugin.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Breakers and verdicts.
+    pub pipe: Arc<Pipe>,
+    /// The metric families.
+    pub metrics: Metrics,
+    /// Whether the API server answers.
+    pub health: Health,
+    /// Canaries and shadows (their differences).
+    pub routes: Arc<Routes>,
+    /// Record sessions.
+    pub recorder: Arc<Recorder>,
+    /// The sidecar link and its address, when configured.
+    pub sidecars: Option<(Arc<Sidecars>, SocketAddr)>,
+    /// Whether this runtime leads.
+    pub leading: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("admin::Parts").finish_non_exhaustive()
+    }
+}
+
+type Shared = Weak<Parts>;
+
+/// Serves the admin endpoint until the runtime (which holds the parts) is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, runtime: Shared) {
     let app = Router::new()
         .route("/metrics", get(metrics))
@@ -102,7 +142,7 @@ async fn readyz(State(rt): State<Shared>) -> Response {
 }
 
 /// Status of every plugin, as `bosun status` prints it.
-pub fn plugins_json(rt: &Runtime) -> serde_json::Value {
+pub fn plugins_json(rt: &Parts) -> serde_json::Value {
     let queues = rt.dispatcher.queues();
     let plugins: Vec<_> = rt
         .registry
@@ -128,12 +168,12 @@ pub fn plugins_json(rt: &Runtime) -> serde_json::Value {
         })
         .collect();
     json!({
-        "leader": rt.is_leader(),
+        "leader": *rt.leading.borrow(),
         "apiServer": rt.health.problem().unwrap_or_else(|| "reachable".to_owned()),
         "kinds": rt.informers.states(),
         "objects": rt.informers.counts(),
         "plugins": plugins,
-        "sidecars": rt.sidecars().map(|(s, addr)| json!({
+        "sidecars": rt.sidecars.as_ref().map(|(s, addr)| json!({
             "listen": addr.to_string(),
             "tls": s.ca_file().is_some(),
             "inFlight": s.in_flight(),
@@ -153,11 +193,11 @@ async fn diff(
     if rt.registry.current(&name).is_none() {
         return (StatusCode::NOT_FOUND, format!("no plugin named {name:?}\n")).into_response();
     }
-    let shadow = rt.gray.shadow(&name).map(|(r, _)| r.digest().to_owned());
+    let shadow = rt.routes.shadow(&name).map(|(r, _)| r.digest().to_owned());
     axum::Json(json!({
         "plugin": name,
         "shadow": shadow,
-        "differences": rt.gray.differences(&name),
+        "differences": rt.routes.differences(&name),
     }))
     .into_response()
 }

@@ -31,17 +31,17 @@ pub struct Config {
     pub limits: Limits,
     /// How long in-flight reconciles may run on shutdown.
     pub shutdown_grace_seconds: u64,
-    /// The pipe to the sidecars in pods.
+    /// The link to the sidecars in pods.
     pub sidecars: Sidecars,
     /// Drive `Plugin` objects (bosun.dev/v1alpha1) found in the cluster.
     pub plugin_objects: bool,
 }
 
-/// The sidecar pipe (gRPC), off unless `listen` is set.
+/// The sidecar link (gRPC), off unless `listen` is set.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct Sidecars {
-    /// Where the pipe listens, e.g. `0.0.0.0:9470`.
+    /// Where the link listens, e.g. `0.0.0.0:9470`.
     pub listen: Option<SocketAddr>,
     /// Serve TLS with a certificate the runtime generates once (kept in the data
     /// directory; sidecars trust `pipe-tls/ca.pem`).

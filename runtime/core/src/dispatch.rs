@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use bosun_api::Selector;
 use bosun_host::call::Error as CallError;
 use bosun_host::contract::{EventKind, ObjectRef, ReconcileRequest, Subscription, Verb};
 use bosun_host::host::CallInfo;
-use bosun_host::selector::Selector;
 use bosun_host::{Registry, Revision, World};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -88,7 +88,7 @@ pub struct Parts {
     /// True while this runtime leads; reconciles wait while it does not.
     pub leading: watch::Receiver<bool>,
     /// Canaries in progress.
-    pub gray: Arc<crate::gray::Gray>,
+    pub routes: Arc<crate::rollout::Routes>,
     /// Recordings of plugins' calls.
     pub recorder: Arc<crate::record::Recorder>,
 }
@@ -337,7 +337,7 @@ impl Dispatcher {
     /// Runs the shadow revision of `name` on the request the stable one just answered, and
     /// records a difference when it would have submitted other commands.
     async fn shadow(&self, name: &str, request: ReconcileRequest, stable: Vec<serde_json::Value>) {
-        let Some((shadow, sink)) = self.parts.gray.shadow(name) else {
+        let Some((shadow, sink)) = self.parts.routes.shadow(name) else {
             return;
         };
         let key = request.target.key();
@@ -351,9 +351,9 @@ impl Dispatcher {
         };
         if shadow.as_ref() != Ok(&stable) {
             let at_ms = bosun_host::host::clock::Clock::now_ms(&bosun_host::host::clock::System);
-            self.parts.gray.differ(
+            self.parts.routes.differ(
                 name,
-                crate::gray::Difference {
+                crate::rollout::Difference {
                     at_ms,
                     key,
                     events,
@@ -381,7 +381,7 @@ impl Dispatcher {
         // A canary in progress serves its share of the keys.
         let revision = self
             .parts
-            .gray
+            .routes
             .pick(name, &item.key, || {
                 let json = self.parts.informers.get(&item.key)?;
                 let v: serde_json::Value = serde_json::from_str(&json).ok()?;
@@ -401,7 +401,7 @@ impl Dispatcher {
         };
         let recording = self.parts.recorder.begin(&call, &request);
         let rev = revision.clone();
-        let shadow_request = self.parts.gray.shadow(name).map(|_| request.clone());
+        let shadow_request = self.parts.routes.shadow(name).map(|_| request.clone());
         let span =
             tracing::debug_span!("bosun.dispatch.reconcile", plugin = %name, key = %item.key);
         let permit = calls.acquire().await;

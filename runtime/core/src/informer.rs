@@ -107,6 +107,8 @@ pub struct Informers {
     /// to list until they appear.
     absent: RwLock<HashSet<Kind>>,
     changes: mpsc::UnboundedSender<Change>,
+    /// Other listeners (the Plugin-object controller), each for a few kinds.
+    observers: RwLock<Vec<(HashSet<Kind>, mpsc::UnboundedSender<Change>)>>,
     resources: RwLock<HashMap<Kind, (ApiResource, bool)>>,
     tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -139,6 +141,7 @@ impl Informers {
             states: RwLock::default(),
             absent: RwLock::default(),
             changes,
+            observers: RwLock::default(),
             resources: RwLock::default(),
             tasks: std::sync::Mutex::default(),
         };
@@ -442,11 +445,38 @@ impl Informers {
             namespace,
             name,
         };
-        let _ = self.changes.send(Change {
+        let change = Change {
             target,
             event,
             labels,
-        });
+        };
+        let gone = self
+            .observers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(kinds, _)| kinds.contains(kind))
+            .fold(false, |gone, (_, tx)| {
+                tx.send(change.clone()).is_err() || gone
+            });
+        if gone {
+            self.observers
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|(_, tx)| !tx.is_closed());
+        }
+        let _ = self.changes.send(change);
+    }
+
+    /// Changes of `kinds` (which must be watched by someone), besides those sent to the
+    /// dispatcher; the listener is dropped when the receiver is.
+    pub fn observe(&self, kinds: &[Kind]) -> mpsc::UnboundedReceiver<Change> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.observers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((kinds.iter().cloned().collect(), tx));
+        rx
     }
 
     /// One object as JSON; a recently deleted object's last state when it is gone.

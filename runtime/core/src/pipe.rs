@@ -127,7 +127,7 @@ impl Pipe {
         }
     }
 
-    /// Sets what runs when a pod-command starts waiting (the sidecar pipe wakes up).
+    /// Sets what runs when a pod-command starts waiting (the sidecar link wakes up).
     pub fn on_pod_command(&self, hook: Box<dyn Fn() + Send + Sync>) {
         let _ = self.on_pod_command.set(hook);
     }
@@ -332,7 +332,7 @@ impl Pipe {
                 continue;
             }
             if let Command::PodCommand(p) = &a.command {
-                // The sidecar pipe delivers it; until then it waits, pending.
+                // The sidecar link delivers it; until then it waits, pending.
                 let delivery = PodDelivery {
                     id: a.id,
                     plugin: call.plugin.clone(),

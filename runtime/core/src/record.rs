@@ -433,10 +433,10 @@ impl Commands for Recorder {
 
 #[cfg(test)]
 mod tests {
+    use bosun_api::Selector;
     use bosun_host::contract::{EventKind, Patch};
     use bosun_host::host::cache::Empty;
     use bosun_host::host::commands::Recorder as Sink;
-    use bosun_host::selector::Selector;
 
     use super::*;
 

@@ -1,5 +1,7 @@
-//! Assembling the runtime: engine, registry, informers, pipe, dispatcher, leader
-//! election, plugins folder, admin endpoint.
+//! The composition root: assembles the engine, registry, informers, command pipe,
+//! dispatcher, rollouts, leader election, plugins folder, sidecar link and admin
+//! endpoint, and hands each part the narrow handles it needs. Nothing here decides
+//! anything: each stage lives in its own module.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,13 +19,14 @@ use crate::config::Config;
 use crate::connect::{self, Health};
 use crate::dispatch::{Dispatcher, Parts};
 use crate::executor::Executor;
-use crate::gray::{Analysis, Judgement, Route, Split};
 use crate::guardrail::Guardrails;
 use crate::informer::{Informers, Kind};
 use crate::metrics::Metrics;
 use crate::pipe::Pipe;
+use crate::record::Recorder;
+use crate::rollout::{Resync, Rollouts, Routes};
 use crate::sidecars::Sidecars;
-use crate::{admin, leader};
+use crate::{admin, leader, rollout};
 
 /// The runtime could not start.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +49,7 @@ pub enum Error {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// The sidecar pipe could not start.
+    /// The sidecar link could not start.
     #[error(transparent)]
     Sidecars(#[from] crate::sidecars::Error),
     /// The admin endpoint could not listen.
@@ -60,25 +63,22 @@ pub enum Error {
     },
 }
 
-/// A running runtime.
+/// A running runtime. Its parts are reached through narrow accessors; the fields stay
+/// private so no module reaches into another through it.
 pub struct Runtime {
-    pub(crate) config: Config,
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) informers: Arc<Informers>,
-    pub(crate) dispatcher: Arc<Dispatcher>,
-    pub(crate) pipe: Arc<Pipe>,
-    pub(crate) metrics: Metrics,
-    pub(crate) audit: Arc<AuditLog>,
-    pub(crate) health: Health,
-    pub(crate) leading: watch::Receiver<bool>,
-    pub(crate) services: Services,
+    config: Config,
+    registry: Arc<Registry>,
+    informers: Arc<Informers>,
+    dispatcher: Arc<Dispatcher>,
+    pipe: Arc<Pipe>,
+    metrics: Metrics,
+    audit: Arc<AuditLog>,
+    leading: watch::Receiver<bool>,
+    spec: Spec,
+    admin: Arc<admin::Parts>,
     admin_addr: std::net::SocketAddr,
     sidecars: Option<(Arc<Sidecars>, std::net::SocketAddr)>,
-    pub(crate) gray: Arc<crate::gray::Gray>,
-    pub(crate) recorder: Arc<crate::record::Recorder>,
-    analysis_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    objects_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    judgements: Arc<std::sync::Mutex<std::collections::HashMap<String, Judgement>>>,
+    rollouts: Arc<Rollouts>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     folder_stop: Option<std::sync::mpsc::Sender<()>>,
 }
@@ -112,7 +112,6 @@ impl Runtime {
         })?;
         let health = Health::default();
         health.set(Some("connecting to the API server".to_owned()));
-
         let engine = Engine::new(&bosun_host::engine::Config {
             cache_dir: Some(data.join("compiled")),
             ..Default::default()
@@ -122,70 +121,23 @@ impl Runtime {
         );
         let metrics = Metrics::new();
         let (informers, changes) = Informers::new(client.clone());
-        let guardrails =
-            Guardrails::new(config.guardrails.clone()).map_err(|e| Error::Config(e.to_string()))?;
-        if config.guardrails.max_cordoned_nodes.is_some() {
-            informers.watch(Kind::new("v1", "Node"));
-        }
-        if config.guardrails.max_unavailable.is_some()
-            || config.guardrails.min_healthy_share.is_some()
-        {
-            informers.watch(Kind::new("v1", "Pod"));
-        }
-        let executor = Executor::new(client.clone(), informers.clone());
-        let pipe = Arc::new(Pipe::new(
-            guardrails,
-            informers.clone(),
-            metrics.clone(),
-            Some(audit.clone()),
-        ));
+        let pipe = Arc::new(command_pipe(&config, &informers, &metrics, &audit)?);
         let registry = Arc::new(Registry::new(engine));
-
-        let (lead_tx, leading) = watch::channel(!config.leader_election.enabled);
         let mut tasks = Vec::new();
-        if config.leader_election.enabled {
-            let identity = config
-                .leader_election
-                .identity
-                .clone()
-                .unwrap_or_else(leader::default_identity);
-            let metrics = metrics.clone();
-            let mut rx = lead_tx.subscribe();
-            tasks.push(tokio::spawn(async move {
-                while rx.changed().await.is_ok() {
-                    metrics.leader(*rx.borrow());
-                }
-            }));
-            tasks.push(tokio::spawn(leader::run(
-                client.clone(),
-                config.leader_election.clone(),
-                identity,
-                lead_tx,
-            )));
-        } else {
-            metrics.leader(true);
-            tasks.push(tokio::spawn(async move {
-                // Keep the sender alive: this runtime always leads.
-                let _lead = lead_tx;
-                std::future::pending::<()>().await;
-            }));
-        }
+        let leading = leader_election(&config, &client, &metrics, &mut tasks);
 
-        let gray = Arc::new(crate::gray::Gray::default());
+        let routes = Arc::new(Routes::default());
         // Plugins read the cache and submit commands through the recorder.
-        let recorder = Arc::new(crate::record::Recorder::new(
-            informers.clone(),
-            pipe.clone(),
-        ));
+        let recorder = Arc::new(Recorder::new(informers.clone(), pipe.clone()));
         let dispatcher = Dispatcher::new(Parts {
             registry: registry.clone(),
             informers: informers.clone(),
             pipe: pipe.clone(),
-            executor,
+            executor: Executor::new(client.clone(), informers.clone()),
             metrics: metrics.clone(),
             queue: config.queue.to_queue(),
             leading: leading.clone(),
-            gray: gray.clone(),
+            routes: routes.clone(),
             recorder: recorder.clone(),
         });
         tasks.push(tokio::spawn(dispatcher.clone().route(changes)));
@@ -199,80 +151,48 @@ impl Runtime {
                 }
             }));
         }
-        let sidecars = match config.sidecars.listen {
-            None => None,
-            Some(addr) => {
-                let (sidecars, tls) = Sidecars::new(
-                    data,
-                    &config.sidecars,
-                    client.clone(),
-                    registry.clone(),
-                    informers.clone(),
-                    pipe.clone(),
-                )?;
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| crate::sidecars::Error::Listen { addr, source })?;
-                let bound = listener
-                    .local_addr()
-                    .map_err(|source| crate::sidecars::Error::Listen { addr, source })?;
-                tasks.push(tokio::spawn(sidecars.clone().serve(listener, tls)));
-                tracing::info!(pipe = %bound, tls = config.sidecars.tls, "sidecar pipe listening");
-                Some((sidecars, bound))
-            }
-        };
-        if config.resync_seconds > 0 {
-            let d = dispatcher.clone();
-            let period = Duration::from_secs(config.resync_seconds);
-            tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(period);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    d.resync();
-                }
-            }));
-        }
-        {
-            let (client, health) = (client.clone(), health.clone());
-            tasks.push(tokio::spawn(async move {
-                connect::wait_reachable(&client, &health).await;
-                connect::monitor(client, health, Duration::from_secs(10)).await;
-            }));
-        }
-        {
-            let audit = audit.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                loop {
-                    tick.tick().await;
-                    if let Err(e) = audit.flush() {
-                        tracing::error!(error = %e, "cannot flush the audit log");
-                    }
-                }
-            }));
+        let sidecars =
+            sidecar_link(&config, &client, &registry, &informers, &pipe, &mut tasks).await?;
+        background(&config, &client, &dispatcher, &health, &audit, &mut tasks);
+
+        let spec = plugin_spec(&config, &recorder, plugin_log);
+        let rollouts = Arc::new(Rollouts::new(
+            registry.clone(),
+            routes.clone(),
+            spec.clone(),
+            resync_on(&dispatcher),
+        ));
+        // The canary analysis: judged twice a second, acted on at once.
+        tasks.push(tokio::spawn(Rollouts::analysis(
+            Arc::downgrade(&rollouts),
+            Duration::from_millis(500),
+        )));
+        if config.plugin_objects {
+            tasks.push(tokio::spawn(rollout::controller::run(
+                rollout::controller::Parts {
+                    rollouts: rollouts.clone(),
+                    informers: informers.clone(),
+                    client: client.clone(),
+                    leading: leading.clone(),
+                },
+            )));
         }
 
-        let state: Arc<dyn State> = Arc::new(MemoryState::default());
-        let services = Services {
-            cache: recorder.clone(),
-            state,
-            commands: recorder.clone(),
-            log: plugin_log,
-            clock: Arc::new(clock::System),
-            pod: None,
-        };
-
-        let listener = tokio::net::TcpListener::bind(config.admin_addr)
-            .await
-            .map_err(|source| Error::Admin {
-                addr: config.admin_addr,
-                source,
-            })?;
-        let admin_addr = listener.local_addr().map_err(|source| Error::Admin {
-            addr: config.admin_addr,
-            source,
-        })?;
+        let (listener, admin_addr) = bind_admin(config.admin_addr).await?;
+        let admin = Arc::new(admin::Parts {
+            registry: registry.clone(),
+            informers: informers.clone(),
+            dispatcher: dispatcher.clone(),
+            pipe: pipe.clone(),
+            metrics: metrics.clone(),
+            health,
+            routes,
+            recorder,
+            sidecars: sidecars.clone(),
+            leading: leading.clone(),
+        });
+        // The admin endpoint answers until the runtime is dropped (then 503).
+        tokio::spawn(admin::serve(listener, Arc::downgrade(&admin)));
 
         let mut runtime = Runtime {
             config,
@@ -282,66 +202,20 @@ impl Runtime {
             pipe,
             metrics,
             audit,
-            health,
             leading,
-            services,
+            spec,
+            admin,
             admin_addr,
             sidecars,
-            gray,
-            recorder,
-            analysis_task: std::sync::Mutex::new(None),
-            objects_task: std::sync::Mutex::new(None),
-            judgements: Arc::default(),
+            rollouts,
             tasks,
             folder_stop: None,
         };
         if let Some(dir) = runtime.config.plugins_dir.clone() {
             runtime.watch_folder(&dir);
         }
-        let runtime = Arc::new(runtime);
-        if runtime.config.plugin_objects {
-            runtime.informers.watch(crate::objects::kind());
-            let task = tokio::spawn(crate::objects::run(
-                Arc::downgrade(&runtime),
-                client.clone(),
-            ));
-            runtime
-                .objects_task
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .replace(task);
-        }
-        {
-            // The canary analysis: judged twice a second, acted on at once.
-            let weak = Arc::downgrade(&runtime);
-            let task = tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(500));
-                loop {
-                    tick.tick().await;
-                    let Some(rt) = weak.upgrade() else { return };
-                    rt.analyze();
-                }
-            });
-            // The task stops with the runtime (weak reference); shutdown aborts it too.
-            runtime
-                .analysis_task
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .replace(task);
-        }
-        let admin_runtime = Arc::downgrade(&runtime);
-        tokio::spawn(admin::serve(listener, admin_runtime));
         tracing::info!(admin = %admin_addr, "runtime started");
-        Ok(runtime)
-    }
-
-    pub(crate) fn spec(&self) -> Spec {
-        Spec {
-            config: "{}".to_owned(),
-            limits: self.config.limits.clone(),
-            strategy: Strategy::default(),
-            services: self.services.clone(),
-        }
+        Ok(Arc::new(runtime))
     }
 
     fn watch_folder(&mut self, dir: &std::path::Path) {
@@ -350,7 +224,7 @@ impl Runtime {
         }
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let spec = self.spec();
+        let spec = self.spec.clone();
         let mut folder = Folder::new(
             dir,
             self.registry.clone(),
@@ -396,11 +270,7 @@ impl Runtime {
         source: &Source,
         config: &str,
     ) -> Result<Arc<Revision>, bosun_host::registry::Error> {
-        let mut spec = self.spec();
-        spec.config = config.to_owned();
-        let revision = self.registry.load(source, spec, None)?;
-        self.dispatcher.sync();
-        Ok(revision)
+        self.install_with(source, |spec| spec.config = config.to_owned())
     }
 
     /// Loads a plugin with a spec adjusted by `tune` (limits, strategy) and starts it.
@@ -409,187 +279,22 @@ impl Runtime {
         source: &Source,
         tune: impl FnOnce(&mut Spec),
     ) -> Result<Arc<Revision>, bosun_host::registry::Error> {
-        let mut spec = self.spec();
+        let mut spec = self.spec.clone();
         tune(&mut spec);
         let revision = self.registry.load(source, spec, None)?;
         self.dispatcher.sync();
         Ok(revision)
     }
 
-    /// Starts a canary of a new revision of an installed plugin: it serves the keys
-    /// `split` picks until the analysis promotes it or rolls it back. A plugin not
-    /// installed yet is installed directly.
-    pub fn canary(
-        &self,
-        source: &Source,
-        config: &str,
-        split: Split,
-        analysis: Analysis,
-    ) -> Result<Arc<Revision>, crate::gray::Error> {
-        let mut spec = self.spec();
-        spec.config = config.to_owned();
-        let revision = Arc::new(Revision::load(self.registry.engine(), source, spec)?);
-        self.start_canary(revision, split, analysis)
-    }
-
-    /// Starts a canary of a loaded revision (see [`Runtime::canary`]).
-    pub fn start_canary(
-        &self,
-        revision: Arc<Revision>,
-        split: Split,
-        analysis: Analysis,
-    ) -> Result<Arc<Revision>, crate::gray::Error> {
-        let name = revision.name().to_owned();
-        let Some(stable) = self.registry.current(&name) else {
-            self.registry.adopt(revision.clone());
-            self.dispatcher.sync();
-            return Ok(revision);
-        };
-        if stable.info().world != revision.info().world {
-            return Err(crate::gray::Error::World {
-                plugin: name,
-                stable: stable.info().world,
-                canary: revision.info().world,
-            });
-        }
-        if stable.digest() == revision.digest() && stable.config() == revision.config() {
-            return Ok(stable);
-        }
-        tracing::info!(plugin = %name, canary = %bosun_host::host::log::short(revision.digest()), split = ?split, "canary started");
-        self.gray.start(
-            &name,
-            Route::new(revision.clone(), &stable, split, analysis),
-        );
-        // Keys that moved to the canary are looked at by it at once.
-        self.dispatcher.resync();
-        Ok(revision)
-    }
-
-    /// Starts a shadow of a new revision: it reconciles every key the stable revision
-    /// does, its commands are recorded and compared with stable's, never executed.
-    pub fn shadow(
-        &self,
-        source: &Source,
-        config: &str,
-    ) -> Result<Arc<Revision>, crate::gray::Error> {
-        let sink = Arc::new(crate::gray::ShadowSink::default());
-        let mut spec = self.spec();
-        spec.config = config.to_owned();
-        spec.services.commands = sink.clone();
-        let revision = Arc::new(Revision::load(self.registry.engine(), source, spec)?);
-        let name = revision.name().to_owned();
-        let stable = self
-            .registry
-            .current(&name)
-            .ok_or_else(|| crate::gray::Error::NoStable(name.clone()))?;
-        if stable.info().world != revision.info().world {
-            return Err(crate::gray::Error::World {
-                plugin: name,
-                stable: stable.info().world,
-                canary: revision.info().world,
-            });
-        }
-        let mut route = Route::new(
-            revision.clone(),
-            &stable,
-            Split::Shadow,
-            Analysis::default(),
-        );
-        route.sink = Some(sink);
-        tracing::info!(plugin = %name, shadow = %bosun_host::host::log::short(revision.digest()), "shadow started");
-        self.gray.start(&name, route);
-        self.dispatcher.resync();
-        Ok(revision)
-    }
-
-    /// Promotes the canary (or shadow) of `name`: it becomes the stable revision.
-    pub fn promote(&self, name: &str, why: &str) -> Result<Arc<Revision>, crate::gray::Error> {
-        let route = self
-            .gray
-            .end(name)
-            .ok_or_else(|| crate::gray::Error::NoCanary(name.to_owned()))?;
-        tracing::info!(plugin = %name, revision = %bosun_host::host::log::short(route.canary.digest()), "canary promoted: {why}");
-        let promoted = if route.sink.is_some() {
-            // A shadow's commands went to its sink: load it again on the real pipe.
-            let mut spec = self.spec();
-            spec.config = route.canary.config().to_owned();
-            let source = Source {
-                origin: route.canary.info().origin.clone(),
-                bytes: route.canary.bytes().clone(),
-            };
-            Arc::new(Revision::load(self.registry.engine(), &source, spec)?)
-        } else {
-            route.canary.clone()
-        };
-        self.registry.adopt(promoted.clone());
-        self.judgements
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(name.to_owned(), Judgement::Promote(why.to_owned()));
-        self.dispatcher.sync();
-        Ok(promoted)
-    }
-
-    /// Rolls the canary of `name` back: the stable revision serves every key again.
-    pub fn abort_canary(&self, name: &str, why: &str) -> Result<(), crate::gray::Error> {
-        let route = self
-            .gray
-            .end(name)
-            .ok_or_else(|| crate::gray::Error::NoCanary(name.to_owned()))?;
-        tracing::warn!(plugin = %name, revision = %bosun_host::host::log::short(route.canary.digest()), "canary rolled back: {why}");
-        self.registry.record_failure(
-            name,
-            route.canary.digest(),
-            &route.canary.info().origin,
-            &format!("rolled back: {why}"),
-        );
-        self.judgements
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(name.to_owned(), Judgement::RollBack(why.to_owned()));
-        self.dispatcher.resync();
-        Ok(())
-    }
-
-    /// The canary of `name` and the analysis' latest word on it (or on the last canary).
-    pub fn canary_state(&self, name: &str) -> (Option<Route>, Option<Judgement>) {
-        (
-            self.gray.route(name),
-            self.judgements
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(name)
-                .cloned(),
-        )
-    }
-
-    fn analyze(&self) {
-        let names: Vec<String> = self.registry.names();
-        for name in names {
-            let (Some(route), Some(stable)) =
-                (self.gray.route(&name), self.registry.current(&name))
-            else {
-                continue;
-            };
-            let judgement = route.judge(&stable);
-            let acted = match &judgement {
-                Judgement::Promote(why) => self.promote(&name, why).is_ok(),
-                Judgement::RollBack(why) => self.abort_canary(&name, why).is_ok(),
-                _ => false,
-            };
-            if !acted {
-                self.judgements
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(name, judgement);
-            }
-        }
-    }
-
     /// Removes a plugin.
     pub fn uninstall(&self, name: &str) {
         self.registry.remove(name);
         self.dispatcher.sync();
+    }
+
+    /// Rollouts: canaries, shadows, promotion and rollback.
+    pub fn rollouts(&self) -> &Arc<Rollouts> {
+        &self.rollouts
     }
 
     /// The plugin registry.
@@ -622,12 +327,12 @@ impl Runtime {
         self.pipe.counts()
     }
 
-    /// The command pipe (pod-commands wait here for the sidecar pipe).
+    /// The command pipe (pod-commands wait here for the sidecar link).
     pub fn pipe(&self) -> &Arc<Pipe> {
         &self.pipe
     }
 
-    /// The sidecar pipe and the address it listens on, when configured.
+    /// The sidecar link and the address it listens on, when configured.
     pub fn sidecars(&self) -> Option<(&Arc<Sidecars>, std::net::SocketAddr)> {
         self.sidecars.as_ref().map(|(s, a)| (s, *a))
     }
@@ -635,6 +340,11 @@ impl Runtime {
     /// The audit log.
     pub fn audit(&self) -> &Arc<AuditLog> {
         &self.audit
+    }
+
+    /// Status of every plugin, as `/plugins` serves it and `bosun status` prints it.
+    pub fn status(&self) -> serde_json::Value {
+        admin::plugins_json(&self.admin)
     }
 
     /// Stops taking keys, lets reconciles in flight finish (bounded by the configured
@@ -649,15 +359,6 @@ impl Runtime {
         if let Some((sidecars, _)) = &self.sidecars {
             sidecars.close("the runtime is shutting down");
         }
-        for task in [&self.analysis_task, &self.objects_task] {
-            if let Some(t) = task
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take()
-            {
-                t.abort();
-            }
-        }
         if let Err(e) = self.audit.flush() {
             tracing::error!(error = %e, "cannot flush the audit log");
         }
@@ -667,4 +368,192 @@ impl Runtime {
         self.informers.shutdown();
         tracing::info!("runtime stopped");
     }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Tasks hold parts of the runtime, not the runtime: end them with it.
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// How every plugin revision is loaded: the configured limits, and services that read
+/// the cache and submit commands through the recorder (config replaced per plugin).
+fn plugin_spec(config: &Config, recorder: &Arc<Recorder>, log: Arc<dyn log::Log>) -> Spec {
+    Spec {
+        config: "{}".to_owned(),
+        limits: config.limits.clone(),
+        strategy: Strategy::default(),
+        services: Services {
+            cache: recorder.clone(),
+            state: Arc::new(MemoryState::default()) as Arc<dyn State>,
+            commands: recorder.clone(),
+            log,
+            clock: Arc::new(clock::System),
+            pod: None,
+        },
+    }
+}
+
+/// What the dispatcher does when a rollout changed something (it may be gone).
+fn resync_on(dispatcher: &Arc<Dispatcher>) -> Box<dyn Fn(Resync) + Send + Sync> {
+    let d = Arc::downgrade(dispatcher);
+    Box::new(move |what| {
+        if let Some(d) = d.upgrade() {
+            match what {
+                Resync::Workers => d.sync(),
+                Resync::Keys => d.resync(),
+            }
+        }
+    })
+}
+
+/// The admin endpoint's listener and the address it got.
+async fn bind_admin(
+    addr: std::net::SocketAddr,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), Error> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Admin { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| Error::Admin { addr, source })?;
+    Ok((listener, bound))
+}
+
+/// The command pipe with the configured guardrails; the kinds its budgets read are
+/// watched.
+fn command_pipe(
+    config: &Config,
+    informers: &Arc<Informers>,
+    metrics: &Metrics,
+    audit: &Arc<AuditLog>,
+) -> Result<Pipe, Error> {
+    let guardrails =
+        Guardrails::new(config.guardrails.clone()).map_err(|e| Error::Config(e.to_string()))?;
+    if config.guardrails.max_cordoned_nodes.is_some() {
+        informers.watch(Kind::new("v1", "Node"));
+    }
+    if config.guardrails.max_unavailable.is_some() || config.guardrails.min_healthy_share.is_some()
+    {
+        informers.watch(Kind::new("v1", "Pod"));
+    }
+    Ok(Pipe::new(
+        guardrails,
+        informers.clone(),
+        metrics.clone(),
+        Some(audit.clone()),
+    ))
+}
+
+/// Leader election when configured (else this runtime always leads): the receiver is
+/// true while this runtime leads.
+fn leader_election(
+    config: &Config,
+    client: &Client,
+    metrics: &Metrics,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> watch::Receiver<bool> {
+    let (lead_tx, leading) = watch::channel(!config.leader_election.enabled);
+    if config.leader_election.enabled {
+        let identity = config
+            .leader_election
+            .identity
+            .clone()
+            .unwrap_or_else(leader::default_identity);
+        let metrics = metrics.clone();
+        let mut rx = lead_tx.subscribe();
+        tasks.push(tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                metrics.leader(*rx.borrow());
+            }
+        }));
+        tasks.push(tokio::spawn(leader::run(
+            client.clone(),
+            config.leader_election.clone(),
+            identity,
+            lead_tx,
+        )));
+    } else {
+        metrics.leader(true);
+        tasks.push(tokio::spawn(async move {
+            // Keep the sender alive: this runtime always leads.
+            let _lead = lead_tx;
+            std::future::pending::<()>().await;
+        }));
+    }
+    leading
+}
+
+/// The sidecar link's server, when an address is configured.
+async fn sidecar_link(
+    config: &Config,
+    client: &Client,
+    registry: &Arc<Registry>,
+    informers: &Arc<Informers>,
+    pipe: &Arc<Pipe>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<Option<(Arc<Sidecars>, std::net::SocketAddr)>, Error> {
+    let Some(addr) = config.sidecars.listen else {
+        return Ok(None);
+    };
+    let (sidecars, tls) = Sidecars::new(
+        &config.data_dir,
+        &config.sidecars,
+        client.clone(),
+        registry.clone(),
+        informers.clone(),
+        pipe.clone(),
+    )?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| crate::sidecars::Error::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| crate::sidecars::Error::Listen { addr, source })?;
+    tasks.push(tokio::spawn(sidecars.clone().serve(listener, tls)));
+    tracing::info!(link = %bound, tls = config.sidecars.tls, "sidecar link listening");
+    Ok(Some((sidecars, bound)))
+}
+
+/// The periodic work: resync, API-server reachability, audit-log flushes.
+fn background(
+    config: &Config,
+    client: &Client,
+    dispatcher: &Arc<Dispatcher>,
+    health: &Health,
+    audit: &Arc<AuditLog>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) {
+    if config.resync_seconds > 0 {
+        let d = dispatcher.clone();
+        let period = Duration::from_secs(config.resync_seconds);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                d.resync();
+            }
+        }));
+    }
+    {
+        let (client, health) = (client.clone(), health.clone());
+        tasks.push(tokio::spawn(async move {
+            connect::wait_reachable(&client, &health).await;
+            connect::monitor(client, health, Duration::from_secs(10)).await;
+        }));
+    }
+    let audit = audit.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = audit.flush() {
+                tracing::error!(error = %e, "cannot flush the audit log");
+            }
+        }
+    }));
 }

@@ -4,70 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bosun_host::host::log;
-use bosun_host::load::Source;
 use bosun_runtime::{Config, Runtime};
+use bosun_test_support::embedded::{Env, source};
 use bosun_test_support::eventually;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
-
-struct Env {
-    cluster: bosun_cluster::Cluster,
-    client: kube::Client,
-    dir: tempfile::TempDir,
-    logs: Arc<log::Memory>,
-}
-
-async fn env() -> Env {
-    let cluster = bosun_cluster::start(bosun_cluster::Config {
-        nodes: 2,
-        ..Default::default()
-    })
-    .await
-    .expect("cluster");
-    let client = cluster.client().await.expect("client");
-    let nodes: Api<Node> = Api::all(client.clone());
-    for (node, zone) in [("sim-node-0", "zone-a"), ("sim-node-1", "zone-b")] {
-        eventually("node registered", Duration::from_secs(10), || async {
-            nodes.get_opt(node).await.ok().flatten().is_some()
-        })
-        .await;
-        let patch = json!({"metadata": {"labels": {"topology.kubernetes.io/zone": zone}}});
-        nodes
-            .patch(node, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .expect("label node");
-    }
-    Env {
-        cluster,
-        client,
-        dir: tempfile::tempdir().expect("tempdir"),
-        logs: Arc::new(log::Memory::default()),
-    }
-}
-
-fn config(env: &Env, name: &str) -> Config {
-    let mut c = Config {
-        data_dir: env.dir.path().join(name),
-        admin_addr: "127.0.0.1:0".parse().expect("addr"),
-        resync_seconds: 0,
-        shutdown_grace_seconds: 5,
-        ..Default::default()
-    };
-    c.queue.backoff_base_ms = 100;
-    c
-}
-
-async fn start(env: &Env, config: Config) -> Arc<Runtime> {
-    Runtime::start_with(config, env.client.clone(), env.logs.clone())
-        .await
-        .expect("runtime starts")
-}
-
-fn source(path: &str) -> Source {
-    Source::file(std::path::Path::new(path)).expect("artifact")
-}
 
 async fn pod(env: &Env, name: &str, labels: serde_json::Value) -> Pod {
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
@@ -86,14 +28,10 @@ fn label(p: &Pod, key: &str) -> Option<String> {
     p.metadata.labels.as_ref()?.get(key).cloned()
 }
 
-fn log_lines(env: &Env) -> Vec<String> {
-    env.logs.take().into_iter().map(|l| l.message).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_becomes_a_command_applied_and_its_outcome_returns() {
-    let env = env().await;
-    let rt = start(&env, config(&env, "rt")).await;
+    let env = Env::start(2).await;
+    let rt = env.runtime(env.config("rt")).await;
     rt.install(&source(bosun_test_artifacts::ZONE_LABELER), "{}")
         .expect("zone-labeler");
     rt.install(&source(bosun_test_artifacts::HOSTILE), r#"{"mode":"ok"}"#)
@@ -124,7 +62,7 @@ async fn an_event_becomes_a_command_applied_and_its_outcome_returns() {
         "the outcome reached the next reconcile",
         Duration::from_secs(10),
         || {
-            seen.extend(log_lines(&env));
+            seen.extend(env.log_lines());
             let ok = seen
                 .iter()
                 .any(|l| l.starts_with("outcome ") && l.contains("Executed"));
@@ -138,7 +76,7 @@ async fn an_event_becomes_a_command_applied_and_its_outcome_returns() {
 
 fn yaml_config(env: &Env, name: &str, yaml: &str) -> Config {
     let parsed = Config::parse(yaml).expect("test config");
-    let base = config(env, name);
+    let base = env.config(name);
     Config {
         guardrails: parsed.guardrails,
         queue: base.queue.clone(),
@@ -148,10 +86,10 @@ fn yaml_config(env: &Env, name: &str, yaml: &str) -> Config {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_events_is_deduplicated_and_never_reconciled_concurrently() {
-    let env = env().await;
-    let mut cfg = config(&env, "rt");
+    let env = Env::start(2).await;
+    let mut cfg = env.config("rt");
     cfg.queue.concurrency = 4;
-    let rt = start(&env, cfg).await;
+    let rt = env.runtime(cfg).await;
     pod(&env, "busy", json!({"app": "busy"})).await;
     rt.install(
         &source(bosun_test_artifacts::HOSTILE),
@@ -175,7 +113,7 @@ async fn a_burst_of_events_is_deduplicated_and_never_reconciled_concurrently() {
     let during = hostile().stats().calls - before;
     assert!(during >= 1, "the burst was reconciled");
     assert!(during < 50, "100 events coalesced into {during} reconciles");
-    let lines = log_lines(&env);
+    let lines = env.log_lines();
     assert!(!lines.iter().any(|l| l.starts_with("overlap")), "{lines:?}");
     rt.shutdown().await;
     env.cluster.shutdown().await;
@@ -183,8 +121,8 @@ async fn a_burst_of_events_is_deduplicated_and_never_reconciled_concurrently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_back_off_exponentially() {
-    let env = env().await;
-    let rt = start(&env, config(&env, "rt")).await;
+    let env = Env::start(2).await;
+    let rt = env.runtime(env.config("rt")).await;
     pod(&env, "failing", json!({"app": "x"})).await;
     rt.install(
         &source(bosun_test_artifacts::HOSTILE),
@@ -207,13 +145,13 @@ async fn errors_back_off_exponentially() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_plugin_is_rate_limited_then_its_breaker_opens_while_another_plugin_works() {
-    let env = env().await;
+    let env = Env::start(2).await;
     let cfg = yaml_config(
         &env,
         "rt",
         "guardrails:\n  perPlugin: {perSecond: 5, burst: 20}\n  breaker: {window: 60s, minSamples: 10, failureRatio: 0.5, cooldown: 60s}\n",
     );
-    let rt = start(&env, cfg).await;
+    let rt = env.runtime(cfg).await;
     pod(&env, "target", json!({"app": "t"})).await;
     rt.install(
         &source(bosun_test_artifacts::HOSTILE),
@@ -224,7 +162,7 @@ async fn a_flooding_plugin_is_rate_limited_then_its_breaker_opens_while_another_
         .expect("zone-labeler");
     let mut lines = Vec::new();
     eventually("rate-limit refusals", Duration::from_secs(15), || {
-        lines.extend(log_lines(&env));
+        lines.extend(env.log_lines());
         let ok = lines.iter().any(|l| l.contains("refused: rate limit"));
         async move { ok }
     })
@@ -239,7 +177,7 @@ async fn a_flooding_plugin_is_rate_limited_then_its_breaker_opens_while_another_
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     eventually("breaker refusals", Duration::from_secs(15), || {
-        lines.extend(log_lines(&env));
+        lines.extend(env.log_lines());
         let ok = lines
             .iter()
             .any(|l| l.contains("refused: ") && l.contains("breaker"));
@@ -265,9 +203,9 @@ async fn a_flooding_plugin_is_rate_limited_then_its_breaker_opens_while_another_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_executes_nothing_and_audits_everything() {
-    let env = env().await;
+    let env = Env::start(2).await;
     let cfg = yaml_config(&env, "rt", "guardrails:\n  dryRun: [zone-labeler]\n");
-    let rt = start(&env, cfg).await;
+    let rt = env.runtime(cfg).await;
     rt.install(&source(bosun_test_artifacts::ZONE_LABELER), "{}")
         .expect("zone-labeler");
     pod(&env, "dry", json!({"app": "d"})).await;
@@ -303,7 +241,7 @@ async fn dry_run_executes_nothing_and_audits_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_of_an_undeclared_kind_returns_nothing() {
-    let env = env().await;
+    let env = Env::start(2).await;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
         Api::namespaced(env.client.clone(), "default");
     let secret =
@@ -313,13 +251,13 @@ async fn a_read_of_an_undeclared_kind_returns_nothing() {
         .create(&PostParams::default(), &secret)
         .await
         .expect("secret");
-    let rt = start(&env, config(&env, "rt")).await;
+    let rt = env.runtime(env.config("rt")).await;
     pod(&env, "peeker", json!({"app": "p"})).await;
     rt.install(&source(bosun_test_artifacts::HOSTILE), r#"{"mode":"peek"}"#)
         .expect("hostile");
     let mut lines = Vec::new();
     eventually("the plugin peeked", Duration::from_secs(15), || {
-        lines.extend(log_lines(&env));
+        lines.extend(env.log_lines());
         let ok = lines.iter().any(|l| l.starts_with("peek:"));
         async move { ok }
     })
@@ -339,7 +277,7 @@ async fn a_read_of_an_undeclared_kind_returns_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_runtime_converges_without_repeating_destructive_commands() {
-    let env = env().await;
+    let env = Env::start(2).await;
     for i in 0..8 {
         pod(&env, &format!("reap-{i}"), json!({"reap": "true"})).await;
     }
@@ -360,9 +298,9 @@ async fn a_restarted_runtime_converges_without_repeating_destructive_commands() 
             })
             .unwrap_or(99)
     };
-    let mut cfg = config(&env, "rt");
+    let mut cfg = env.config("rt");
     cfg.queue.concurrency = 1;
-    let first = start(&env, cfg.clone()).await;
+    let first = env.runtime(cfg.clone()).await;
     first
         .install(&source(bosun_test_artifacts::HOSTILE), r#"{"mode":"reap"}"#)
         .expect("hostile");
@@ -372,7 +310,7 @@ async fn a_restarted_runtime_converges_without_repeating_destructive_commands() 
     .await;
     first.shutdown().await;
     drop(first);
-    let second = start(&env, cfg).await;
+    let second = env.runtime(cfg).await;
     second
         .install(&source(bosun_test_artifacts::HOSTILE), r#"{"mode":"reap"}"#)
         .expect("hostile");
@@ -400,20 +338,20 @@ async fn a_restarted_runtime_converges_without_repeating_destructive_commands() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runtimes_elect_one_leader_and_fail_over() {
-    let env = env().await;
+    let env = Env::start(2).await;
     let election = |name: &str| {
-        let mut c = config(&env, name);
+        let mut c = env.config(name);
         c.leader_election.enabled = true;
         c.leader_election.lease_seconds = 3;
         c.leader_election.identity = Some(name.to_owned());
         c
     };
-    let a = start(&env, election("a")).await;
+    let a = env.runtime(election("a")).await;
     eventually("a leads", Duration::from_secs(10), || async {
         a.is_leader()
     })
     .await;
-    let b = start(&env, election("b")).await;
+    let b = env.runtime(election("b")).await;
     for rt in [&a, &b] {
         rt.install(&source(bosun_test_artifacts::HOSTILE), r#"{"mode":"ok"}"#)
             .expect("hostile");
@@ -459,8 +397,8 @@ async fn two_runtimes_elect_one_leader_and_fail_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_of_a_kind_not_served_yet_starts_when_its_crd_appears() {
-    let env = env().await;
-    let rt = start(&env, config(&env, "rt")).await;
+    let env = Env::start(2).await;
+    let rt = env.runtime(env.config("rt")).await;
     rt.install(&source(bosun_test_artifacts::CRD_WATCHER), "{}")
         .expect("crd-watcher");
     eventually("the kind is pending", Duration::from_secs(10), || async {
@@ -525,7 +463,7 @@ async fn a_plugin_of_a_kind_not_served_yet_starts_when_its_crd_appears() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_plugin_in_the_folder_is_reported_and_the_others_run() {
-    let env = env().await;
+    let env = Env::start(2).await;
     let plugins = env.dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).expect("dir");
     std::fs::copy(
@@ -534,9 +472,9 @@ async fn a_broken_plugin_in_the_folder_is_reported_and_the_others_run() {
     )
     .expect("copy");
     std::fs::write(plugins.join("broken.wasm"), b"\0asm\x0d\x00\x01\x00garbage").expect("write");
-    let mut cfg = config(&env, "rt");
+    let mut cfg = env.config("rt");
     cfg.plugins_dir = Some(plugins);
-    let rt = start(&env, cfg).await;
+    let rt = env.runtime(cfg).await;
     pod(&env, "folder", json!({"app": "f"})).await;
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
     eventually(
@@ -550,7 +488,7 @@ async fn a_broken_plugin_in_the_folder_is_reported_and_the_others_run() {
         },
     )
     .await;
-    let status = bosun_runtime::admin::plugins_json(&rt);
+    let status = rt.status();
     let broken = status["plugins"]
         .as_array()
         .expect("plugins")
@@ -594,7 +532,7 @@ async fn an_unreachable_api_server_is_reported_by_health() {
         "health names the problem",
         Duration::from_secs(10),
         || async {
-            bosun_runtime::admin::plugins_json(&rt)["apiServer"]
+            rt.status()["apiServer"]
                 .as_str()
                 .is_some_and(|s| s.contains("cannot reach the API server"))
         },
@@ -619,8 +557,8 @@ async fn an_unreachable_api_server_is_reported_by_health() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_commands_wait_for_the_sidecar_and_their_outcome_returns() {
-    let env = env().await;
-    let rt = start(&env, config(&env, "rt")).await;
+    let env = Env::start(2).await;
+    let rt = env.runtime(env.config("rt")).await;
     pod(&env, "with-agent", json!({"app": "a"})).await;
     rt.install(
         &source(bosun_test_artifacts::HOSTILE),
@@ -635,14 +573,14 @@ async fn pod_commands_wait_for_the_sidecar_and_their_outcome_returns() {
     .await;
     let mut lines = Vec::new();
     eventually("the plugin saw it pending", Duration::from_secs(10), || {
-        lines.extend(log_lines(&env));
+        lines.extend(env.log_lines());
         let ok = lines.iter().any(|l| {
             l.contains("Pending") && l.contains("waiting for the sidecar of default/with-agent")
         });
         async move { ok }
     })
     .await;
-    // What the sidecar pipe will do: take the pod's commands and report the result.
+    // What the sidecar link will do: take the pod's commands and report the result.
     let deliveries = rt.pipe().take_pod_commands("default", "with-agent");
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].command.plugin, "agent");
@@ -660,7 +598,7 @@ async fn pod_commands_wait_for_the_sidecar_and_their_outcome_returns() {
         "the outcome reached the plugin",
         Duration::from_secs(10),
         || {
-            lines.extend(log_lines(&env));
+            lines.extend(env.log_lines());
             let ok = lines.iter().any(|l| l.contains("Executed: pong"));
             async move { ok }
         },

@@ -7,66 +7,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bosun_host::host::log;
-use bosun_host::load::Source;
+use bosun_runtime::Runtime;
 use bosun_runtime::record::{Line, Read};
-use bosun_runtime::{Config, Runtime};
-use bosun_test_support::eventually;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use bosun_test_support::embedded::{Env, source};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
 use serde_json::json;
 
-struct Env {
-    cluster: bosun_cluster::Cluster,
-    client: kube::Client,
-    dir: tempfile::TempDir,
-    logs: Arc<log::Memory>,
-}
-
-async fn env() -> Env {
-    let cluster = bosun_cluster::start(bosun_cluster::Config {
-        nodes: 2,
-        ..Default::default()
-    })
-    .await
-    .expect("cluster");
-    let client = cluster.client().await.expect("client");
-    let nodes: Api<Node> = Api::all(client.clone());
-    for (node, zone) in [("sim-node-0", "zone-a"), ("sim-node-1", "zone-b")] {
-        eventually("node registered", Duration::from_secs(10), || async {
-            nodes.get_opt(node).await.ok().flatten().is_some()
-        })
-        .await;
-        let patch = json!({"metadata": {"labels": {"topology.kubernetes.io/zone": zone}}});
-        nodes
-            .patch(node, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .expect("label node");
-    }
-    Env {
-        cluster,
-        client,
-        dir: tempfile::tempdir().expect("tempdir"),
-        logs: Arc::new(log::Memory::default()),
-    }
-}
-
 async fn start(env: &Env) -> Arc<Runtime> {
-    let mut config = Config {
-        data_dir: env.dir.path().join("rt"),
-        admin_addr: "127.0.0.1:0".parse().expect("addr"),
-        resync_seconds: 0,
-        shutdown_grace_seconds: 5,
-        ..Default::default()
-    };
-    config.queue.backoff_base_ms = 100;
-    Runtime::start_with(config, env.client.clone(), env.logs.clone())
-        .await
-        .expect("runtime starts")
-}
-
-fn source(path: &str) -> Source {
-    Source::file(std::path::Path::new(path)).expect("artifact")
+    env.runtime(env.config("rt")).await
 }
 
 /// GET on the admin endpoint: (status, body).
@@ -106,7 +55,7 @@ async fn create_pod(env: &Env, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_holds_requests_reads_and_commands() {
-    let env = env().await;
+    let env = Env::start(2).await;
     let rt = start(&env).await;
     let admin = rt.admin_addr();
     rt.install(&source(bosun_test_artifacts::ZONE_LABELER), "{}")

@@ -3,6 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "embedded")]
+pub mod embedded;
+
 /// Polls `check` every 50 ms until it is true; panics naming `what` after `timeout`.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where

@@ -1,5 +1,5 @@
 //! `bosun plugin …`: build, inspect and test plugins offline; push them to a cluster and
-//! manage their revisions there (`gray`).
+//! manage their revisions there (`rollout`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::offline::{OfflineCache, parse_documents};
 
 mod build;
-pub mod gray;
+pub mod rollout;
 mod scaffold;
 
 pub use build::{Lang, build, build_with};
@@ -36,15 +36,15 @@ pub enum Command {
     Test(TestArgs),
     /// Store a component in the cluster and roll it out as the Plugin's new revision
     /// (direct, canary or shadow), granting the permissions its metadata asks.
-    Push(gray::PushArgs),
+    Push(rollout::PushArgs),
     /// Show Plugins: stable and canary revisions, conditions, per-revision counters.
-    Status(gray::StatusArgs),
+    Status(rollout::StatusArgs),
     /// Show a Plugin's revision history.
-    History(gray::HistoryArgs),
+    History(rollout::HistoryArgs),
     /// Ask the runtime to promote a Plugin's canary now.
-    Promote(gray::PromoteArgs),
+    Promote(rollout::PromoteArgs),
     /// Ask the runtime to roll a Plugin back, or point it at an older revision (--to).
-    Rollback(gray::RollbackArgs),
+    Rollback(rollout::RollbackArgs),
     /// Show where a shadow revision decided differently from the stable one.
     Diff(DiffArgs),
 }
@@ -224,11 +224,11 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Inspect(args) => inspect(&args),
         Command::Test(args) => test(&args),
-        Command::Push(args) => gray::push(&args),
-        Command::Status(args) => gray::status(&args),
-        Command::History(args) => gray::history(&args),
-        Command::Promote(args) => gray::promote(&args),
-        Command::Rollback(args) => gray::rollback(&args),
+        Command::Push(args) => rollout::push(&args),
+        Command::Status(args) => rollout::status(&args),
+        Command::History(args) => rollout::history(&args),
+        Command::Promote(args) => rollout::promote(&args),
+        Command::Rollback(args) => rollout::rollback(&args),
         Command::Diff(args) => diff(&args),
     }
 }

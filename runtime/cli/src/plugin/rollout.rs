@@ -1,4 +1,4 @@
-//! `bosun plugin push|status|history|promote|rollback`: gray release and version control
+//! `bosun plugin push|status|history|promote|rollback`: rollouts (direct, canary, shadow) and version control
 //! of plugins through the `Plugin` resource (bosun.dev/v1alpha1), against the cluster the
 //! kubeconfig points to (see [`crate::release::kubeconfig`] for which one).
 //!
@@ -20,8 +20,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
+use bosun_api::keys;
+use bosun_api::plugin::{self as crd, Analysis, Canary, LabelSelector, Plugin, Rollout, Strategy};
 use bosun_host::{Revision, Services, Source, Spec};
-use bosun_runtime::crd::{self, Analysis, Canary, LabelSelector, Plugin, Rollout, Strategy};
 use clap::{ArgGroup, Args};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -31,17 +32,6 @@ use serde_json::{Value, json};
 use super::EngineArgs;
 use crate::serve::BadConfig;
 
-/// Label naming the plugin a revision's ConfigMap belongs to.
-pub const PLUGIN_LABEL: &str = "bosun.dev/plugin";
-/// Label with the first 63 hex digits of a revision's digest (a label value's maximum);
-/// the same key as an annotation holds the whole `sha256:<hex>`.
-pub const DIGEST_LABEL: &str = "bosun.dev/digest";
-/// Annotation asking the runtime to promote the canary (RFC 3339 time of the request).
-pub const PROMOTE_ANNOTATION: &str = "bosun.dev/promote";
-/// Annotation asking the runtime to roll back (RFC 3339 time of the request).
-pub const ROLLBACK_ANNOTATION: &str = "bosun.dev/rollback";
-/// The ConfigMap key holding the component.
-pub const KEY: &str = "plugin.wasm";
 /// The field manager of everything this module applies.
 pub const FIELD_MANAGER: &str = "bosun-cli";
 /// The largest component a ConfigMap can carry: the API server refuses ConfigMaps whose
@@ -289,11 +279,16 @@ impl Stored {
             .metadata
             .annotations
             .as_ref()
-            .and_then(|a| a.get(DIGEST_LABEL))
+            .and_then(|a| a.get(keys::DIGEST_LABEL))
             .filter(|d| d.starts_with("sha256:"));
         let digest = match full {
             Some(d) => d.clone(),
-            None => cm.metadata.labels.as_ref()?.get(DIGEST_LABEL)?.clone(),
+            None => cm
+                .metadata
+                .labels
+                .as_ref()?
+                .get(keys::DIGEST_LABEL)?
+                .clone(),
         };
         Some(Stored {
             digest,
@@ -386,7 +381,7 @@ pub fn status_table(plugins: &[Plugin]) -> String {
         out.push_str(&format!(
             "{:<24} {:<11} {:<13} {:<18} {:<7} {:<12} {:<9} {}\n",
             p.metadata.name.as_deref().unwrap_or(""),
-            world_name(p.spec.world),
+            crd::World::as_str(p.spec.world),
             stable,
             canary,
             cond("Ready"),
@@ -424,22 +419,6 @@ pub fn history_table(history: &[crd::HistoryEntry]) -> String {
         ));
     }
     out
-}
-
-fn world_name(world: crd::World) -> &'static str {
-    match world {
-        crd::World::Controller => "controller",
-        crd::World::Admission => "admission",
-        crd::World::PodAgent => "pod-agent",
-    }
-}
-
-fn crd_world(world: bosun_host::World) -> crd::World {
-    match world {
-        bosun_host::World::Controller => crd::World::Controller,
-        bosun_host::World::Admission => crd::World::Admission,
-        bosun_host::World::PodAgent => crd::World::PodAgent,
-    }
 }
 
 fn describe_rollout(rollout: &Rollout) -> String {
@@ -587,7 +566,8 @@ fn owned_spec(
 }
 
 fn now() -> String {
-    use bosun_host::host::clock::{Clock, System, rfc3339};
+    use bosun_api::time::rfc3339;
+    use bosun_host::host::clock::{Clock, System};
     rfc3339(System.now_ms())
 }
 
@@ -639,7 +619,7 @@ pub fn push(args: &PushArgs) -> anyhow::Result<ExitCode> {
             hex_of(&digest)
         );
     }
-    let world = crd_world(revision.info().world);
+    let world = revision.info().world;
     let permissions: Vec<crd::Permission> = meta
         .permissions
         .iter()
@@ -674,14 +654,23 @@ pub fn push(args: &PushArgs) -> anyhow::Result<ExitCode> {
                 name: Some(cm_name.clone()),
                 namespace: Some(ns.clone()),
                 labels: Some(BTreeMap::from([
-                    (PLUGIN_LABEL.to_owned(), name.clone()),
-                    (DIGEST_LABEL.to_owned(), hex[..hex.len().min(63)].to_owned()),
+                    (keys::PLUGIN_LABEL.to_owned(), name.clone()),
+                    (
+                        keys::DIGEST_LABEL.to_owned(),
+                        hex[..hex.len().min(63)].to_owned(),
+                    ),
                 ])),
-                annotations: Some(BTreeMap::from([(DIGEST_LABEL.to_owned(), digest.clone())])),
+                annotations: Some(BTreeMap::from([(
+                    keys::DIGEST_LABEL.to_owned(),
+                    digest.clone(),
+                )])),
                 ..ObjectMeta::default()
             },
             immutable: Some(true),
-            binary_data: Some(BTreeMap::from([(KEY.to_owned(), ByteString(bytes))])),
+            binary_data: Some(BTreeMap::from([(
+                keys::CONFIGMAP_KEY.to_owned(),
+                ByteString(bytes),
+            )])),
             ..ConfigMap::default()
         };
         let mut cm_value = serde_json::to_value(&cm)?;
@@ -700,7 +689,7 @@ pub fn push(args: &PushArgs) -> anyhow::Result<ExitCode> {
         let config = config.or_else(|| existing.as_ref().and_then(|p| p.spec.config.clone()));
         let source = crd::Source::ConfigMap {
             name: cm_name.clone(),
-            key: KEY.to_owned(),
+            key: keys::CONFIGMAP_KEY.to_owned(),
         };
         let spec = owned_spec(&source, world, config.as_ref(), &permissions, &rollout)?;
         apply_plugin(&plugins, &ns, &name, spec).await?;
@@ -719,7 +708,7 @@ pub fn push(args: &PushArgs) -> anyhow::Result<ExitCode> {
     println!(
         "plugin     {ns}/{name} ({}), world {}",
         if plugin_existed { "updated" } else { "created" },
-        world_name(world)
+        crd::World::as_str(world)
     );
     for p in &permissions {
         println!(
@@ -826,12 +815,13 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<ExitCode> {
                  (push one with `bosun plugin push FILE --name {name} --canary 10%`)"
             );
         };
-        let at = annotate(&api, &ns, name, PROMOTE_ANNOTATION).await?;
+        let at = annotate(&api, &ns, name, keys::PROMOTE_ANNOTATION).await?;
         Ok((ns, canary, at))
     })?;
     println!(
-        "asked the runtime to promote {} on Plugin {ns}/{name} ({PROMOTE_ANNOTATION}={at})",
-        short(&canary)
+        "asked the runtime to promote {} on Plugin {ns}/{name} ({}={at})",
+        short(&canary),
+        keys::PROMOTE_ANNOTATION
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -848,7 +838,7 @@ pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
         let api = plugins(&client, &ns).await?;
         let plugin = get_plugin(&api, &ns, name).await?;
         let Some(to) = &args.to else {
-            let at = annotate(&api, &ns, name, ROLLBACK_ANNOTATION).await?;
+            let at = annotate(&api, &ns, name, keys::ROLLBACK_ANNOTATION).await?;
             let what = match plugin
                 .status
                 .as_ref()
@@ -858,11 +848,12 @@ pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
                 None => "return to the previous stable revision".to_owned(),
             };
             return Ok(format!(
-                "asked the runtime to {what} on Plugin {ns}/{name} ({ROLLBACK_ANNOTATION}={at})"
+                "asked the runtime to {what} on Plugin {ns}/{name} ({}={at})",
+                keys::ROLLBACK_ANNOTATION
             ));
         };
         let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-        let selector = format!("{PLUGIN_LABEL}={name}");
+        let selector = format!("{}={name}", keys::PLUGIN_LABEL);
         let stored: Vec<Stored> = configmaps
             .list(&ListParams::default().labels(&selector))
             .await
@@ -875,7 +866,7 @@ pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
             find_revision(to, &stored).map_err(|e| e.context(format!("Plugin {ns}/{name}")))?;
         let source = crd::Source::ConfigMap {
             name: target.configmap.clone(),
-            key: KEY.to_owned(),
+            key: keys::CONFIGMAP_KEY.to_owned(),
         };
         let spec = &plugin.spec;
         let owned = owned_spec(
@@ -980,7 +971,7 @@ mod tests {
         let plugin: Plugin = serde_json::from_value(json!({
             "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
             "metadata": {"name": "zone-labeler", "namespace": "default"},
-            "spec": {"source": {"configMap": {"name": "cm", "key": KEY}}, "world": "controller"},
+            "spec": {"source": {"configMap": {"name": "cm", "key": keys::CONFIGMAP_KEY}}, "world": "controller"},
             "status": {
                 "stableRevision": format!("sha256:{}", "1".repeat(64)),
                 "canaryRevision": format!("sha256:{}", "2".repeat(64)),

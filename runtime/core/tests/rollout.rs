@@ -1,4 +1,4 @@
-//! Gray management and version control end to end, driven by `Plugin` objects on the
+//! Rollouts (direct, canary, shadow) and version control end to end, driven by `Plugin` objects on the
 //! embedded cluster: push v1 → serving; v2 as a 20% canary takes the keys its hash
 //! picks (and keeps them across a runtime restart); a failing canary is rolled back with
 //! the reason while v1 serves; a healthy one is promoted after its window; a rollback to
@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bosun_api::plugin::Plugin;
 use bosun_host::contract::Verdict;
 use bosun_host::host::log;
-use bosun_runtime::crd::Plugin;
 use bosun_runtime::{Config, Runtime};
 use bosun_test_support::eventually;
 use k8s_openapi::ByteString;
@@ -35,7 +35,7 @@ async fn env(pods: usize) -> Env {
     .expect("cluster");
     let client = cluster.client().await.expect("client");
     let crd: CustomResourceDefinition =
-        serde_yaml::from_str(&bosun_runtime::crd::crd_yaml().expect("yaml")).expect("crd");
+        serde_yaml::from_str(&bosun_api::plugin::crd_yaml().expect("yaml")).expect("crd");
     Api::<CustomResourceDefinition>::all(client.clone())
         .create(&PostParams::default(), &crd)
         .await
@@ -94,7 +94,7 @@ fn hostile(tag: Option<&str>) -> Vec<u8> {
 }
 
 fn digest(bytes: &[u8]) -> String {
-    bosun_pipe::digest(bytes)
+    bosun_link::digest(bytes)
 }
 
 /// What `bosun plugin push` stores: a ConfigMap per digest, labelled with it.
@@ -145,7 +145,7 @@ async fn apply_plugin(
         .expect("apply Plugin");
 }
 
-async fn status(env: &Env, name: &str) -> bosun_runtime::crd::PluginStatus {
+async fn status(env: &Env, name: &str) -> bosun_api::plugin::PluginStatus {
     Api::<Plugin>::namespaced(env.client.clone(), "default")
         .get(name)
         .await
@@ -154,7 +154,7 @@ async fn status(env: &Env, name: &str) -> bosun_runtime::crd::PluginStatus {
         .unwrap_or_default()
 }
 
-fn condition(s: &bosun_runtime::crd::PluginStatus, type_: &str) -> (String, String, String) {
+fn condition(s: &bosun_api::plugin::PluginStatus, type_: &str) -> (String, String, String) {
     s.conditions
         .iter()
         .find(|c| c.type_ == type_)
@@ -217,7 +217,7 @@ async fn a_canary_takes_its_share_is_kept_across_a_restart_and_is_promoted() {
     .await;
     let expected: BTreeSet<String> = (0..40)
         .map(|i| format!("Pod/default/p-{i}"))
-        .filter(|k| bosun_runtime::gray::bucket(k) < 20)
+        .filter(|k| bosun_runtime::rollout::bucket(k) < 20)
         .collect();
     assert!(!expected.is_empty() && expected.len() < 20, "{expected:?}");
     eventually(
@@ -247,7 +247,7 @@ async fn a_canary_takes_its_share_is_kept_across_a_restart_and_is_promoted() {
         "the canary resumed after the restart",
         Duration::from_secs(60),
         || async {
-            let (route, _) = rt.canary_state("hostile");
+            let (route, _) = rt.rollouts().state("hostile");
             route.is_some_and(|r| r.canary.digest() == digest(&v2))
                 && rt
                     .registry()
@@ -653,6 +653,48 @@ async fn url_sources_are_fetched_and_checked_against_their_sha256() {
             .current("hostile")
             .is_some_and(|r| r.digest() == digest(&v1))
     );
+    rt.shutdown().await;
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_whose_configmap_comes_later_serves_once_it_exists() {
+    let env = env(2).await;
+    let rt = start(&env).await;
+    let v1 = hostile(None);
+    let hex = digest(&v1).trim_start_matches("sha256:").to_owned();
+    let cm = format!("bosun-plugin-hostile-{}", &hex[..12]);
+    // The Plugin first, naming a ConfigMap that does not exist yet.
+    apply_plugin(
+        &env,
+        "hostile",
+        &cm,
+        json!({"mode": "ok"}),
+        json!({"strategy": "direct"}),
+    )
+    .await;
+    eventually(
+        "the missing source is reported",
+        Duration::from_secs(30),
+        || async {
+            let s = status(&env, "hostile").await;
+            let (on, reason, message) = condition(&s, "Degraded");
+            on == "True" && reason == "FetchFailed" && message.contains("does not exist")
+        },
+    )
+    .await;
+    // No Plugin change follows: the controller tries the source again by itself.
+    push_configmap(&env, &v1, None).await;
+    eventually(
+        "the plugin serves once its ConfigMap exists",
+        Duration::from_secs(30),
+        || async {
+            let s = status(&env, "hostile").await;
+            s.stable_revision.as_deref() == Some(digest(&v1).as_str())
+                && condition(&s, "Degraded").0 == "False"
+        },
+    )
+    .await;
     rt.shutdown().await;
     env.cluster.shutdown().await;
 }

@@ -1,7 +1,5 @@
-//! Gray management: a canary revision of a plugin serves a share of its keys (or the
-//! objects a selector picks) beside the stable one, and an analysis compares the two over
-//! a window: promoted when the canary is as healthy as required, rolled back (with the
-//! reason) when it is not.
+//! Routing keys between a plugin's stable revision and its canary, and judging the
+//! canary against the stable one.
 //!
 //! Keys are routed by a stable hash of the key (FNV-1a), so an object stays on one
 //! revision for the whole canary, across runtime restarts too.
@@ -10,36 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use bosun_api::Selector;
 use bosun_host::Revision;
 use bosun_host::contract::ObjectRef;
-use bosun_host::selector::Selector;
 use bosun_host::stats::Stats;
 
-/// A canary could not start or change.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The new revision does not load.
-    #[error(transparent)]
-    Load(#[from] bosun_host::load::Error),
-    /// The new revision is another world than the stable one.
-    #[error(
-        "plugin {plugin}: the canary is a {canary} component but the stable revision is a {stable}"
-    )]
-    World {
-        /// The plugin.
-        plugin: String,
-        /// The stable revision's world.
-        stable: bosun_host::World,
-        /// The canary's world.
-        canary: bosun_host::World,
-    },
-    /// A shadow needs a stable revision to compare with.
-    #[error("plugin {0} has no stable revision to shadow; install it first")]
-    NoStable(String),
-    /// There is no canary to promote or roll back.
-    #[error("plugin {0} has no canary in progress")]
-    NoCanary(String),
-}
+use super::shadow::{DIFFERENCES, Difference, ShadowSink};
 
 /// What the analysis requires of a canary.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,59 +55,6 @@ pub enum Split {
     /// None: the new revision runs beside the stable one on every key, its commands are
     /// recorded and compared, never executed.
     Shadow,
-}
-
-/// One key where a shadow revision decided differently from the stable one.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Difference {
-    /// When (unix ms).
-    pub at_ms: u64,
-    /// The key.
-    pub key: String,
-    /// The events of the call.
-    pub events: Vec<String>,
-    /// What the stable revision submitted.
-    pub stable: Vec<serde_json::Value>,
-    /// What the shadow revision would have submitted (or its error).
-    pub shadow: Result<Vec<serde_json::Value>, String>,
-}
-
-/// Differences kept per plugin (the newest).
-const DIFFERENCES: usize = 1000;
-
-/// Commands of a shadow revision: recorded per key, never executed.
-#[derive(Debug, Default)]
-pub struct ShadowSink {
-    submitted: std::sync::Mutex<HashMap<String, Vec<serde_json::Value>>>,
-}
-
-impl ShadowSink {
-    /// Takes what was submitted while reconciling `key`.
-    pub fn take(&self, key: &str) -> Vec<serde_json::Value> {
-        self.submitted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key)
-            .unwrap_or_default()
-    }
-}
-
-impl bosun_host::host::commands::Commands for ShadowSink {
-    fn submit(
-        &self,
-        call: &bosun_host::host::CallInfo,
-        command: bosun_host::contract::Command,
-    ) -> Result<u64, String> {
-        let key = call.key.as_ref().map(ObjectRef::key).unwrap_or_default();
-        let mut map = self
-            .submitted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let list = map.entry(key).or_default();
-        list.push(command.to_json());
-        Ok(list.len() as u64)
-    }
 }
 
 /// A canary in progress.
@@ -318,14 +239,15 @@ impl Route {
     }
 }
 
-/// The canaries in progress, by plugin name.
+/// The canaries (and shadows) in progress, by plugin name, and the differences shadows
+/// showed: what the dispatcher asks on every key.
 #[derive(Debug, Default)]
-pub struct Gray {
+pub struct Routes {
     routes: RwLock<HashMap<String, Route>>,
     differences: std::sync::Mutex<HashMap<String, std::collections::VecDeque<Difference>>>,
 }
 
-impl Gray {
+impl Routes {
     /// Starts (or replaces) the canary of `plugin`.
     pub fn start(&self, plugin: &str, route: Route) {
         self.routes

@@ -1,13 +1,13 @@
-//! Gray management on the embedded cluster: push-to-serving time of a Plugin object
+//! Rollouts on the embedded cluster: push-to-serving time of a Plugin object
 //! (cold: a digest never compiled; cached: compiled code on disk), and breach-to-rollback
 //! time of a canary that fails every reconcile.
 //!
-//! Run: `cargo bench -p bosun-runtime --bench gray` (env: PODS (50), RUNS (5))
+//! Run: `cargo bench -p bosun-runtime --bench rollout` (env: PODS (50), RUNS (5))
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bosun_runtime::crd::Plugin;
+use bosun_api::plugin::Plugin;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -38,7 +38,7 @@ async fn push(
     mode: &str,
     rollout: serde_json::Value,
 ) -> anyhow::Result<String> {
-    let digest = bosun_pipe::digest(bytes);
+    let digest = bosun_link::digest(bytes);
     let hex = digest.trim_start_matches("sha256:");
     let name = format!("bosun-plugin-hostile-{}", &hex[..12]);
     let cm: ConfigMap = serde_json::from_value(json!({
@@ -72,7 +72,7 @@ async fn push(
 
 async fn wait_for(
     client: &kube::Client,
-    what: impl Fn(&bosun_runtime::crd::PluginStatus) -> bool,
+    what: impl Fn(&bosun_api::plugin::PluginStatus) -> bool,
 ) -> anyhow::Result<()> {
     let api: Api<Plugin> = Api::namespaced(client.clone(), "default");
     let started = Instant::now();
@@ -108,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let client = cluster.client().await?;
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&bosun_runtime::crd::crd_yaml()?)?;
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&bosun_api::plugin::crd_yaml()?)?;
     Api::<CustomResourceDefinition>::all(client.clone())
         .create(&PostParams::default(), &crd)
         .await?;

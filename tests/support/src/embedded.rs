@@ -1,0 +1,99 @@
+//! The setup of the runtime's end-to-end tests: an embedded cluster whose simulated
+//! nodes carry zone labels, a temporary data folder, plugin logs kept in memory, and a
+//! runtime configured for tests (any admin port, no resync, fast backoff).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bosun_host::host::log;
+use bosun_host::load::Source;
+use bosun_runtime::{Config, Runtime};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+
+use crate::eventually;
+
+/// Zones given to the simulated nodes, in order (`sim-node-0` is in `zone-a`).
+pub const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+
+/// An embedded cluster and what a test runs on it.
+pub struct Env {
+    /// The cluster.
+    pub cluster: bosun_cluster::Cluster,
+    /// A client of it.
+    pub client: kube::Client,
+    /// Data folders of the runtimes the test starts.
+    pub dir: tempfile::TempDir,
+    /// Plugins' log lines.
+    pub logs: Arc<log::Memory>,
+}
+
+impl Env {
+    /// A cluster with `nodes` simulated nodes, each labelled with its zone.
+    pub async fn start(nodes: usize) -> Env {
+        let env = Env::bare(nodes).await;
+        let api: Api<Node> = Api::all(env.client.clone());
+        for i in 0..nodes {
+            let node = format!("sim-node-{i}");
+            eventually("node registered", Duration::from_secs(10), || async {
+                api.get_opt(&node).await.ok().flatten().is_some()
+            })
+            .await;
+            let zone = ZONES[i % ZONES.len()];
+            let patch =
+                serde_json::json!({"metadata": {"labels": {"topology.kubernetes.io/zone": zone}}});
+            api.patch(&node, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .expect("label node");
+        }
+        env
+    }
+
+    /// A cluster with `nodes` simulated nodes, unlabelled.
+    pub async fn bare(nodes: usize) -> Env {
+        let cluster = bosun_cluster::start(bosun_cluster::Config {
+            nodes,
+            ..Default::default()
+        })
+        .await
+        .expect("cluster");
+        let client = cluster.client().await.expect("client");
+        Env {
+            cluster,
+            client,
+            dir: tempfile::tempdir().expect("tempdir"),
+            logs: Arc::new(log::Memory::default()),
+        }
+    }
+
+    /// A runtime configuration for tests, its data in the folder `name`.
+    pub fn config(&self, name: &str) -> Config {
+        let mut c = Config {
+            data_dir: self.dir.path().join(name),
+            admin_addr: "127.0.0.1:0".parse().expect("addr"),
+            resync_seconds: 0,
+            shutdown_grace_seconds: 5,
+            ..Default::default()
+        };
+        c.queue.backoff_base_ms = 100;
+        c
+    }
+
+    /// Starts a runtime with `config` on this cluster, its plugins logging to [`Env::logs`].
+    pub async fn runtime(&self, config: Config) -> Arc<Runtime> {
+        Runtime::start_with(config, self.client.clone(), self.logs.clone())
+            .await
+            .expect("runtime starts")
+    }
+
+    /// The messages plugins logged since the last call.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.take().into_iter().map(|l| l.message).collect()
+    }
+}
+
+/// A built test artifact as a plugin source.
+pub fn source(path: &str) -> Source {
+    Source::file(Path::new(path)).expect("artifact")
+}
