@@ -14,6 +14,10 @@ pub const DIGEST_LABEL: &str = "bosun.dev/digest";
 pub const SOURCE_LABEL: &str = "bosun.dev/source";
 /// [`SOURCE_LABEL`]'s value on Plugin objects published from the plugins folder.
 pub const SOURCE_FOLDER: &str = "plugins-folder";
+/// Annotation of a folder-published Plugin: the digest of the folder's file it last
+/// published. A push takes the source over; the folder publishes again only when its
+/// file's digest changes.
+pub const FOLDER_DIGEST_ANNOTATION: &str = "bosun.dev/folder-digest";
 /// Annotation on a Plugin asking the runtime to promote its canary (the RFC 3339 time
 /// of the request: a new time is a new request).
 pub const PROMOTE_ANNOTATION: &str = "bosun.dev/promote";

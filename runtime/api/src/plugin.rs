@@ -84,6 +84,54 @@ pub enum Source {
     },
 }
 
+impl Source {
+    /// The field this kind of source is written under (`url`, `configMap`, `oci`, `file`).
+    pub fn field(&self) -> &'static str {
+        match self {
+            Source::Url { .. } => "url",
+            Source::ConfigMap { .. } => "configMap",
+            Source::Oci { .. } => "oci",
+            Source::File { .. } => "file",
+        }
+    }
+
+    /// A JSON merge patch of a Plugin that sets this source and removes every other kind.
+    /// Whoever sets a source (a push, the plugins folder) sends it first and so takes the
+    /// source over: the schema allows one, and a server-side apply alone would leave
+    /// another field manager's kind beside it. The object is valid before and after.
+    pub fn take_over_patch(&self) -> serde_json::Value {
+        let mut source: serde_json::Map<String, serde_json::Value> = SOURCE_FIELDS
+            .iter()
+            .map(|f| ((*f).to_owned(), serde_json::Value::Null))
+            .collect();
+        if let Ok(serde_json::Value::Object(mine)) = serde_json::to_value(self) {
+            source.extend(mine);
+        }
+        serde_json::json!({ "spec": { "source": source } })
+    }
+}
+
+/// Every kind of source, as written in `spec.source`.
+const SOURCE_FIELDS: [&str; 4] = ["url", "configMap", "oci", "file"];
+
+/// A Plugin object that does not read as one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct Unreadable {
+    /// Where in the object (`spec.source`, `.` for the whole object).
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+/// Reads a Plugin object, naming the field that is wrong when it does not read.
+pub fn parse(object: &serde_json::Value) -> Result<Plugin, Unreadable> {
+    serde_path_to_error::deserialize(object).map_err(|e| Unreadable {
+        path: e.path().to_string(),
+        message: e.inner().to_string(),
+    })
+}
+
 /// Verbs granted on a kind.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -265,4 +313,40 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     Ok(format!(
         "# Generated from runtime/api/src/plugin.rs — do not edit; see that file.\n{body}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_takes_over_from_the_other_kinds() {
+        let s = Source::ConfigMap {
+            name: "cm".into(),
+            key: "plugin.wasm".into(),
+        };
+        assert_eq!(
+            s.take_over_patch(),
+            serde_json::json!({"spec": {"source": {"url": null, "oci": null, "file": null,
+                "configMap": {"name": "cm", "key": "plugin.wasm"}}}})
+        );
+    }
+
+    #[test]
+    fn an_unreadable_plugin_names_the_field() {
+        let two_sources = serde_json::json!({
+            "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
+            "metadata": {"name": "p"},
+            "spec": {"source": {"file": {"path": "/x.wasm"}, "configMap": {"name": "c", "key": "k"}},
+                     "world": "controller"}
+        });
+        let e = parse(&two_sources).expect_err("two sources");
+        assert_eq!(e.path, "spec.source", "{e}");
+        let good = serde_json::json!({
+            "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
+            "metadata": {"name": "p"},
+            "spec": {"source": {"file": {"path": "/x.wasm"}}, "world": "controller"}
+        });
+        assert!(parse(&good).is_ok());
+    }
 }

@@ -469,3 +469,87 @@ async fn a_cluster_without_the_crd_is_named() {
     assert_fails(&out, 1, &["deploy/crds/plugin.yaml"]);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_takes_over_a_folder_plugins_source_and_an_unreadable_plugin_hides_no_other() {
+    let cluster = bosun_cluster::start(bosun_cluster::Config {
+        nodes: 0,
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let client = cluster.client().await.expect("client");
+    install_crd(&client).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bosun = Bosun {
+        kubeconfig: cluster.kubeconfig_path().display().to_string(),
+        cache: dir.path().join("compiled").display().to_string(),
+    };
+    let plugins: Api<Plugin> = Api::namespaced(client.clone(), "default");
+    // As the plugins folder publishes it: a file source, under its own field manager.
+    let folder = json!({
+        "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
+        "metadata": {"name": "zone-labeler", "namespace": "default"},
+        "spec": {"source": {"file": {"path": "/plugins/zone-labeler.wasm"}}, "world": "controller",
+                 "config": {"label": "topology.kubernetes.io/zone"}}
+    });
+    plugins
+        .patch(
+            "zone-labeler",
+            &PatchParams::apply("bosun-plugins-folder").force(),
+            &Patch::Apply(&folder),
+        )
+        .await
+        .expect("folder Plugin");
+    let out = bosun
+        .run(&[
+            "plugin",
+            "push",
+            bosun_test_artifacts::ZONE_LABELER,
+            "--name",
+            "zone-labeler",
+            "--canary",
+            "20%",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let p = plugins.get("zone-labeler").await.expect("readable Plugin");
+    assert!(
+        matches!(p.spec.source, Source::ConfigMap { .. }),
+        "the push took the source over: {:?}",
+        p.spec.source
+    );
+    assert_eq!(
+        p.spec.config,
+        Some(json!({"label": "topology.kubernetes.io/zone"})),
+        "the config is kept"
+    );
+
+    // An object with two sources (what the schema forbids) next to a readable one.
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &kube::api::ApiResource::erase::<Plugin>(&()),
+    );
+    let broken: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
+        "metadata": {"name": "broken", "namespace": "default"},
+        "spec": {"source": {"file": {"path": "/x.wasm"}, "configMap": {"name": "c", "key": "k"}},
+                 "world": "controller"}
+    }))
+    .expect("object");
+    raw.create(&PostParams::default(), &broken)
+        .await
+        .expect("stored");
+    let out = bosun.run(&["plugin", "status"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("zone-labeler"), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Plugin default/broken is not a valid Plugin: spec.source"),
+        "{err}"
+    );
+    let out = bosun.run(&["plugin", "status", "broken"]).await;
+    assert_fails(&out, 1, &["Plugin default/broken", "spec.source"]);
+    cluster.shutdown().await;
+}

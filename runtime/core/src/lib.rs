@@ -9,6 +9,13 @@
 //!                                             |                       \-> audit, metrics
 //!                                       kube API (SSA, patch, evict, events)
 //! ```
+//!
+//! Beside that flow: [`rollout`] turns `Plugin` objects into serving revisions (direct,
+//! canary, shadow) and judges canaries; [`sidecars`] is the sidecar link, where
+//! pod-commands go down to pods; [`admin`] serves metrics, health and status; [`leader`]
+//! elects one runtime to act. [`runtime`] only assembles the parts and hands each the
+//! narrow handles it needs. `bosun up`'s embedded mode lives in the `bosun-dev` crate,
+//! and the types every part agrees on in `bosun-api`.
 #![warn(missing_docs)]
 
 pub mod admin;

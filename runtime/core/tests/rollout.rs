@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use bosun_api::plugin::Plugin;
 use bosun_host::contract::Verdict;
-use bosun_host::host::log;
-use bosun_runtime::{Config, Runtime};
+use bosun_runtime::Runtime;
+use bosun_test_support::embedded::Env;
 use bosun_test_support::eventually;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -20,27 +20,16 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-struct Env {
-    cluster: bosun_cluster::Cluster,
-    client: kube::Client,
-    dir: tempfile::TempDir,
-}
-
+/// A cluster with the Plugin CRD and `pods` pods for the test plugin to patch.
 async fn env(pods: usize) -> Env {
-    let cluster = bosun_cluster::start(bosun_cluster::Config {
-        nodes: 1,
-        ..Default::default()
-    })
-    .await
-    .expect("cluster");
-    let client = cluster.client().await.expect("client");
+    let env = Env::bare(1).await;
     let crd: CustomResourceDefinition =
         serde_yaml::from_str(&bosun_api::plugin::crd_yaml().expect("yaml")).expect("crd");
-    Api::<CustomResourceDefinition>::all(client.clone())
+    Api::<CustomResourceDefinition>::all(env.client.clone())
         .create(&PostParams::default(), &crd)
         .await
         .expect("install the CRD");
-    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let api: Api<Pod> = Api::namespaced(env.client.clone(), "default");
     for i in 0..pods {
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": format!("p-{i}"), "namespace": "default"},
@@ -49,38 +38,17 @@ async fn env(pods: usize) -> Env {
         .expect("pod");
         api.create(&PostParams::default(), &pod).await.expect("pod");
     }
-    Env {
-        cluster,
-        client,
-        dir: tempfile::tempdir().expect("tmp"),
-    }
+    env
 }
 
-fn config(env: &Env) -> Config {
-    let mut c = Config {
-        data_dir: env.dir.path().join("rt"),
-        admin_addr: "127.0.0.1:0".parse().expect("addr"),
-        resync_seconds: 0,
-        shutdown_grace_seconds: 5,
-        ..Default::default()
-    };
-    c.queue.backoff_base_ms = 100;
+async fn start(env: &Env) -> Arc<Runtime> {
+    let mut c = env.config("rt");
     c.queue.backoff_max_ms = 500;
     // The test plugin patches on every event: rate limits would refuse (and fail) its
     // reconciles and blur the error rates the analysis compares.
     c.guardrails.global = bosun_runtime::guardrail::Rate::new(10_000.0, 10_000);
     c.guardrails.per_plugin = bosun_runtime::guardrail::Rate::new(10_000.0, 10_000);
-    c
-}
-
-async fn start(env: &Env) -> Arc<Runtime> {
-    Runtime::start_with(
-        config(env),
-        env.client.clone(),
-        Arc::new(log::Memory::default()),
-    )
-    .await
-    .expect("runtime")
+    env.runtime(c).await
 }
 
 /// The hostile test plugin, optionally with a custom section appended (other bytes,
@@ -692,6 +660,69 @@ async fn a_plugin_whose_configmap_comes_later_serves_once_it_exists() {
             let s = status(&env, "hostile").await;
             s.stable_revision.as_deref() == Some(digest(&v1).as_str())
                 && condition(&s, "Degraded").0 == "False"
+        },
+    )
+    .await;
+    rt.shutdown().await;
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_plugin_is_degraded_and_the_others_serve() {
+    let env = env(2).await;
+    let rt = start(&env).await;
+    // Two sources: the schema allows one; this runtime cannot read it as a Plugin.
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        "default",
+        &kube::api::ApiResource::erase::<Plugin>(&()),
+    );
+    let broken: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
+        "metadata": {"name": "broken", "namespace": "default"},
+        "spec": {"source": {"file": {"path": "/x.wasm"}, "configMap": {"name": "c", "key": "k"}},
+                 "world": "controller"}
+    }))
+    .expect("object");
+    raw.create(&PostParams::default(), &broken)
+        .await
+        .expect("stored");
+    let v1 = hostile(None);
+    let cm1 = push_configmap(&env, &v1, None).await;
+    apply_plugin(
+        &env,
+        "hostile",
+        &cm1,
+        json!({"mode": "ok"}),
+        json!({"strategy": "direct"}),
+    )
+    .await;
+    eventually(
+        "the broken Plugin is Degraded naming the field",
+        Duration::from_secs(30),
+        || async {
+            let Ok(object) = raw.get("broken").await else {
+                return false;
+            };
+            object.data["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c["type"] == "Degraded"
+                        && c["status"] == "True"
+                        && c["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("spec.source"))
+                })
+        },
+    )
+    .await;
+    eventually(
+        "the other Plugin serves",
+        Duration::from_secs(30),
+        || async {
+            status(&env, "hostile").await.stable_revision.as_deref() == Some(digest(&v1).as_str())
         },
     )
     .await;

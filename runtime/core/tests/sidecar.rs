@@ -5,68 +5,27 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bosun_dev::launcher::Launcher;
-use bosun_host::host::log;
 use bosun_host::load::Source;
 use bosun_link::link_client::LinkClient;
 use bosun_link::{Hello, SidecarMessage, sidecar_message};
-use bosun_runtime::{Config, Runtime};
+use bosun_runtime::Config;
 use bosun_sidecar::config::Token;
 use bosun_sidecar::{Config as SidecarConfig, Sidecar};
+use bosun_test_support::embedded::{Env, source};
 use bosun_test_support::{eventually, free_port, with_custom_section};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
-struct Env {
-    cluster: bosun_cluster::Cluster,
-    client: kube::Client,
-    dir: tempfile::TempDir,
-    logs: Arc<log::Memory>,
-}
-
-async fn env() -> Env {
-    let cluster = bosun_cluster::start(bosun_cluster::Config {
-        nodes: 1,
-        ..Default::default()
-    })
-    .await
-    .expect("cluster");
-    let client = cluster.client().await.expect("client");
-    Env {
-        cluster,
-        client,
-        dir: tempfile::tempdir().expect("tempdir"),
-        logs: Arc::new(log::Memory::default()),
-    }
-}
-
 fn config(env: &Env, link_port: u16, tls: bool) -> Config {
-    let mut c = Config {
-        data_dir: env.dir.path().join("rt"),
-        admin_addr: "127.0.0.1:0".parse().expect("addr"),
-        resync_seconds: 0,
-        shutdown_grace_seconds: 5,
-        ..Default::default()
-    };
-    c.queue.backoff_base_ms = 100;
+    let mut c = env.config("rt");
     c.sidecars.listen = Some(SocketAddr::from(([127, 0, 0, 1], link_port)));
     c.sidecars.tls = tls;
     c.sidecars.resend_ms = 500;
     c
-}
-
-async fn start(env: &Env, config: Config) -> Arc<Runtime> {
-    Runtime::start_with(config, env.client.clone(), env.logs.clone())
-        .await
-        .expect("runtime starts")
-}
-
-fn source(path: &str) -> Source {
-    Source::file(Path::new(path)).expect("artifact")
 }
 
 /// The agent plugin with different bytes (a custom section appended): a new revision.
@@ -166,9 +125,9 @@ fn shared_of(launcher_dir: &Path, pod: &Pod) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_command_reaches_the_sidecar_plugin_and_its_outcome_returns() {
-    let env = env().await;
+    let env = Env::bare(1).await;
     // TLS on, sidecars started by the embedded launcher like in `bosun up`.
-    let rt = start(&env, config(&env, 0, true)).await;
+    let rt = env.runtime(config(&env, 0, true)).await;
     let launcher_dir = env.dir.path().join("launched");
     let launcher = Launcher::start(&rt, launcher_dir.clone()).expect("link configured");
     rt.install(&source(bosun_test_artifacts::TEST_AGENT), r#"{"tag":"v1"}"#)
@@ -232,9 +191,9 @@ async fn a_controller_command_reaches_the_sidecar_plugin_and_its_outcome_returns
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_restart_mid_stream_loses_and_repeats_nothing() {
-    let env = env().await;
+    let env = Env::bare(1).await;
     let port = free_port();
-    let rt = start(&env, config(&env, port, false)).await;
+    let rt = env.runtime(config(&env, port, false)).await;
     rt.install(&source(bosun_test_artifacts::TEST_AGENT), r#"{"tag":"v1"}"#)
         .expect("agent");
     let pod = agent_pod(&env, "agent-1", false).await;
@@ -276,7 +235,7 @@ async fn a_runtime_restart_mid_stream_loses_and_repeats_nothing() {
     );
 
     // The second runtime has the journal, not the pinger: it only delivers what is left.
-    let rt2 = start(&env, config(&env, port, false)).await;
+    let rt2 = env.runtime(config(&env, port, false)).await;
     rt2.install(&source(bosun_test_artifacts::TEST_AGENT), r#"{"tag":"v1"}"#)
         .expect("agent");
     eventually("all 20 commands ran", Duration::from_secs(40), || async {
@@ -318,14 +277,14 @@ async fn a_runtime_restart_mid_stream_loses_and_repeats_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_serves_while_the_runtime_is_away_and_takes_a_new_revision() {
-    let env = env().await;
+    let env = Env::bare(1).await;
     let port = free_port();
     let pod = agent_pod(&env, "agent-2", false).await;
     // The runtime is not there yet: the sidecar starts anyway and answers probes.
     let rt_config = config(&env, port, false);
     std::fs::create_dir_all(&rt_config.data_dir).expect("dir");
     let uid = pod.metadata.uid.clone().expect("uid");
-    let rt = start(&env, rt_config).await;
+    let rt = env.runtime(rt_config).await;
     let token = rt
         .sidecars()
         .expect("sidecars")
@@ -346,7 +305,7 @@ async fn a_sidecar_serves_while_the_runtime_is_away_and_takes_a_new_revision() {
     assert_eq!(code, 200, "{body}");
     assert!(!sidecar.connected());
 
-    let rt = start(&env, config(&env, port, false)).await;
+    let rt = env.runtime(config(&env, port, false)).await;
     rt.install(&source(bosun_test_artifacts::TEST_AGENT), r#"{"tag":"v1"}"#)
         .expect("agent");
     eventually(
@@ -434,9 +393,9 @@ async fn open(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_and_oversize_messages_are_refused() {
-    let env = env().await;
+    let env = Env::bare(1).await;
     let port = free_port();
-    let rt = start(&env, config(&env, port, false)).await;
+    let rt = env.runtime(config(&env, port, false)).await;
     let pod = agent_pod(&env, "agent-3", false).await;
     let uid = pod.metadata.uid.clone().expect("uid");
     let sidecars = rt.sidecars().expect("sidecars").0.clone();
@@ -504,8 +463,8 @@ async fn bad_tokens_and_oversize_messages_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_can_name_the_plugins_its_sidecar_runs() {
-    let env = env().await;
-    let rt = start(&env, config(&env, 0, false)).await;
+    let env = Env::bare(1).await;
+    let rt = env.runtime(config(&env, 0, false)).await;
     let launcher_dir = env.dir.path().join("launched");
     let launcher = Launcher::start(&rt, launcher_dir.clone()).expect("link configured");
     rt.install(

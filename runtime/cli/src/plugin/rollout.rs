@@ -26,7 +26,7 @@ use bosun_host::{Revision, Services, Source, Spec};
 use clap::{ArgGroup, Args};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::EngineArgs;
@@ -506,7 +506,8 @@ async fn connect(args: &ClusterArgs) -> anyhow::Result<(kube::Client, String)> {
 /// The Plugins API of `ns`, checked to be served (the CRD is installed).
 async fn plugins(client: &kube::Client, ns: &str) -> anyhow::Result<Api<Plugin>> {
     let api: Api<Plugin> = Api::namespaced(client.clone(), ns);
-    match api.list(&ListParams::default().limit(1)).await {
+    // Probed as JSON: one unreadable object must not make every Plugin unreachable.
+    match raw(&api, ns).list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(api),
         Err(kube::Error::Api(e)) if e.code == 404 => bail!(
             "the cluster does not serve Plugins (bosun.dev/v1alpha1): install the CRD with \
@@ -516,11 +517,35 @@ async fn plugins(client: &kube::Client, ns: &str) -> anyhow::Result<Api<Plugin>>
     }
 }
 
+/// The Plugins of `api` as JSON objects, read one by one (see [`read`]).
+fn raw(api: &Api<Plugin>, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        api.clone().into_client(),
+        ns,
+        &ApiResource::erase::<Plugin>(&()),
+    )
+}
+
+/// A Plugin read from its JSON, or why it does not read as one (naming the field).
+fn read(object: &DynamicObject) -> Result<Plugin, crd::Unreadable> {
+    let value = serde_json::to_value(object).map_err(|e| crd::Unreadable {
+        path: ".".to_owned(),
+        message: e.to_string(),
+    })?;
+    crd::parse(&value)
+}
+
 async fn get_plugin(api: &Api<Plugin>, ns: &str, name: &str) -> anyhow::Result<Plugin> {
-    api.get_opt(name)
+    let object = raw(api, ns)
+        .get_opt(name)
         .await
         .kube_context(|| format!("cannot read Plugin {ns}/{name}"))?
-        .with_context(|| format!("Plugin {ns}/{name} not found"))
+        .with_context(|| format!("Plugin {ns}/{name} not found"))?;
+    read(&object).map_err(|e| {
+        anyhow::anyhow!(
+            "Plugin {ns}/{name} is not a valid Plugin ({e}): fix it with `kubectl edit plugin {name} -n {ns}`, or push again"
+        )
+    })
 }
 
 /// Applies the fields of a Plugin spec this command owns. Fields it leaves out (limits,
@@ -636,7 +661,8 @@ pub fn push(args: &PushArgs) -> anyhow::Result<ExitCode> {
     let report = block_on(span, async {
         let (client, ns) = connect(&args.cluster).await?;
         let plugins = plugins(&client, &ns).await?;
-        let existing = plugins
+        // Read as JSON: a push repairs an object that does not read as a Plugin.
+        let existing = raw(&plugins, &ns)
             .get_opt(&name)
             .await
             .kube_context(|| format!("cannot read Plugin {ns}/{name}"))?;
@@ -686,11 +712,29 @@ pub fn push(args: &PushArgs) -> anyhow::Result<ExitCode> {
             .kube_context(|| format!("cannot apply ConfigMap {ns}/{cm_name}"))?;
 
         // Without --config the Plugin keeps the config it has.
-        let config = config.or_else(|| existing.as_ref().and_then(|p| p.spec.config.clone()));
+        let config = config.or_else(|| {
+            existing
+                .as_ref()
+                .and_then(|p| p.data.pointer("/spec/config"))
+                .filter(|c| !c.is_null())
+                .cloned()
+        });
         let source = crd::Source::ConfigMap {
             name: cm_name.clone(),
             key: keys::CONFIGMAP_KEY.to_owned(),
         };
+        if existing.is_some() {
+            // The push takes the source over (the plugins folder's file source, say):
+            // a Plugin has one source, whoever wrote the other.
+            plugins
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(source.take_over_patch()),
+                )
+                .await
+                .kube_context(|| format!("cannot take over the source of Plugin {ns}/{name}"))?;
+        }
         let spec = owned_spec(&source, world, config.as_ref(), &permissions, &rollout)?;
         apply_plugin(&plugins, &ns, &name, spec).await?;
         Ok((ns, cm_name, cm_existed, existing.is_some()))
@@ -725,23 +769,37 @@ pub fn push(args: &PushArgs) -> anyhow::Result<ExitCode> {
 /// `bosun plugin status`.
 pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let span = tracing::info_span!("bosun.cli.plugin_status");
-    let (ns, list) = block_on(span, async {
+    let (ns, list, unreadable) = block_on(span, async {
         let (client, ns) = connect(&args.cluster).await?;
         let api = plugins(&client, &ns).await?;
-        let list = match &args.name {
-            Some(name) => vec![get_plugin(&api, &ns, name).await?],
+        let (list, unreadable) = match &args.name {
+            Some(name) => (vec![get_plugin(&api, &ns, name).await?], Vec::new()),
             None => {
-                let mut items = api
+                let objects = raw(&api, &ns)
                     .list(&ListParams::default())
                     .await
                     .kube_context(|| format!("cannot list Plugins in {ns}"))?
                     .items;
+                let (mut items, mut unreadable) = (Vec::new(), Vec::new());
+                for object in &objects {
+                    match read(object) {
+                        Ok(p) => items.push(p),
+                        Err(e) => {
+                            unreadable.push((object.metadata.name.clone().unwrap_or_default(), e))
+                        }
+                    }
+                }
                 items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-                items
+                unreadable.sort_by(|a, b| a.0.cmp(&b.0));
+                (items, unreadable)
             }
         };
-        Ok((ns, list))
+        Ok((ns, list, unreadable))
     })?;
+    // The readable ones are shown; each one that is not is named once, on stderr.
+    for (name, e) in &unreadable {
+        eprintln!("Plugin {ns}/{name} is not a valid Plugin: {e}");
+    }
     if args.json {
         let out: Vec<Value> = list
             .iter()
@@ -756,7 +814,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    if list.is_empty() {
+    if list.is_empty() && unreadable.is_empty() {
         println!("no Plugin in namespace {ns}");
         return Ok(ExitCode::SUCCESS);
     }

@@ -189,12 +189,20 @@ pub async fn run(parts: Parts) {
                 continue;
             };
             let entry = seen.entry((ns, name)).or_default();
-            let plugin: Plugin = match serde_json::from_str(&json) {
+            let plugin = match serde_json::from_str::<serde_json::Value>(&json)
+                .map_err(|e| bosun_api::plugin::Unreadable {
+                    path: ".".to_owned(),
+                    message: e.to_string(),
+                })
+                .and_then(|v| bosun_api::plugin::parse(&v))
+            {
                 Ok(p) => p,
                 Err(e) => {
                     let e = e.to_string();
                     if entry.unreadable.as_ref() != Some(&e) {
+                        // Said once per problem: a warning and a Degraded condition.
                         tracing::warn!(plugin = %target, error = %e, "unreadable Plugin object");
+                        report_unreadable(&parts.client, &target, &e).await;
                         entry.unreadable = Some(e);
                     }
                     continue;
@@ -203,6 +211,34 @@ pub async fn run(parts: Parts) {
             entry.unreadable = None;
             drive(&parts.rollouts, &parts.client, &plugin, entry).await;
         }
+    }
+}
+
+/// Writes a Degraded condition naming what is wrong on a Plugin that does not read as
+/// one (through JSON: the object cannot be read back as a Plugin).
+async fn report_unreadable(
+    client: &kube::Client,
+    target: &bosun_host::contract::ObjectRef,
+    why: &str,
+) {
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        target.namespace.as_deref().unwrap_or_default(),
+        &kube::api::ApiResource::erase::<Plugin>(&()),
+    );
+    let degraded = Condition {
+        type_: "Degraded".to_owned(),
+        status: "True".to_owned(),
+        reason: "InvalidObject".to_owned(),
+        message: format!("the object is not a valid Plugin: {why}"),
+        last_transition_time: rfc3339(System.now_ms()),
+    };
+    let patch = serde_json::json!({ "status": { "conditions": [degraded] } });
+    if let Err(e) = api
+        .patch_status(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::debug!(plugin = %target, error = %e, "cannot write the Plugin status");
     }
 }
 

@@ -1,16 +1,24 @@
 //! Embedded mode's plugins folder, published as `Plugin` objects so that `bosun plugin
 //! status|push|promote|rollback` see and manage folder plugins like any other.
+//!
+//! Ownership: a Plugin has one source. `bosun plugin push` takes it over (a ConfigMap
+//! source) and the folder leaves that plugin alone until its file changes; a changed
+//! file is loaded by the folder and takes the source back (a file source). Each writer
+//! removes the other kinds of source before it applies its own.
 
 use std::collections::HashMap;
 use std::sync::Weak;
 use std::time::Duration;
 
 use bosun_api::keys;
-use bosun_api::plugin::Plugin;
+use bosun_api::plugin::{Plugin, Source};
 use bosun_host::Registry;
 use kube::api::{Api, Patch, PatchParams};
 
 use super::controller::API_VERSION;
+
+/// The field manager of the Plugin objects the folder publishes.
+pub const FIELD_MANAGER: &str = "bosun-plugins-folder";
 
 /// Embedded mode: every plugin the plugins folder loaded is published as a `Plugin`
 /// object (a `file` source), so `bosun plugin status|push|promote|rollback` see and
@@ -41,7 +49,24 @@ pub async fn mirror_folder(
             {
                 continue;
             }
+            // A push took this plugin over after the folder published this very file (a
+            // restart loads the folder again): the push stands until the file changes.
+            if let Ok(Some(existing)) = api.get_opt(&name).await
+                && !matches!(existing.spec.source, Source::File { .. })
+                && existing
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(keys::FOLDER_DIGEST_ANNOTATION))
+                    .is_some_and(|d| d == r.digest())
+            {
+                published.insert(name, r.digest().to_owned());
+                continue;
+            }
             let world = r.info().world.as_str();
+            let source = Source::File {
+                path: path.display().to_string(),
+            };
             let permissions: Vec<serde_json::Value> = r
                 .metadata()
                 .permissions
@@ -60,22 +85,34 @@ pub async fn mirror_folder(
                 keys::SOURCE_LABEL.to_owned(),
                 serde_json::Value::from(keys::SOURCE_FOLDER),
             )]);
+            let annotations = serde_json::Map::from_iter([(
+                keys::FOLDER_DIGEST_ANNOTATION.to_owned(),
+                serde_json::Value::from(r.digest()),
+            )]);
             let plugin = serde_json::json!({
                 "apiVersion": API_VERSION, "kind": "Plugin",
                 "metadata": {"name": name, "namespace": namespace,
-                    "labels": labels},
+                    "labels": labels, "annotations": annotations},
                 "spec": {
-                    "source": {"file": {"path": path.display().to_string()}},
+                    "source": source,
                     "world": world,
                     "config": config,
                     "permissions": permissions,
                     "rollout": {"strategy": "direct"},
                 }
             });
+            // The folder's new file takes the source over from a push (one source at a time).
+            let _ = api
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(source.take_over_patch()),
+                )
+                .await;
             match api
                 .patch(
                     &name,
-                    &PatchParams::apply("bosun-plugins-folder").force(),
+                    &PatchParams::apply(FIELD_MANAGER).force(),
                     &Patch::Apply(&plugin),
                 )
                 .await
