@@ -30,6 +30,8 @@ pub struct ResourceType {
     pub schema: Option<Value>,
     /// Whether a CustomResourceDefinition defines it.
     pub custom: bool,
+    /// A custom resource version's `additionalPrinterColumns` (table columns after Name).
+    pub printer_columns: Vec<Value>,
 }
 
 impl ResourceType {
@@ -210,6 +212,7 @@ impl Registry {
                 short_names: short.iter().map(|s| (*s).to_string()).collect(),
                 schema: None,
                 custom: false,
+                printer_columns: Vec::new(),
             });
         }
         r
@@ -300,6 +303,11 @@ impl Registry {
                     .and_then(|s| s.get("openAPIV3Schema"))
                     .cloned(),
                 custom: true,
+                printer_columns: v
+                    .get("additionalPrinterColumns")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
             });
         }
     }

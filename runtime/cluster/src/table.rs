@@ -49,15 +49,26 @@ fn pod_status(pod: &Value) -> String {
     waiting.unwrap_or_else(|| meta::str_at(pod, "status.phase").to_string())
 }
 
-type Column = (&'static str, &'static str, u8, fn(&Value) -> Value);
+/// A table column: name, type, priority and how a cell is read from an object.
+type Column = (String, String, u8, Box<dyn Fn(&Value) -> Value>);
+
+/// A column whose cells a plain function computes.
+fn col(name: &str, ty: &str, priority: u8, cell: fn(&Value) -> Value) -> Column {
+    (name.to_owned(), ty.to_owned(), priority, Box::new(cell))
+}
 
 fn columns(rt: &ResourceType) -> Vec<Column> {
-    let name: Column = ("Name", "string", 0, |o| json!(meta::name(o)));
-    let age_col: Column = ("Age", "string", 0, |o| json!(age(o)));
-    let mut cols = vec![name];
+    let name = || col("Name", "string", 0, |o| json!(meta::name(o)));
+    let age_col = col("Age", "string", 0, |o| json!(age(o)));
+    let mut cols = vec![name()];
+    if rt.custom && !rt.printer_columns.is_empty() {
+        // As kube-apiserver serves a CRD with additionalPrinterColumns: Name, then those.
+        cols.extend(rt.printer_columns.iter().filter_map(printer_column));
+        return cols;
+    }
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Pod") => {
-            cols.push(("Ready", "string", 0, |o| {
+            cols.push(col("Ready", "string", 0, |o| {
                 let cs = meta::path(o, "status.containerStatuses").and_then(Value::as_array);
                 let ready = cs.map_or(0, |c| c.iter().filter(|c| c["ready"] == true).count());
                 let total = meta::path(o, "spec.containers")
@@ -65,8 +76,8 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
                     .map_or(0, Vec::len);
                 json!(format!("{ready}/{total}"))
             }));
-            cols.push(("Status", "string", 0, |o| json!(pod_status(o))));
-            cols.push(("Restarts", "integer", 0, |o| {
+            cols.push(col("Status", "string", 0, |o| json!(pod_status(o))));
+            cols.push(col("Restarts", "integer", 0, |o| {
                 let n: i64 = meta::path(o, "status.containerStatuses")
                     .and_then(Value::as_array)
                     .into_iter()
@@ -76,15 +87,15 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
                 json!(n)
             }));
             cols.push(age_col);
-            cols.push(("IP", "string", 1, |o| {
+            cols.push(col("IP", "string", 1, |o| {
                 json!(meta::str_at(o, "status.podIP"))
             }));
-            cols.push(("Node", "string", 1, |o| {
+            cols.push(col("Node", "string", 1, |o| {
                 json!(meta::str_at(o, "spec.nodeName"))
             }));
         }
         ("", "Node") => {
-            cols.push(("Status", "string", 0, |o| {
+            cols.push(col("Status", "string", 0, |o| {
                 let mut s = match condition(o, "Ready").as_deref() {
                     Some("True") => "Ready".to_string(),
                     _ => "NotReady".to_string(),
@@ -94,36 +105,36 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
                 }
                 json!(s)
             }));
-            cols.push(("Roles", "string", 0, |_| json!("<none>")));
+            cols.push(col("Roles", "string", 0, |_| json!("<none>")));
             cols.push(age_col);
-            cols.push(("Version", "string", 0, |o| {
+            cols.push(col("Version", "string", 0, |o| {
                 json!(meta::str_at(o, "status.nodeInfo.kubeletVersion"))
             }));
         }
         ("", "Namespace") => {
-            cols.push(("Status", "string", 0, |o| {
+            cols.push(col("Status", "string", 0, |o| {
                 json!(meta::str_at(o, "status.phase"))
             }));
             cols.push(age_col);
         }
         ("apps", "Deployment") => {
-            cols.push(("Ready", "string", 0, |o| {
+            cols.push(col("Ready", "string", 0, |o| {
                 json!(format!(
                     "{}/{}",
                     num(o, "status.readyReplicas"),
                     num(o, "spec.replicas")
                 ))
             }));
-            cols.push(("Up-to-date", "integer", 0, |o| {
+            cols.push(col("Up-to-date", "integer", 0, |o| {
                 json!(num(o, "status.updatedReplicas"))
             }));
-            cols.push(("Available", "integer", 0, |o| {
+            cols.push(col("Available", "integer", 0, |o| {
                 json!(num(o, "status.availableReplicas"))
             }));
             cols.push(age_col);
         }
         ("apps", "StatefulSet") => {
-            cols.push(("Ready", "string", 0, |o| {
+            cols.push(col("Ready", "string", 0, |o| {
                 json!(format!(
                     "{}/{}",
                     num(o, "status.readyReplicas"),
@@ -133,11 +144,13 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
             cols.push(age_col);
         }
         ("apps", "ReplicaSet") => {
-            cols.push(("Desired", "integer", 0, |o| json!(num(o, "spec.replicas"))));
-            cols.push(("Current", "integer", 0, |o| {
+            cols.push(col("Desired", "integer", 0, |o| {
+                json!(num(o, "spec.replicas"))
+            }));
+            cols.push(col("Current", "integer", 0, |o| {
                 json!(num(o, "status.replicas"))
             }));
-            cols.push(("Ready", "integer", 0, |o| {
+            cols.push(col("Ready", "integer", 0, |o| {
                 json!(num(o, "status.readyReplicas"))
             }));
             cols.push(age_col);
@@ -145,6 +158,63 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
         _ => cols.push(age_col),
     }
     cols
+}
+
+/// A column of a CRD's `additionalPrinterColumns`: its JSONPath read from each object;
+/// `date` cells shown as an age, as kube-apiserver's table convertor does.
+fn printer_column(def: &Value) -> Option<Column> {
+    let name = def.get("name")?.as_str()?.to_owned();
+    let ty = def
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("string")
+        .to_owned();
+    let priority = def
+        .get("priority")
+        .and_then(Value::as_u64)
+        .map_or(0, |p| u8::try_from(p).unwrap_or(u8::MAX));
+    let path = def.get("jsonPath")?.as_str()?.to_owned();
+    let date = ty == "date";
+    let cell = move |o: &Value| -> Value {
+        let Some(v) = json_path(o, &path) else {
+            return Value::Null;
+        };
+        match v {
+            Value::String(t) if date => match meta::parse_rfc3339(t) {
+                Some(_) => json!(age(&json!({"metadata": {"creationTimestamp": t}}))),
+                None => Value::Null,
+            },
+            Value::Array(_) | Value::Object(_) => json!(v.to_string()),
+            other => other.clone(),
+        }
+    };
+    Some((name, ty, priority, Box::new(cell)))
+}
+
+/// The value at a simple JSONPath (`.spec.world`, `{.status.conditions[0].type}`):
+/// fields and array indexes, what printer columns use.
+fn json_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
+    let path = path.trim();
+    let path = path
+        .strip_prefix('{')
+        .and_then(|p| p.strip_suffix('}'))
+        .unwrap_or(path);
+    let mut v = object;
+    for part in path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|p| !p.is_empty())
+    {
+        let (field, indexes) = part.split_once('[').map_or((part, ""), |(f, i)| (f, i));
+        if !field.is_empty() {
+            v = v.get(field)?;
+        }
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            let i: usize = index.trim_end_matches(']').parse().ok()?;
+            v = v.get(i)?;
+        }
+    }
+    Some(v)
 }
 
 /// Whether the client asked for a Table.
@@ -158,7 +228,7 @@ pub(crate) fn render(rt: &ResourceType, items: &[Value], rv: &str) -> Value {
     let defs: Vec<Value> = cols
         .iter()
         .map(|(name, ty, priority, _)| {
-            json!({"name": name, "type": ty, "format": if *name == "Name" { "name" } else { "" },
+            json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" },
                    "description": "", "priority": priority})
         })
         .collect();
@@ -215,6 +285,37 @@ mod tests {
         assert_eq!(
             t["rows"][0]["cells"],
             json!(["p", "1/1", "Running", 2, "0s", "", "n"])
+        );
+    }
+
+    #[test]
+    fn custom_resources_show_their_printer_columns() {
+        let crd: Value = json!({
+            "spec": {"group": "bosun.dev", "scope": "Namespaced",
+                "names": {"kind": "Plugin", "plural": "plugins", "singular": "plugin"},
+                "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                    "additionalPrinterColumns": [
+                        {"name": "World", "type": "string", "jsonPath": ".spec.world"},
+                        {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision"},
+                        {"name": "First", "type": "string", "jsonPath": "{.spec.permissions[0].kind}"},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]}]}
+        });
+        let mut reg = Registry::builtin();
+        reg.add_crd(&crd);
+        let rt = reg.get("bosun.dev", "v1alpha1", "plugins").expect("served");
+        let plugin = json!({"metadata": {"name": "zl", "creationTimestamp": meta::now()},
+            "spec": {"world": "controller", "permissions": [{"kind": "Pod"}]}});
+        let t = render(&rt, &[plugin], "1");
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, ["Name", "World", "Stable", "First", "Age"]);
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["zl", "controller", null, "Pod", "0s"])
         );
     }
 }

@@ -369,3 +369,51 @@ async fn kubectl_creates_applies_gets_cordons_and_drains() -> anyhow::Result<()>
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_shows_a_crds_printer_columns() -> anyhow::Result<()> {
+    if !Path::new(KUBECTL).exists() {
+        println!("skipping: {KUBECTL} not found");
+        return Ok(());
+    }
+    let c = common::with(bosun_cluster::Config {
+        nodes: 0,
+        ..Default::default()
+    })
+    .await?;
+    let kc = c.kubeconfig_path().to_path_buf();
+    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/crds/plugin.yaml");
+    kubectl(&kc, &["apply", "-f", &crd.display().to_string()]).await?;
+    let manifest = kc.with_file_name("plugin.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: bosun.dev/v1alpha1\nkind: Plugin\nmetadata: {name: zone-labeler, namespace: default}\n\
+         spec: {source: {file: {path: /p.wasm}}, world: controller}\n",
+    )?;
+    let started = Instant::now();
+    // The kind is served once the CRD is established.
+    while let Err(e) = kubectl(&kc, &["apply", "-f", &manifest.display().to_string()]).await {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "{e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = kubectl(&kc, &["get", "plugins"]).await?;
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines.first().map(Vec::as_slice),
+        Some(&["NAME", "WORLD", "STABLE", "CANARY", "AGE"][..]),
+        "{out}"
+    );
+    // No status yet: STABLE and CANARY are empty cells, AGE an age.
+    let row = lines.get(1).cloned().unwrap_or_default();
+    assert_eq!(
+        row.get(..2),
+        Some(&["zone-labeler", "controller"][..]),
+        "{out}"
+    );
+    assert!(row.last().is_some_and(|a| a.ends_with('s')), "{out}");
+    c.shutdown().await;
+    Ok(())
+}
