@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::name::is_dns_subdomain;
+use crate::name::{is_label_value, is_qualified_name};
 
 /// A label selector that failed to parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -284,33 +284,19 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
 }
 
 fn label_key(key: &str) -> Result<String, String> {
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
-    };
-    if let Some(p) = prefix
-        && !is_dns_subdomain(p)
-    {
-        return Err(format!("label key prefix {p:?} is not a DNS subdomain"));
-    }
-    if name.is_empty() || name.len() > 63 || !is_label_chars(name) {
-        return Err(format!("label key {key:?} is not valid"));
+    if !is_qualified_name(key) {
+        return Err(format!(
+            "label key {key:?} is not valid (an optional DNS-subdomain prefix and '/', then at most 63 alphanumerics, '-', '_' or '.')"
+        ));
     }
     Ok(key.to_owned())
 }
 
 fn label_value(value: &str) -> Result<String, String> {
-    if value.len() > 63 || !(value.is_empty() || is_label_chars(value)) {
+    if !is_label_value(value) {
         return Err(format!("label value {value:?} is not valid"));
     }
     Ok(value.to_owned())
-}
-
-fn is_label_chars(s: &str) -> bool {
-    let alnum = |c: char| c.is_ascii_alphanumeric();
-    s.starts_with(alnum)
-        && s.ends_with(alnum)
-        && s.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
 }
 
 #[cfg(test)]

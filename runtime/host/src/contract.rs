@@ -4,6 +4,7 @@
 //! contract), with the helpers the host and its embedders need: keys, the verb and kind
 //! a command acts on, validation, and a readable JSON form for tools and audit logs.
 
+use bosun_api::name;
 use serde_json::{Value, json};
 
 pub use crate::bindings::iface::types::ObjectRef;
@@ -253,15 +254,16 @@ impl Command {
                 action(Verb::Cordon, &ObjectRef::cluster("v1", "Node", n))
             }
             Command::Taint(t) => {
-                if t.taint.key.is_empty() {
-                    return Err("taint: the key is empty".to_owned());
+                check_taint_key("taint", &t.taint.key)?;
+                if let Some(v) = &t.taint.value
+                    && !name::is_label_value(v)
+                {
+                    return Err(format!("taint: value {v:?} is not a valid label value"));
                 }
                 action(Verb::Cordon, &ObjectRef::cluster("v1", "Node", &t.node))
             }
             Command::Untaint(u) => {
-                if u.key.is_empty() {
-                    return Err("untaint: the key is empty".to_owned());
-                }
+                check_taint_key("untaint", &u.key)?;
                 action(Verb::Cordon, &ObjectRef::cluster("v1", "Node", &u.node))
             }
             Command::RecordEvent(e) => {
@@ -273,6 +275,12 @@ impl Command {
             Command::PodCommand(p) => {
                 if p.plugin.is_empty() {
                     return Err("pod-command: the target plugin is empty".to_owned());
+                }
+                if !name::is_dns_label(&p.plugin) {
+                    return Err(format!(
+                        "pod-command: plugin {:?} is not a plugin name (a DNS-1123 label)",
+                        p.plugin
+                    ));
                 }
                 action(
                     Verb::PodCommand,
@@ -324,11 +332,45 @@ fn ref_json(r: &ObjectRef) -> Value {
     json!({ "apiVersion": r.api_version, "kind": r.kind, "namespace": r.namespace, "name": r.name })
 }
 
+/// A command's target checked by Kubernetes' rules before any guardrail sees it (and so
+/// before the executor builds a request path from it).
 fn check_ref(r: &ObjectRef) -> Result<(), String> {
     if r.name.is_empty() || r.kind.is_empty() || r.api_version.is_empty() {
         return Err(format!(
             "the target needs an apiVersion, a kind and a name (got apiVersion {:?}, kind {:?}, name {:?})",
             r.api_version, r.kind, r.name
+        ));
+    }
+    if !name::is_api_version(&r.api_version) {
+        return Err(format!(
+            "target apiVersion {:?} is not `v1` or `GROUP/VERSION` (a DNS subdomain and a DNS label)",
+            r.api_version
+        ));
+    }
+    if !name::is_kind(&r.kind) {
+        return Err(format!(
+            "target kind {:?} is not a kind (a letter, then letters and digits)",
+            r.kind
+        ));
+    }
+    if let Some(ns) = &r.namespace
+        && !name::is_dns_label(ns)
+    {
+        return Err(format!(
+            "target namespace {ns:?} is not a DNS-1123 label (lowercase alphanumerics and '-', at most 63)"
+        ));
+    }
+    name::check_object_name(&r.kind, &r.name).map_err(|e| format!("target {e}"))
+}
+
+/// A taint or untaint key, checked as Kubernetes checks taint keys (a qualified name).
+fn check_taint_key(what: &str, key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err(format!("{what}: the key is empty"));
+    }
+    if !name::is_qualified_name(key) {
+        return Err(format!(
+            "{what}: key {key:?} is not a qualified name (an optional DNS-subdomain prefix and '/', then at most 63 alphanumerics, '-', '_' or '.')"
         ));
     }
     Ok(())
@@ -358,6 +400,47 @@ mod tests {
         let cordon = Command::Cordon("n1".into());
         let action = cordon.validate().expect("valid");
         assert_eq!((action.verb, action.kind.as_str()), (Verb::Cordon, "Node"));
+    }
+
+    #[test]
+    fn targets_are_checked_by_kubernetes_rules() {
+        let evict = |ns: &str, name: &str| {
+            Command::Evict(ObjectRef::namespaced("v1", "Pod", ns, name)).validate()
+        };
+        let e = evict("../../etc", "web-0").expect_err("namespace");
+        assert!(
+            e.contains("namespace") && e.contains("DNS-1123 label"),
+            "{e}"
+        );
+        let e = evict("default", "\u{0}\n/..").expect_err("pod name");
+        assert!(e.contains("Pod") && e.contains("DNS-1123 subdomain"), "{e}");
+        let e = Command::Cordon("a/../../b".into())
+            .validate()
+            .expect_err("node");
+        assert!(e.contains("Node"), "{e}");
+        assert!(Command::Cordon(String::new()).validate().is_err());
+        let bad_version = Command::Delete(ObjectRef::namespaced("../v1", "Pod", "default", "p"));
+        assert!(
+            bad_version
+                .validate()
+                .expect_err("apiVersion")
+                .contains("apiVersion")
+        );
+        let bad_kind = Command::Delete(ObjectRef::namespaced("v1", "Pod/x", "default", "p"));
+        assert!(bad_kind.validate().expect_err("kind").contains("kind"));
+        let bad_plugin = Command::PodCommand(PodCommand {
+            namespace: "default".into(),
+            pod: "web-0".into(),
+            plugin: "../x".into(),
+            payload: "{}".into(),
+        });
+        assert!(
+            bad_plugin
+                .validate()
+                .expect_err("plugin")
+                .contains("plugin")
+        );
+        assert!(evict("default", "web-0").is_ok());
     }
 
     #[test]
