@@ -167,3 +167,21 @@ fn status_without_a_runtime_says_what_to_start() {
         stderr(&out)
     );
 }
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    // `-vv`: trace logging, so the plugin's load writes log lines to stderr (a pipe here).
+    let out = bosun(&[
+        "-vv",
+        "plugin",
+        "inspect",
+        bosun_test_artifacts::ZONE_LABELER,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.is_empty(), "trace logging wrote nothing");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escape codes in a non-terminal log: {err}"
+    );
+}
