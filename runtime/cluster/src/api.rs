@@ -482,7 +482,7 @@ fn get_log(c: &Call, name: &str) -> Result<Response> {
 
 /// GET on the `scale` subresource: the object seen as an `autoscaling/v1` Scale.
 fn get_scale(c: &Call, name: &str) -> Result<Response> {
-    Ok(ok(&scale_of(c.rt(), &c.store().get(c.rt(), c.ns(), name)?)))
+    Ok(ok(&scale_of(&c.store().get(c.rt(), c.ns(), name)?)))
 }
 
 /// POST on a collection: creates the object of the body (201).
@@ -560,7 +560,7 @@ fn update(c: &Call, name: &str) -> Result<Response> {
 fn update_scale(c: &Call, name: &str) -> Result<Response> {
     let scale = parse_body(&c.body, &c.content_type)?;
     let out = set_replicas(c.store(), c.rt(), c.ns(), name, &scale, c.dry_run())?;
-    Ok(ok(&scale_of(c.rt(), &out)))
+    Ok(ok(&scale_of(&out)))
 }
 
 /// PATCH on an object or its status: server-side apply (which needs a field manager) or
@@ -596,14 +596,14 @@ fn patch_object(c: &Call, name: &str, status_only: bool) -> Result<Response> {
 fn patch_scale(c: &Call, name: &str) -> Result<Response> {
     let (rt, ns, body) = (c.rt(), c.ns(), &c.body[..]);
     let kind = PatchKind::from_content_type(&c.content_type)?;
-    let current = scale_of(rt, &c.store().get(rt, ns, name)?);
+    let current = scale_of(&c.store().get(rt, ns, name)?);
     let patched = if kind == PatchKind::Apply {
         patch::server_side_apply(Some(&current), &patch::parse_applied(body)?, "scale", true)?
     } else {
         patch::patch(kind, &current, body)?
     };
     let out = set_replicas(c.store(), rt, ns, name, &patched, c.dry_run())?;
-    Ok(ok(&scale_of(rt, &out)))
+    Ok(ok(&scale_of(&out)))
 }
 
 /// DELETE on one object, with the DeleteOptions of the query and body.
@@ -780,7 +780,7 @@ fn pod_log(pod: &Value, container: Option<&str>) -> Result<String> {
     ))
 }
 
-fn scale_of(rt: &ResourceType, obj: &Value) -> Value {
+fn scale_of(obj: &Value) -> Value {
     let sel = meta::path(obj, "spec.selector.matchLabels")
         .and_then(Value::as_object)
         .map(|m| {
@@ -790,7 +790,6 @@ fn scale_of(rt: &ResourceType, obj: &Value) -> Value {
                 .join(",")
         })
         .unwrap_or_default();
-    let _ = rt;
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",

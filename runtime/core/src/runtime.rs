@@ -74,7 +74,6 @@ pub struct Runtime {
     metrics: Metrics,
     audit: Arc<AuditLog>,
     leading: watch::Receiver<bool>,
-    spec: Spec,
     admin: Arc<admin::Parts>,
     admin_addr: std::net::SocketAddr,
     sidecars: Option<(Arc<Sidecars>, std::net::SocketAddr)>,
@@ -155,11 +154,10 @@ impl Runtime {
             sidecar_link(&config, &client, &registry, &informers, &pipe, &mut tasks).await?;
         background(&config, &client, &dispatcher, &health, &audit, &mut tasks);
 
-        let spec = plugin_spec(&config, &recorder, plugin_log);
         let rollouts = Arc::new(Rollouts::new(
             registry.clone(),
             routes.clone(),
-            spec.clone(),
+            plugin_spec(&config, &recorder, plugin_log),
             resync_on(&dispatcher),
         ));
         // The canary analysis: judged twice a second, acted on at once.
@@ -203,7 +201,6 @@ impl Runtime {
             metrics,
             audit,
             leading,
-            spec,
             admin,
             admin_addr,
             sidecars,
@@ -224,7 +221,7 @@ impl Runtime {
         }
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let spec = self.spec.clone();
+        let spec = self.rollouts.spec();
         let mut folder = Folder::new(
             dir,
             self.registry.clone(),
@@ -279,7 +276,7 @@ impl Runtime {
         source: &Source,
         tune: impl FnOnce(&mut Spec),
     ) -> Result<Arc<Revision>, bosun_host::registry::Error> {
-        let mut spec = self.spec.clone();
+        let mut spec = self.rollouts.spec();
         tune(&mut spec);
         let revision = self.registry.load(source, spec, None)?;
         self.dispatcher.sync();
