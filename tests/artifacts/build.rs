@@ -52,6 +52,11 @@ const PLUGINS: &[Plugin] = &[
         world: "controller",
     },
     Plugin {
+        constant: "RAMPAGE",
+        package: "bosun-plugin-rampage",
+        world: "controller",
+    },
+    Plugin {
         constant: "PINGER",
         package: "bosun-plugin-test-pinger",
         world: "controller",

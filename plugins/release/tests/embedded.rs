@@ -150,30 +150,23 @@ async fn status(env: &Env, name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_image_change_updates_every_pod_in_place_within_max_unavailable() {
-    let env = Env::bare(3).await;
-    let _rt = runtime(&env, "rt").await;
-    let annotations = json!({STRATEGY: "InPlaceIfPossible", MAX_UNAVAILABLE: "2"});
-    create_sts(&env, "web", 6, annotations).await;
-    let before = pods(&env, "web").await;
-    set_image(&env, "web", "app:v2").await;
-
-    // Sample readiness while the release runs.
+/// Samples readiness while the release of `name` to `image` runs, until every one of its
+/// `replicas` pods is Ready on it: the most pods not Ready at once, and the samples.
+async fn release_sampled(env: &Env, name: &str, replicas: usize, image_now: &str) -> (usize, u32) {
     let started = Instant::now();
     let mut most_not_ready = 0;
     let mut samples = 0;
     loop {
-        let now = pods(&env, "web").await;
-        let not_ready = now.values().filter(|p| !ready(p)).count() + 6 - now.len();
+        let now = pods(env, name).await;
+        let not_ready = now.values().filter(|p| !ready(p)).count() + replicas - now.len();
         most_not_ready = most_not_ready.max(not_ready);
         samples += 1;
-        let done = now.len() == 6
+        let done = now.len() == replicas
             && now
                 .values()
-                .all(|p| ready(p) && running_image(p) == "app:v2");
+                .all(|p| ready(p) && running_image(p) == image_now);
         if done {
-            break;
+            return (most_not_ready, samples);
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
@@ -184,6 +177,36 @@ async fn an_image_change_updates_every_pod_in_place_within_max_unavailable() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_release_works_within_the_runtime_budget_never_beyond_it() {
+    let env = Env::bare(3).await;
+    let _rt = runtime(&env, "rt").await;
+    // The release would take every pod at once; the runtime's default budget (25% of 4
+    // pods: 1) holds it to one at a time, and it still converges.
+    let annotations = json!({STRATEGY: "InPlaceIfPossible", MAX_UNAVAILABLE: "100%"});
+    create_sts(&env, "wide", 4, annotations).await;
+    set_image(&env, "wide", "app:v2").await;
+    let (most_not_ready, samples) = release_sampled(&env, "wide", 4, "app:v2").await;
+    assert!(samples > 10, "sampled readiness {samples} times");
+    assert_eq!(
+        most_not_ready, 1,
+        "the runtime's budget allows 1 of 4 pods out at once, saw {most_not_ready}"
+    );
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_change_updates_every_pod_in_place_within_max_unavailable() {
+    let env = Env::bare(3).await;
+    let _rt = runtime(&env, "rt").await;
+    let annotations = json!({STRATEGY: "InPlaceIfPossible", MAX_UNAVAILABLE: "2"});
+    create_sts(&env, "web", 6, annotations).await;
+    let before = pods(&env, "web").await;
+    set_image(&env, "web", "app:v2").await;
+
+    let (most_not_ready, samples) = release_sampled(&env, "web", 6, "app:v2").await;
     let after = pods(&env, "web").await;
     for (i, p) in &after {
         let old = &before[i];

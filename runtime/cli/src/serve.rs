@@ -333,6 +333,10 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             println!("    last load error: {err}");
         }
     }
+    for (i, line) in v["guardrails"].as_array().into_iter().flatten().enumerate() {
+        let label = if i == 0 { "guardrails:" } else { "  " };
+        println!("{label} {}", line.as_str().unwrap_or("?"));
+    }
     if let Some(link) = v["sidecars"].as_object() {
         let connected = link["connected"].as_array().cloned().unwrap_or_default();
         println!(

@@ -173,6 +173,7 @@ pub fn plugins_json(rt: &Parts) -> serde_json::Value {
         "kinds": rt.informers.states(),
         "objects": rt.informers.counts(),
         "plugins": plugins,
+        "guardrails": rt.pipe.guardrails().config().summary(),
         "sidecars": rt.sidecars.as_ref().map(|(s, addr)| json!({
             "listen": addr.to_string(),
             "tls": s.ca_file().is_some(),

@@ -10,7 +10,7 @@
 //! thread) and takes the time as an argument, so tests are deterministic.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bosun_host::contract::{Command, ObjectRef};
@@ -18,9 +18,12 @@ use serde::{Deserialize, Serialize};
 
 pub mod breaker;
 pub mod budget;
+pub mod destructive;
 mod rate;
 
-pub use budget::{Budget, Limit, MaxCordonedNodes, MaxUnavailable, MinHealthyShare, View};
+pub use budget::{
+    Budget, Limit, MaxCordonedNodes, MaxUnavailable, MinHealthyShare, PodDisruptionBudgets, View,
+};
 pub use rate::{Rate, TokenBucket};
 
 /// A guardrail configuration that cannot work.
@@ -41,6 +44,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The guardrails' settings, as written in Bosun's config file (camelCase; every field
 /// has a default).
+///
+/// Safe by default: with no configuration, at most 25% of a workload's pods (at least
+/// one) may be out of service through plugin commands, the PodDisruptionBudgets covering
+/// a pod are kept, at most 10% of the nodes (at least one) may be cordoned or tainted
+/// out, and each plugin may have 60 destructive commands admitted per minute, the same
+/// one on the same object once a minute. Each is switched off with `off` (or `false` for
+/// `podDisruptionBudgets`), for the runtime, per namespace (`namespaces`) or per plugin
+/// (`plugins`); a plugin's setting wins over its target's namespace's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Config {
@@ -54,12 +65,77 @@ pub struct Config {
     pub breaker: breaker::Config,
     /// Plugins whose commands are checked and recorded but never executed.
     pub dry_run: HashSet<String>,
-    /// Most nodes unschedulable at once ([`MaxCordonedNodes`]); off when absent.
-    pub max_cordoned_nodes: Option<u32>,
-    /// Most pods of a workload unavailable at once, `2` or `"25%"` ([`MaxUnavailable`]).
+    /// Most nodes out of service at once ([`MaxCordonedNodes`]): a count, or a share of
+    /// the nodes rounded down but at least 1. Default `"10%"`.
+    #[serde(
+        deserialize_with = "budget::limit::or_off",
+        serialize_with = "budget::limit::serialize_or_off"
+    )]
+    pub max_cordoned_nodes: Option<Limit>,
+    /// Most pods of a workload unavailable at once, `2` or `"25%"` (rounded down, at
+    /// least 1) ([`MaxUnavailable`]). Default `"25%"`.
+    #[serde(
+        deserialize_with = "budget::limit::or_off",
+        serialize_with = "budget::limit::serialize_or_off"
+    )]
     pub max_unavailable: Option<Limit>,
-    /// Smallest share of a workload's pods kept healthy, 0 to 1 ([`MinHealthyShare`]).
+    /// Smallest share of a workload's pods kept healthy, 0 to 1 ([`MinHealthyShare`]);
+    /// off unless set.
     pub min_healthy_share: Option<f64>,
+    /// Keep the PodDisruptionBudgets covering a pod ([`PodDisruptionBudgets`]). Default
+    /// true.
+    pub pod_disruption_budgets: bool,
+    /// Destructive commands per plugin per minute, and the cooldown of the same one.
+    pub destructive: destructive::Config,
+    /// Budget settings for commands on objects in a namespace, by namespace.
+    pub namespaces: HashMap<String, Overrides>,
+    /// Budget and destructive-rate settings for a plugin's commands, by plugin name.
+    pub plugins: HashMap<String, Overrides>,
+}
+
+/// Settings that replace the runtime's for a namespace or a plugin; what is not written
+/// is inherited.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Overrides {
+    /// As [`Config::max_unavailable`]; `off` switches it off here.
+    #[serde(
+        deserialize_with = "budget::limit::override_or_off",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_unavailable: Option<Option<Limit>>,
+    /// As [`Config::min_healthy_share`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_healthy_share: Option<f64>,
+    /// As [`Config::pod_disruption_budgets`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_disruption_budgets: Option<bool>,
+    /// As [`Config::max_cordoned_nodes`] (per plugin only: nodes have no namespace).
+    #[serde(
+        deserialize_with = "budget::limit::override_or_off",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_cordoned_nodes: Option<Option<Limit>>,
+    /// As [`Config::destructive`] (per plugin only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destructive: Option<destructive::Config>,
+}
+
+impl Overrides {
+    fn apply(&self, s: &mut budget::Settings) {
+        if let Some(v) = self.max_unavailable {
+            s.max_unavailable = v;
+        }
+        if let Some(v) = self.min_healthy_share {
+            s.min_healthy_share = Some(v);
+        }
+        if let Some(v) = self.pod_disruption_budgets {
+            s.pod_disruption_budgets = v;
+        }
+        if let Some(v) = self.max_cordoned_nodes {
+            s.max_cordoned_nodes = v;
+        }
+    }
 }
 
 impl Default for Config {
@@ -70,10 +146,32 @@ impl Default for Config {
             per_plugin_overrides: HashMap::new(),
             breaker: breaker::Config::default(),
             dry_run: HashSet::new(),
-            max_cordoned_nodes: None,
-            max_unavailable: None,
+            max_cordoned_nodes: Some(Limit::Percent(10)),
+            max_unavailable: Some(Limit::Percent(25)),
             min_healthy_share: None,
+            pod_disruption_budgets: true,
+            destructive: destructive::Config::default(),
+            namespaces: HashMap::new(),
+            plugins: HashMap::new(),
         }
+    }
+}
+
+impl budget::Policy for Config {
+    fn settings(&self, plugin: &str, namespace: Option<&str>) -> budget::Settings {
+        let mut s = budget::Settings {
+            max_unavailable: self.max_unavailable,
+            min_healthy_share: self.min_healthy_share,
+            pod_disruption_budgets: self.pod_disruption_budgets,
+            max_cordoned_nodes: self.max_cordoned_nodes,
+        };
+        if let Some(o) = namespace.and_then(|ns| self.namespaces.get(ns)) {
+            o.apply(&mut s);
+        }
+        if let Some(o) = self.plugins.get(plugin) {
+            o.apply(&mut s);
+        }
+        s
     }
 }
 
@@ -113,17 +211,114 @@ impl Config {
         if b.window.is_zero() {
             return invalid("breaker.window", "must be longer than 0s");
         }
-        if let Some(share) = self.min_healthy_share
-            && !(0.0..=1.0).contains(&share)
-        {
-            return invalid("minHealthyShare", "must be between 0 and 1");
-        }
-        if let Some(Limit::Percent(p)) = self.max_unavailable
-            && p > 100
-        {
-            return invalid("maxUnavailable", "must be at most 100%");
+        let share = |field: &str, share: Option<f64>| match share {
+            Some(s) if !(0.0..=1.0).contains(&s) => invalid(field, "must be between 0 and 1"),
+            _ => Ok(()),
+        };
+        share("minHealthyShare", self.min_healthy_share)?;
+        for (scope, map) in [("namespaces", &self.namespaces), ("plugins", &self.plugins)] {
+            for (name, o) in map {
+                share(
+                    &format!("{scope}.{name}.minHealthyShare"),
+                    o.min_healthy_share,
+                )?;
+                if scope == "namespaces" && o.max_cordoned_nodes.is_some() {
+                    return invalid(
+                        &format!("namespaces.{name}.maxCordonedNodes"),
+                        "is not a namespace setting (nodes have no namespace); set it for \
+                         the runtime or per plugin",
+                    );
+                }
+                if scope == "namespaces" && o.destructive.is_some() {
+                    return invalid(
+                        &format!("namespaces.{name}.destructive"),
+                        "is not a namespace setting; set it for the runtime or per plugin",
+                    );
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The settings in force, in words, one line per scope (`bosun status` prints them):
+    /// the runtime's first, then each namespace's and plugin's overrides.
+    pub fn summary(&self) -> Vec<String> {
+        let limit = |l: Option<Limit>, of: &str| match l {
+            None => "off".to_owned(),
+            Some(Limit::Count(n)) => n.to_string(),
+            Some(l @ Limit::Percent(_)) => format!("{l} of {of} (at least 1)"),
+        };
+        let destructive = |d: &destructive::Config| {
+            let rate = match d.per_minute {
+                Some(l) => format!("{l}/min per plugin"),
+                None => "no ceiling".to_owned(),
+            };
+            let cooldown = if d.cooldown.is_zero() {
+                "no cooldown".to_owned()
+            } else {
+                format!("cooldown {}", fmt_duration(d.cooldown))
+            };
+            format!("destructive commands {rate}, {cooldown}")
+        };
+        let mut lines = vec![format!(
+            "max-unavailable {}; pod-disruption-budgets {}; max-cordoned-nodes {}; \
+             min-healthy-share {}; {}; rate {} per plugin, {} in all",
+            limit(self.max_unavailable, "each workload's pods"),
+            if self.pod_disruption_budgets {
+                "kept"
+            } else {
+                "off"
+            },
+            limit(self.max_cordoned_nodes, "the nodes"),
+            self.min_healthy_share
+                .map_or_else(|| "off".to_owned(), |s| format!("{:.0}%", s * 100.0)),
+            destructive(&self.destructive),
+            self.per_plugin,
+            self.global,
+        )];
+        let overrides = |o: &Overrides| {
+            let mut parts = Vec::new();
+            if let Some(l) = o.max_unavailable {
+                parts.push(format!(
+                    "max-unavailable {}",
+                    limit(l, "each workload's pods")
+                ));
+            }
+            if let Some(b) = o.pod_disruption_budgets {
+                parts.push(format!(
+                    "pod-disruption-budgets {}",
+                    if b { "kept" } else { "off" }
+                ));
+            }
+            if let Some(l) = o.max_cordoned_nodes {
+                parts.push(format!("max-cordoned-nodes {}", limit(l, "the nodes")));
+            }
+            if let Some(s) = o.min_healthy_share {
+                parts.push(format!("min-healthy-share {:.0}%", s * 100.0));
+            }
+            if let Some(d) = &o.destructive {
+                parts.push(destructive(d));
+            }
+            parts.join("; ")
+        };
+        let mut scoped: Vec<String> = self
+            .namespaces
+            .iter()
+            .map(|(ns, o)| format!("namespace {ns}: {}", overrides(o)))
+            .chain(
+                self.plugins
+                    .iter()
+                    .map(|(p, o)| format!("plugin {p}: {}", overrides(o))),
+            )
+            .collect();
+        scoped.sort();
+        lines.extend(scoped);
+        if !self.dry_run.is_empty() {
+            let mut names: Vec<&str> = self.dry_run.iter().map(String::as_str).collect();
+            names.sort_unstable();
+            lines.push(format!("dry-run: {}", names.join(", ")));
+        }
+        lines
     }
 
     fn rate_of(&self, plugin: &str) -> Rate {
@@ -131,6 +326,30 @@ impl Config {
             .get(plugin)
             .copied()
             .unwrap_or(self.per_plugin)
+    }
+
+    /// The destructive-rate settings of `plugin`.
+    pub fn destructive_of(&self, plugin: &str) -> destructive::Config {
+        self.plugins
+            .get(plugin)
+            .and_then(|o| o.destructive)
+            .unwrap_or(self.destructive)
+    }
+
+    /// Whether any plugin or namespace may have the budget `pick` on (to know which
+    /// kinds the runtime must watch).
+    pub fn any(&self, pick: impl Fn(&budget::Settings) -> bool) -> bool {
+        let base = budget::Policy::settings(self, "", None);
+        pick(&base)
+            || self
+                .namespaces
+                .values()
+                .chain(self.plugins.values())
+                .any(|o| {
+                    let mut s = base;
+                    o.apply(&mut s);
+                    pick(&s)
+                })
     }
 }
 
@@ -148,6 +367,10 @@ pub enum Guardrail {
     Budget,
     /// The plugin's circuit breaker is open.
     Breaker,
+    /// The plugin had its ceiling of destructive commands admitted in the last minute.
+    DestructiveRate,
+    /// The same destructive command on the same object executed within its cooldown.
+    Cooldown,
 }
 
 impl Guardrail {
@@ -159,6 +382,8 @@ impl Guardrail {
             Guardrail::RateLimit => "rate-limit",
             Guardrail::Budget => "budget",
             Guardrail::Breaker => "breaker",
+            Guardrail::DestructiveRate => "destructive-rate",
+            Guardrail::Cooldown => "cooldown",
         }
     }
 }
@@ -209,13 +434,18 @@ struct State {
     dry_run: HashSet<String>,
 }
 
+/// The budgets and the destructive-rate limiter: checked and told about admissions under
+/// one lock, so two commands admitted at once cannot both take the last unit of a budget.
+struct Disruptive {
+    budgets: Vec<Box<dyn Budget>>,
+    destructive: destructive::Limiter,
+}
+
 /// The guardrails of one runtime: shared by every plugin, safe to call from many threads.
 pub struct Guardrails {
-    config: Config,
+    config: Arc<Config>,
     state: Mutex<State>,
-    /// Checked and told about admissions under this one lock, so two commands admitted
-    /// at once cannot both take the last unit of a budget.
-    budgets: Mutex<Vec<Box<dyn Budget>>>,
+    disruptive: Mutex<Disruptive>,
 }
 
 impl std::fmt::Debug for Guardrails {
@@ -227,18 +457,24 @@ impl std::fmt::Debug for Guardrails {
 }
 
 impl Guardrails {
-    /// Guardrails with the built-in budgets the config enables.
+    /// Guardrails with the built-in budgets the config enables for some plugin or
+    /// namespace (each budget asks the config which settings apply to a command).
     pub fn new(config: Config) -> Result<Self> {
         config.validate()?;
+        let config = Arc::new(config);
+        let policy: Arc<dyn budget::Policy> = config.clone();
         let mut budgets: Vec<Box<dyn Budget>> = Vec::new();
-        if let Some(n) = config.max_cordoned_nodes {
-            budgets.push(Box::new(MaxCordonedNodes::new(n)));
+        if config.any(|s| s.max_cordoned_nodes.is_some()) {
+            budgets.push(Box::new(MaxCordonedNodes::with_policy(policy.clone())));
         }
-        if let Some(limit) = config.max_unavailable {
-            budgets.push(Box::new(MaxUnavailable::new(limit)));
+        if config.any(|s| s.max_unavailable.is_some()) {
+            budgets.push(Box::new(MaxUnavailable::with_policy(policy.clone())));
         }
-        if let Some(ratio) = config.min_healthy_share {
-            budgets.push(Box::new(MinHealthyShare::new(ratio)));
+        if config.any(|s| s.pod_disruption_budgets) {
+            budgets.push(Box::new(PodDisruptionBudgets::with_policy(policy.clone())));
+        }
+        if config.any(|s| s.min_healthy_share.is_some()) {
+            budgets.push(Box::new(MinHealthyShare::with_policy(policy)));
         }
         Ok(Guardrails {
             state: Mutex::new(State {
@@ -247,17 +483,27 @@ impl Guardrails {
                 dry_run: config.dry_run.clone(),
             }),
             config,
-            budgets: Mutex::new(budgets),
+            disruptive: Mutex::new(Disruptive {
+                budgets,
+                destructive: destructive::Limiter::default(),
+            }),
         })
     }
 
     /// Adds a budget of one's own, checked after the built-in ones.
     pub fn with_budget(mut self, budget: Box<dyn Budget>) -> Self {
-        self.budgets
+        self.disruptive
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
+            .budgets
             .push(budget);
         self
+    }
+
+    fn disruptive(&self) -> MutexGuard<'_, Disruptive> {
+        self.disruptive
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The configuration these guardrails were built from.
@@ -271,9 +517,11 @@ impl Guardrails {
     }
 
     /// Decides whether `plugin` may run `cmd` at `now`: breaker, then rate limits (plugin,
-    /// then global), then budgets, then dry-run. A command refused by one bucket takes no
-    /// token from the other. Commands in dry-run take rate tokens (they show what would
-    /// happen) but are not counted by the budgets afterwards.
+    /// then global), then, for a destructive command, its cooldown and the plugin's
+    /// destructive rate, then budgets, then dry-run. A command refused by one bucket
+    /// takes no token from the other. Commands in dry-run take rate tokens (they show
+    /// what would happen) but are not counted by the budgets or the destructive rate
+    /// afterwards.
     pub fn admit(&self, plugin: &str, cmd: &Command, view: &dyn View, now: Instant) -> Admission {
         let (probe, dry_run) = {
             let mut guard = self.state();
@@ -341,18 +589,37 @@ impl Guardrails {
         };
 
         let refusal = {
-            let budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
-            let refusal = budgets.iter().find_map(|budget| {
-                budget
-                    .check(plugin, cmd, view, now)
+            let mut guard = self.disruptive();
+            let Disruptive {
+                budgets,
+                destructive,
+            } = &mut *guard;
+            let limits = self.config.destructive_of(plugin);
+            let is_destructive = budget::disruption::is_destructive(cmd, view);
+            let mut refusal = if is_destructive {
+                destructive
+                    .check(plugin, cmd, &limits, now)
                     .err()
-                    .map(|why| Refusal {
-                        guardrail: Guardrail::Budget,
-                        message: format!("budget {}: {why}", budget.name()),
-                        retry_after: None,
-                    })
-            });
+                    .map(|why| destructive_refusal(plugin, cmd, &why))
+            } else {
+                None
+            };
+            if refusal.is_none() {
+                refusal = budgets.iter().find_map(|budget| {
+                    budget
+                        .check(plugin, cmd, view, now)
+                        .err()
+                        .map(|why| Refusal {
+                            guardrail: Guardrail::Budget,
+                            message: format!("budget {}: {why}", budget.name()),
+                            retry_after: None,
+                        })
+                });
+            }
             if refusal.is_none() && !dry_run {
+                if is_destructive {
+                    destructive.admitted(plugin, cmd, &limits, now);
+                }
                 for budget in budgets.iter() {
                     budget.admitted(plugin, cmd, view, now);
                 }
@@ -392,9 +659,20 @@ impl Guardrails {
     /// The executor is done with a command on `target` (applied and visible, or failed):
     /// the budgets stop counting it as in flight.
     pub fn settle(&self, target: &ObjectRef) {
-        let budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
-        for budget in budgets.iter() {
+        for budget in &self.disruptive().budgets {
             budget.settle(target);
+        }
+    }
+
+    /// An admitted command failed: it destroyed nothing, so its cooldown is lifted and
+    /// the budgets stop counting it.
+    pub fn failed(&self, plugin: &str, cmd: &Command) {
+        let mut d = self.disruptive();
+        d.destructive.failed(plugin, cmd);
+        if let Some(target) = cmd.target() {
+            for budget in &d.budgets {
+                budget.settle(&target);
+            }
         }
     }
 
@@ -413,9 +691,45 @@ impl Guardrails {
         self.state().dry_run.contains(plugin)
     }
 
-    /// Forgets a plugin's bucket and breaker (when it is unloaded).
+    /// Forgets a plugin's bucket, breaker and destructive commands (when it is unloaded).
     pub fn forget(&self, plugin: &str) {
         self.state().plugins.remove(plugin);
+        self.disruptive().destructive.forget(plugin);
+    }
+}
+
+/// The refusal of a destructive command: its ceiling, or its cooldown.
+fn destructive_refusal(plugin: &str, cmd: &Command, why: &destructive::Refusal) -> Refusal {
+    let target = cmd.target().map(|t| t.key()).unwrap_or_default();
+    let (guardrail, message) = match why {
+        destructive::Refusal::Rate { limit, retry_after } => (
+            Guardrail::DestructiveRate,
+            format!(
+                "destructive rate: plugin {plugin} had {limit} destructive commands admitted \
+                 in the last minute, the limit; retry in {}",
+                fmt_duration(*retry_after)
+            ),
+        ),
+        destructive::Refusal::Cooldown {
+            ago,
+            cooldown,
+            retry_after,
+        } => (
+            Guardrail::Cooldown,
+            format!(
+                "cooldown: the same {} of {target} executed {} ago; it may run again {} after \
+                 that, retry in {}",
+                cmd.name(),
+                fmt_duration(*ago),
+                fmt_duration(*cooldown),
+                fmt_duration(*retry_after)
+            ),
+        ),
+    };
+    Refusal {
+        guardrail,
+        message,
+        retry_after: Some(why.retry_after()),
     }
 }
 
@@ -512,8 +826,12 @@ mod tests {
         }
     }
 
+    /// A command that disrupts nothing.
     fn event_cmd() -> Command {
-        Command::Cordon("n1".into())
+        Command::MergePatch(bosun_host::contract::Patch {
+            target: ObjectRef::namespaced("v1", "ConfigMap", "default", "c"),
+            patch: r#"{"data":{"a":"b"}}"#.into(),
+        })
     }
 
     fn refusal(admission: Admission) -> Refusal {
@@ -725,6 +1043,159 @@ minHealthyShare: 0.6
             err.to_string(),
             "guardrail config: breaker.failureRatio must be above 0 and at most 1"
         );
+    }
+
+    #[test]
+    fn defaults_keep_workloads_up_and_cool_down_repeats() {
+        let g = Guardrails::new(Config::default()).expect("valid");
+        let view = workload(4, 0);
+        let now = Instant::now();
+        assert_eq!(
+            g.admit("p", &evict("web-0"), &view, now),
+            Admission::Execute
+        );
+        // 25% of 4 pods is 1: the next one waits.
+        let r = refusal(g.admit("p", &evict("web-1"), &view, now));
+        assert_eq!(r.guardrail, Guardrail::Budget);
+        assert!(
+            r.message
+                .starts_with("budget max-unavailable: evicting Pod/default/web-1"),
+            "{}",
+            r.message
+        );
+        // The same eviction again, within the cooldown (the recreated pod is Ready).
+        let later = now + Duration::from_secs(5);
+        g.settle(&budget::fixtures::pod_ref("web-0"));
+        let r = refusal(g.admit("p", &evict("web-0"), &view, later));
+        assert_eq!(r.guardrail, Guardrail::Cooldown);
+        assert_eq!(
+            r.message,
+            "cooldown: the same evict of Pod/default/web-0 executed 5 s ago; it may run again \
+             60 s after that, retry in 55 s"
+        );
+        assert_eq!(r.retry_after, Some(Duration::from_secs(55)));
+        // A failed command lifts its cooldown.
+        g.failed("p", &evict("web-0"));
+        assert_eq!(
+            g.admit("p", &evict("web-0"), &view, later),
+            Admission::Execute
+        );
+        // A command that destroys nothing is not counted.
+        for _ in 0..3 {
+            assert_eq!(g.admit("p", &event_cmd(), &view, later), Admission::Execute);
+        }
+    }
+
+    #[test]
+    fn the_destructive_ceiling_is_per_plugin_per_minute() {
+        let mut cfg = config();
+        cfg.max_unavailable = None;
+        cfg.pod_disruption_budgets = false;
+        cfg.destructive.per_minute = Some(Limit::Count(5));
+        let g = Guardrails::new(cfg).expect("valid");
+        let view = workload(20, 0);
+        let now = Instant::now();
+        for i in 0..5 {
+            let cmd = evict(&format!("web-{i}"));
+            assert_eq!(g.admit("p", &cmd, &view, now), Admission::Execute);
+        }
+        let r = refusal(g.admit("p", &evict("web-9"), &view, now));
+        assert_eq!(r.guardrail, Guardrail::DestructiveRate);
+        assert_eq!(
+            r.message,
+            "destructive rate: plugin p had 5 destructive commands admitted in the last \
+             minute, the limit; retry in 60 s"
+        );
+        assert_eq!(
+            g.admit("q", &evict("web-9"), &view, now),
+            Admission::Execute
+        );
+        let minute = now + Duration::from_secs(60);
+        assert_eq!(
+            g.admit("p", &evict("web-9"), &view, minute),
+            Admission::Execute
+        );
+    }
+
+    #[test]
+    fn overrides_apply_per_namespace_then_per_plugin() {
+        let yaml = r#"
+namespaces:
+  default: { maxUnavailable: off }
+plugins:
+  careful: { maxUnavailable: 0, destructive: { perMinute: off, cooldown: 0s } }
+  remediation: { maxCordonedNodes: 3 }
+"#;
+        let cfg: Config = serde_yaml::from_str(yaml).expect("parses");
+        use budget::Policy as _;
+        assert_eq!(cfg.settings("any", Some("default")).max_unavailable, None);
+        assert_eq!(
+            cfg.settings("any", Some("prod")).max_unavailable,
+            Some(Limit::Percent(25))
+        );
+        assert_eq!(
+            cfg.settings("careful", Some("default")).max_unavailable,
+            Some(Limit::Count(0))
+        );
+        assert_eq!(
+            cfg.settings("remediation", None).max_cordoned_nodes,
+            Some(Limit::Count(3))
+        );
+        assert_eq!(cfg.destructive_of("careful").per_minute, None);
+        let g = Guardrails::new(cfg).expect("valid");
+        let view = workload(4, 0);
+        let now = Instant::now();
+        // Namespace default has no workload budget: two at once pass (PDBs still apply).
+        assert_eq!(
+            g.admit("any", &evict("web-0"), &view, now),
+            Admission::Execute
+        );
+        assert_eq!(
+            g.admit("any", &evict("web-1"), &view, now),
+            Admission::Execute
+        );
+        let r = refusal(g.admit("careful", &evict("web-2"), &view, now));
+        assert_eq!(r.guardrail, Guardrail::Budget);
+
+        let bad: Config =
+            serde_yaml::from_str("namespaces: { a: { maxCordonedNodes: 1 } }").expect("parses");
+        let err = Guardrails::new(bad).expect_err("a node limit per namespace");
+        assert!(
+            err.to_string().starts_with(
+                "guardrail config: namespaces.a.maxCordonedNodes is not a namespace setting"
+            ),
+            "{err}"
+        );
+        let off: Config = serde_yaml::from_str(
+            "{ maxUnavailable: off, maxCordonedNodes: off, podDisruptionBudgets: false }",
+        )
+        .expect("parses");
+        assert_eq!(
+            (
+                off.max_unavailable,
+                off.max_cordoned_nodes,
+                off.pod_disruption_budgets
+            ),
+            (None, None, false)
+        );
+    }
+
+    #[test]
+    fn the_summary_says_what_is_on() {
+        assert_eq!(
+            Config::default().summary(),
+            vec![
+                "max-unavailable 25% of each workload's pods (at least 1); \
+                 pod-disruption-budgets kept; max-cordoned-nodes 10% of the nodes (at least 1); \
+                 min-healthy-share off; destructive commands 60/min per plugin, cooldown 60 s; \
+                 rate 20 commands/s (burst 50) per plugin, 100 commands/s (burst 200) in all"
+                    .to_owned()
+            ]
+        );
+        let cfg: Config =
+            serde_yaml::from_str("{ namespaces: { batch: { maxUnavailable: off } } }")
+                .expect("parses");
+        assert_eq!(cfg.summary()[1], "namespace batch: max-unavailable off");
     }
 
     #[test]

@@ -106,6 +106,9 @@ pub struct Informers {
     /// Kinds the API server answered it does not serve (their last discovery): nothing
     /// to list until they appear.
     absent: RwLock<HashSet<Kind>>,
+    /// Kinds watched for the runtime's own use that a cluster may well not serve (a
+    /// DaemonSet-less embedded cluster): their absence is logged at debug level.
+    optional: RwLock<HashSet<Kind>>,
     changes: mpsc::UnboundedSender<Change>,
     /// Other listeners (the Plugin-object controller), each for a few kinds.
     observers: RwLock<Vec<(HashSet<Kind>, mpsc::UnboundedSender<Change>)>>,
@@ -140,6 +143,7 @@ impl Informers {
             kinds: RwLock::default(),
             states: RwLock::default(),
             absent: RwLock::default(),
+            optional: RwLock::default(),
             changes,
             observers: RwLock::default(),
             resources: RwLock::default(),
@@ -196,6 +200,16 @@ impl Informers {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(task.abort_handle());
+    }
+
+    /// Starts watching `kind` for the runtime's own use: a cluster that does not serve it
+    /// is not worth a warning (it is watched once it appears).
+    pub fn watch_optional(self: &Arc<Self>, kind: Kind) {
+        self.optional
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kind.clone());
+        self.watch(kind);
     }
 
     /// Stops every watch.
@@ -324,7 +338,16 @@ impl Informers {
                             .get(&kind),
                         Some(KindState::Pending(_))
                     ) {
-                        tracing::warn!(parent: &span, %kind, error = %e, "kind not served; pending until it appears");
+                        if self
+                            .optional
+                            .read()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .contains(&kind)
+                        {
+                            tracing::debug!(parent: &span, %kind, error = %e, "optional kind not served; pending until it appears");
+                        } else {
+                            tracing::warn!(parent: &span, %kind, error = %e, "kind not served; pending until it appears");
+                        }
                     }
                     self.set_state(&kind, KindState::Pending(reason));
                     tokio::time::sleep(PENDING_RETRY).await;

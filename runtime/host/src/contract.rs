@@ -245,8 +245,12 @@ impl Command {
             }
             Command::Delete(r) => action(Verb::Delete, r),
             Command::Evict(r) => {
-                if r.kind != "Pod" || r.namespace.is_none() {
-                    return Err(format!("evict: only pods can be evicted, not {r}"));
+                if r.kind != "Pod" || r.api_version != "v1" || r.namespace.is_none() {
+                    return Err(format!(
+                        "evict: only pods (apiVersion v1, with a namespace) can be evicted, \
+                         not {} {r}",
+                        r.api_version
+                    ));
                 }
                 action(Verb::Evict, r)
             }
@@ -419,6 +423,12 @@ mod tests {
             .expect_err("node");
         assert!(e.contains("Node"), "{e}");
         assert!(Command::Cordon(String::new()).validate().is_err());
+        // An eviction is of a core v1 Pod only: another api-version would not be judged
+        // as a pod by the disruption budgets.
+        let e = Command::Evict(ObjectRef::namespaced("apps/v1", "Pod", "default", "web-0"))
+            .validate()
+            .expect_err("not a v1 pod");
+        assert!(e.starts_with("evict: only pods (apiVersion v1"), "{e}");
         let bad_version = Command::Delete(ObjectRef::namespaced("../v1", "Pod", "default", "p"));
         assert!(
             bad_version

@@ -77,6 +77,10 @@ impl PodBuilder {
         }]);
         self
     }
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.0["metadata"]["labels"][key] = json!(value);
+        self
+    }
     pub fn not_ready(mut self) -> Self {
         self.0["status"]["conditions"][0]["status"] = json!("False");
         self
@@ -112,6 +116,39 @@ pub fn replica_set(name: &str, replicas: u32) -> Value {
         "metadata": { "name": name, "namespace": "default", "uid": format!("uid-{name}") },
         "spec": { "replicas": replicas },
     })
+}
+
+pub fn deployment(name: &str, replicas: u32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": name, "namespace": "default", "uid": format!("uid-{name}") },
+        "spec": { "replicas": replicas },
+    })
+}
+
+/// A PodDisruptionBudget in namespace `default` with `spec` (selector and limit).
+pub fn pdb(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": { "name": name, "namespace": "default" },
+        "spec": spec,
+    })
+}
+
+/// Builders' extras on finished objects.
+pub trait Owned {
+    /// Controlled by Deployment `d` (uid `uid-<d>`).
+    fn owned_by_deployment(self, d: &str) -> Value;
+}
+
+impl Owned for Value {
+    fn owned_by_deployment(mut self, d: &str) -> Value {
+        self["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "apps/v1", "kind": "Deployment", "name": d,
+            "uid": format!("uid-{d}"), "controller": true,
+        }]);
+        self
+    }
 }
 
 /// A view with `ready` ready pods and `not_ready` unready pods of ReplicaSet `web`.

@@ -16,7 +16,7 @@ pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(30);
 
 /// Until when an admitted disruption counts, besides [`IN_FLIGHT_TTL`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Until {
+pub(crate) enum Until {
     /// Only the TTL (or [`Budget::settle`](super::Budget::settle)) ends it.
     Ttl,
     /// The cached pod reports these containers (name, image) running: from then on its
@@ -24,6 +24,10 @@ pub(super) enum Until {
     Images(ObjectRef, Vec<(String, String)>),
     /// The cached pod shows itself not Ready.
     Unready(ObjectRef),
+    /// The cache no longer holds the pod with this uid (it is gone, or was recreated
+    /// under the same name): from then on the workload's size and the new pod's own
+    /// readiness tell what is available.
+    Gone(ObjectRef, String),
 }
 
 impl Until {
@@ -43,6 +47,8 @@ impl Until {
             }),
             Until::Unready(r) => pod(r)
                 .is_some_and(|p| !serde_json::from_value::<PodDoc>(p).is_ok_and(|d| d.ready())),
+            Until::Gone(r, uid) => pod(r)
+                .is_none_or(|p| p.pointer("/metadata/uid").and_then(|u| u.as_str()) != Some(uid)),
         }
     }
 }
@@ -108,6 +114,27 @@ mod tests {
         // Runtimes report images fully qualified.
         let new = FakeView::default().with(pod("web-0").image("docker.io/library/app:v2").build());
         assert!(in_flight.live(now, &new).is_empty());
+    }
+
+    #[test]
+    fn evictions_end_when_the_pod_is_gone_or_replaced() {
+        let now = Instant::now();
+        let in_flight = InFlight::default();
+        let until = Until::Gone(pod_ref("web-0"), "uid-1".into());
+        in_flight.insert_until("Pod/default/web-0".into(), now, until);
+        let mut old = pod("web-0").build();
+        old["metadata"]["uid"] = "uid-1".into();
+        assert_eq!(in_flight.live(now, &FakeView::default().with(old)).len(), 1);
+        let mut new = pod("web-0").not_ready().build();
+        new["metadata"]["uid"] = "uid-2".into();
+        assert!(
+            in_flight
+                .live(now, &FakeView::default().with(new))
+                .is_empty()
+        );
+        let until = Until::Gone(pod_ref("web-0"), "uid-1".into());
+        in_flight.insert_until("Pod/default/web-0".into(), now, until);
+        assert!(in_flight.live(now, &FakeView::default()).is_empty());
     }
 
     #[test]

@@ -8,10 +8,11 @@
 //!   node it cordons or taints;
 //! - [`in_flight`]: what admitted commands are disrupting right now, before the cache
 //!   shows it;
-//! - [`nodes`] and [`workload`]: the budgets themselves, each deciding "is this
-//!   allowed?" from the cache and what is in flight, and saying why not as a
+//! - [`nodes`], [`workload`] and [`pdb`]: the budgets themselves, each deciding "is
+//!   this allowed?" from the cache and what is in flight, and saying why not as a
 //!   [`Refusal`];
-//! - [`limit`]: the `2` or `"25%"` a budget is configured with.
+//! - [`limit`]: the `2` or `"25%"` a budget is configured with, and [`Policy`]: which
+//!   [`Settings`] apply to a plugin's command in a namespace.
 //!
 //! The cache lags behind the commands: ten evictions submitted in one reconcile would all
 //! see the same, still healthy, workload. So each built-in budget keeps a short-lived
@@ -19,10 +20,11 @@
 //! disrupted until the cache shows the change, the executor reports it
 //! ([`Budget::settle`]), or [`IN_FLIGHT_TTL`] passes.
 //!
-//! What disrupts a pod: an eviction, a deletion, a patch that changes its containers'
-//! images (the kubelet restarts them in place), and a status patch that sets one of its
-//! readiness-gate conditions False (it leaves the endpoints). So a release updating pods
-//! in place and a remediation plugin evicting them share one budget.
+//! What disrupts a pod: an eviction, a deletion, and any patch or apply whose effect on
+//! the cached pod changes its containers' images (the kubelet restarts them in place) or
+//! sets one of its readiness-gate conditions False (it leaves the endpoints). So a
+//! release updating pods in place and a remediation plugin evicting them share one
+//! budget.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,6 +36,7 @@ pub mod disruption;
 pub mod in_flight;
 pub mod limit;
 pub mod nodes;
+pub mod pdb;
 mod pod;
 pub mod workload;
 
@@ -43,7 +46,47 @@ pub(crate) mod fixtures;
 pub use in_flight::IN_FLIGHT_TTL;
 pub use limit::Limit;
 pub use nodes::MaxCordonedNodes;
+pub use pdb::PodDisruptionBudgets;
 pub use workload::{MaxUnavailable, MinHealthyShare};
+
+/// The budget settings that apply to one plugin's commands in one namespace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Most pods of a workload unavailable at once; `None` is off.
+    pub max_unavailable: Option<Limit>,
+    /// Smallest share of a workload's pods kept healthy; `None` is off.
+    pub min_healthy_share: Option<f64>,
+    /// Whether the PodDisruptionBudgets covering a pod are kept.
+    pub pod_disruption_budgets: bool,
+    /// Most nodes out of service at once (a count, or a share of the nodes); `None` is
+    /// off.
+    pub max_cordoned_nodes: Option<Limit>,
+}
+
+impl Settings {
+    /// Every budget off.
+    pub const OFF: Settings = Settings {
+        max_unavailable: None,
+        min_healthy_share: None,
+        pod_disruption_budgets: false,
+        max_cordoned_nodes: None,
+    };
+}
+
+/// Which settings apply to a plugin's command on an object in a namespace (`None` for a
+/// cluster-scoped object): the runtime's configuration, with its per-namespace and
+/// per-plugin overrides.
+pub trait Policy: Send + Sync + std::fmt::Debug {
+    /// The settings for `plugin` acting in `namespace`.
+    fn settings(&self, plugin: &str, namespace: Option<&str>) -> Settings;
+}
+
+/// The same settings for every plugin everywhere.
+impl Policy for Settings {
+    fn settings(&self, _plugin: &str, _namespace: Option<&str>) -> Settings {
+        *self
+    }
+}
 
 /// A read-only view of the informer cache: objects as their JSON text.
 pub trait View: Send + Sync {
@@ -177,6 +220,26 @@ pub enum Refusal {
         share: f64,
         /// The smallest share allowed, 0 to 1.
         minimum: f64,
+    },
+    /// Disrupting `pod` would leave fewer of the pods a PodDisruptionBudget selects
+    /// healthy than it requires.
+    #[error(
+        "{disruption} {pod} would leave {left} of {expected} pods selected by \
+         PodDisruptionBudget {pdb} healthy, it requires {desired}"
+    )]
+    PodDisruptionBudget {
+        /// How the command disrupts the pod.
+        disruption: disruption::Kind,
+        /// The pod.
+        pod: ObjectRef,
+        /// The PodDisruptionBudget (`namespace/name`).
+        pdb: String,
+        /// Healthy pods it selects that would be left.
+        left: u32,
+        /// Pods it expects (`status.expectedPods`, else the pods it selects).
+        expected: u32,
+        /// Healthy pods it requires (from `minAvailable` or `maxUnavailable`).
+        desired: u32,
     },
     /// A budget added with
     /// [`Guardrails::with_budget`](super::Guardrails::with_budget) refused, for a

@@ -1,6 +1,7 @@
 //! The node budget: how many nodes may be out of service (cordoned, or tainted to keep
 //! pods off) at once.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bosun_host::contract::{Command, ObjectRef};
@@ -8,23 +9,31 @@ use serde::Deserialize;
 
 use super::disruption::disrupted_node;
 use super::in_flight::InFlight;
-use super::{Budget, Refusal, View};
+use super::{Budget, Limit, Policy, Refusal, Settings, View};
 
-/// Refuses to cordon a node, or to give it a `NoSchedule`/`NoExecute` taint, when `n`
-/// other nodes are already unschedulable (`spec.unschedulable`) or being taken out by
-/// admitted commands.
+/// Refuses to take a node out of service (a cordon, a `NoSchedule`/`NoExecute` taint, or
+/// a patch with that effect) when as many other nodes as the limit allows are already
+/// unschedulable (`spec.unschedulable`) or being taken out by admitted commands. A
+/// percentage is of the cached nodes, rounded down but at least 1.
 #[derive(Debug)]
 pub struct MaxCordonedNodes {
-    /// Most nodes out of service at once.
-    pub max: u32,
+    policy: Arc<dyn Policy>,
     in_flight: InFlight,
 }
 
 impl MaxCordonedNodes {
-    /// At most `max` nodes cordoned at once.
+    /// At most `max` nodes cordoned at once, for every plugin.
     pub fn new(max: u32) -> Self {
+        Self::with_policy(Arc::new(Settings {
+            max_cordoned_nodes: Some(Limit::Count(max)),
+            ..Settings::OFF
+        }))
+    }
+
+    /// The limit `policy` gives each plugin.
+    pub fn with_policy(policy: Arc<dyn Policy>) -> Self {
         MaxCordonedNodes {
-            max,
+            policy,
             in_flight: InFlight::default(),
         }
     }
@@ -55,38 +64,43 @@ impl Budget for MaxCordonedNodes {
 
     fn check(
         &self,
-        _plugin: &str,
+        plugin: &str,
         cmd: &Command,
         view: &dyn View,
         now: Instant,
     ) -> Result<(), Refusal> {
-        let Some(target) = disrupted_node(cmd) else {
+        let Some(limit) = self.policy.settings(plugin, None).max_cordoned_nodes else {
+            return Ok(());
+        };
+        let Some(target) = disrupted_node(cmd, view) else {
             return Ok(());
         };
         let mut out = self.in_flight.live(now, view);
-        for json in view.list("v1", "Node") {
-            if let Ok(node) = serde_json::from_str::<NodeDoc>(&json)
+        let nodes = view.list("v1", "Node");
+        for json in &nodes {
+            if let Ok(node) = serde_json::from_str::<NodeDoc>(json)
                 && node.spec.unschedulable
             {
                 out.insert(node.metadata.name);
             }
         }
-        out.remove(target);
+        out.remove(&target);
         let count = u32::try_from(out.len()).unwrap_or(u32::MAX);
-        if count >= self.max {
+        let max = limit.of(u32::try_from(nodes.len()).unwrap_or(u32::MAX));
+        if count >= max {
             return Err(Refusal::TooManyNodesOut {
                 out: out.into_iter().collect(),
-                limit: self.max,
+                limit: max,
                 command: cmd.name(),
-                node: target.to_owned(),
+                node: target,
             });
         }
         Ok(())
     }
 
-    fn admitted(&self, _plugin: &str, cmd: &Command, _view: &dyn View, now: Instant) {
-        if let Some(node) = disrupted_node(cmd) {
-            self.in_flight.insert(node.to_owned(), now);
+    fn admitted(&self, _plugin: &str, cmd: &Command, view: &dyn View, now: Instant) {
+        if let Some(node) = disrupted_node(cmd, view) {
+            self.in_flight.insert(node, now);
         } else if let Command::Uncordon(node) = cmd {
             self.in_flight.remove(node);
         }
@@ -163,6 +177,37 @@ mod tests {
         );
         budget.settle(&ObjectRef::cluster("v1", "Node", "n1"));
         assert!(budget.check("r", &second, &view, now).is_ok());
+    }
+
+    #[test]
+    fn a_share_of_nodes_is_at_least_one() {
+        let now = Instant::now();
+        let budget = MaxCordonedNodes::with_policy(Arc::new(Settings {
+            max_cordoned_nodes: Some(Limit::Percent(10)),
+            ..Settings::OFF
+        }));
+        let mut view = FakeView::default();
+        for i in 0..9 {
+            view = view.with(node(&format!("n{i}")).build());
+        }
+        let first = Command::Cordon("n0".into());
+        assert!(budget.check("r", &first, &view, now).is_ok());
+        budget.admitted("r", &first, &view, now);
+        let err = budget
+            .check("r", &Command::Cordon("n1".into()), &view, now)
+            .expect_err("10% of 9 nodes is 1");
+        assert!(err.to_string().contains("the limit is 1"), "{err}");
+        // A merge patch setting spec.unschedulable is a cordon too.
+        let patch = Command::MergePatch(bosun_host::contract::Patch {
+            target: ObjectRef::cluster("v1", "Node", "n2"),
+            patch: r#"{"spec":{"unschedulable":true}}"#.into(),
+        });
+        assert!(budget.check("r", &patch, &view, now).is_err());
+        // 20 nodes: 2 at once.
+        for i in 9..20 {
+            view = view.with(node(&format!("n{i}")).build());
+        }
+        assert!(budget.check("r", &patch, &view, now).is_ok());
     }
 
     #[test]

@@ -1,10 +1,57 @@
 //! What the budgets read of a cached pod: its readiness, its controller, the images its
 //! containers run.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
 use serde::Deserialize;
 
+use super::View;
+
+/// The cached pods of a namespace as [`PodDoc`]s, each cached object parsed once: the
+/// informer cache shares an unchanged object's text (the same `Arc`), so a budget checking
+/// thousands of commands against a namespace of thousands of pods parses only the pods
+/// that changed in between.
+#[derive(Debug, Default)]
+pub(super) struct Parsed {
+    /// By the address of the cached text, which the entry keeps alive.
+    memo: Mutex<HashMap<usize, Memo>>,
+}
+
+/// A cached pod's text and what it parsed to.
+type Memo = (Arc<str>, Arc<PodDoc>);
+
+/// Entries kept beyond twice the last listing before the memo is trimmed to it.
+const SLACK: usize = 1024;
+
+impl Parsed {
+    /// The cached pods of `namespace` (those that parse).
+    pub(super) fn pods(&self, view: &dyn View, namespace: &str) -> Vec<Arc<PodDoc>> {
+        let list = view.list_namespaced("v1", "Pod", namespace);
+        let mut memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::with_capacity(list.len());
+        let mut seen = Vec::with_capacity(list.len());
+        for json in list {
+            let key = Arc::as_ptr(&json).cast::<u8>() as usize;
+            seen.push(key);
+            if let Some((_, doc)) = memo.get(&key) {
+                out.push(doc.clone());
+            } else if let Ok(doc) = serde_json::from_str::<PodDoc>(&json) {
+                let doc = Arc::new(doc);
+                memo.insert(key, (json, doc.clone()));
+                out.push(doc);
+            }
+        }
+        if memo.len() > 2 * seen.len() + SLACK {
+            let seen: std::collections::HashSet<usize> = seen.into_iter().collect();
+            memo.retain(|k, _| seen.contains(k));
+        }
+        out
+    }
+}
+
 /// The fields of a cached pod the budgets need.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct PodDoc {
     pub(super) metadata: PodMeta,
@@ -12,7 +59,7 @@ pub(super) struct PodDoc {
     status: PodStatus,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct PodMeta {
     pub(super) name: String,
@@ -20,9 +67,11 @@ pub(super) struct PodMeta {
     pub(super) deletion_timestamp: Option<serde_json::Value>,
     #[serde(default)]
     owner_references: Vec<OwnerReference>,
+    #[serde(default)]
+    pub(super) labels: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct OwnerReference {
     pub(super) api_version: String,
@@ -30,16 +79,16 @@ pub(super) struct OwnerReference {
     pub(super) name: String,
     pub(super) uid: String,
     #[serde(default)]
-    controller: bool,
+    pub(super) controller: bool,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 struct PodStatus {
     #[serde(default)]
     conditions: Vec<Condition>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Condition {
     #[serde(rename = "type")]
     type_: String,

@@ -1,12 +1,20 @@
 //! The workload budgets: how many of a workload's pods may be unavailable, or what share
 //! must stay healthy, when a command disrupts one of them.
 //!
-//! Pods are grouped by their controller owner reference; a workload's size is its
-//! `spec.replicas` when the owner is cached, otherwise the number of its pods.
-//! Disrupting a pod that is already unavailable is always allowed; bare pods are not
-//! covered.
+//! A pod's workload is its controller: a ReplicaSet owned by a Deployment counts as the
+//! Deployment (both ReplicaSets of a rollout are one workload); a StatefulSet, DaemonSet,
+//! Job or any other controller as itself; a pod without a controller is a workload of
+//! one. Its size is read from the controller's spec when the controller is cached
+//! (`spec.replicas`; a DaemonSet's `status.desiredNumberScheduled`; a Job's
+//! `spec.parallelism`), otherwise it is the number of its pods; so a pod evicted and not
+//! yet replaced still counts as missing. Disrupting a pod that is already unavailable
+//! costs nothing.
+//!
+//! The limit that applies is the plugin's, else the pod's namespace's, else the
+//! runtime's ([`Policy`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bosun_host::contract::{Command, ObjectRef};
@@ -14,18 +22,124 @@ use serde::Deserialize;
 
 use super::disruption::{Disruption, disrupted_pod};
 use super::in_flight::InFlight;
-use super::pod::PodDoc;
-use super::{Budget, Limit, Refusal, View};
+use super::pod::{OwnerReference, Parsed, PodDoc};
+use super::{Budget, Limit, Policy, Refusal, Settings, View};
 
-#[derive(Deserialize)]
-struct ScaleDoc {
+/// What the budgets read of a pod's controller.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct OwnerDoc {
     #[serde(default)]
-    spec: ScaleSpec,
+    metadata: OwnerMeta,
+    #[serde(default)]
+    spec: OwnerSpec,
+    #[serde(default)]
+    status: OwnerStatus,
 }
 
 #[derive(Deserialize, Default)]
-struct ScaleSpec {
+#[serde(rename_all = "camelCase")]
+struct OwnerMeta {
+    #[serde(default)]
+    owner_references: Vec<OwnerReference>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct OwnerSpec {
     replicas: Option<u32>,
+    parallelism: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct OwnerStatus {
+    desired_number_scheduled: Option<u32>,
+}
+
+impl OwnerDoc {
+    /// The number of pods a controller of `kind` asks for.
+    fn size(&self, kind: &str) -> Option<u32> {
+        match kind {
+            "DaemonSet" => self.status.desired_number_scheduled,
+            "Job" => Some(self.spec.parallelism.unwrap_or(1)),
+            _ => self.spec.replicas,
+        }
+    }
+
+    fn controller(&self) -> Option<&OwnerReference> {
+        self.metadata.owner_references.iter().find(|o| o.controller)
+    }
+}
+
+/// A pod's workload.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Workload {
+    /// `Deployment web` (for messages).
+    pub(super) name: String,
+    /// What identifies it among the namespace's pods: the controller's uid, or the bare
+    /// pod's name.
+    key: String,
+    /// Pods it asks for, when its controller is cached.
+    size: Option<u32>,
+}
+
+/// Finds pods' workloads in one namespace, reading each controller once.
+pub(super) struct Workloads<'v> {
+    view: &'v dyn View,
+    namespace: &'v str,
+    by_controller: HashMap<String, Workload>,
+}
+
+impl<'v> Workloads<'v> {
+    pub(super) fn new(view: &'v dyn View, namespace: &'v str) -> Self {
+        Workloads {
+            view,
+            namespace,
+            by_controller: HashMap::new(),
+        }
+    }
+
+    fn owner(&self, o: &OwnerReference) -> Option<OwnerDoc> {
+        let r = ObjectRef::namespaced(&o.api_version, &o.kind, self.namespace, &o.name);
+        serde_json::from_str(&self.view.get(&r)?).ok()
+    }
+
+    /// The workload `pod` belongs to.
+    pub(super) fn of(&mut self, pod: &PodDoc) -> Workload {
+        let Some(c) = pod.controller() else {
+            return Workload {
+                name: format!("Pod {}", pod.metadata.name),
+                key: format!("pod:{}", pod.metadata.name),
+                size: Some(1),
+            };
+        };
+        if let Some(w) = self.by_controller.get(&c.uid) {
+            return w.clone();
+        }
+        let doc = self.owner(c);
+        let deployment = (c.kind == "ReplicaSet")
+            .then(|| {
+                doc.as_ref()?
+                    .controller()
+                    .filter(|d| d.kind == "Deployment")
+            })
+            .flatten();
+        let w = match deployment {
+            Some(d) => Workload {
+                name: format!("Deployment {}", d.name),
+                key: d.uid.clone(),
+                size: self.owner(d).and_then(|doc| doc.size("Deployment")),
+            },
+            None => Workload {
+                name: format!("{} {}", c.kind, c.name),
+                key: c.uid.clone(),
+                size: doc.and_then(|doc| doc.size(&c.kind)),
+            },
+        };
+        self.by_controller.insert(c.uid.clone(), w.clone());
+        w
+    }
 }
 
 /// A workload's health as the cache and the admitted disruptions show it.
@@ -33,7 +147,7 @@ struct ScaleSpec {
 struct Health {
     /// `ReplicaSet web-5d8f` (for messages).
     workload: String,
-    /// Pods the workload should have: its `spec.replicas` when cached, else its pods.
+    /// Pods the workload should have: its controller's size when cached, else its pods.
     expected: u32,
     /// Ready pods that are not being deleted or disrupted.
     healthy: u32,
@@ -41,87 +155,102 @@ struct Health {
     target_healthy: bool,
 }
 
+/// Whether a pod counts as healthy: Ready, not being deleted, not being disrupted by an
+/// admitted command.
+pub(super) fn healthy(pod: &PodDoc, namespace: &str, in_flight: &BTreeSet<String>) -> bool {
+    pod.ready()
+        && pod.metadata.deletion_timestamp.is_none()
+        && !in_flight.contains(&pod_key(namespace, &pod.metadata.name))
+}
+
 impl Health {
     /// The pod `cmd` would disrupt and the health of its workload, when that pod is
     /// healthy now: disrupting a pod that is already unavailable costs no budget.
-    fn of_disruption<'c>(
-        cmd: &'c Command,
+    fn of_disruption(
+        cmd: &Command,
         view: &dyn View,
+        parsed: &Parsed,
         in_flight: &InFlight,
         now: Instant,
-    ) -> Option<(Disruption<'c>, Self)> {
+    ) -> Option<(Disruption, Self)> {
         let disruption = disrupted_pod(cmd, view)?;
-        let health = Health::of(disruption.target, view, &in_flight.live(now, view))?;
+        let health = Health::of(&disruption.target, view, parsed, &in_flight.live(now, view))?;
         health.target_healthy.then_some((disruption, health))
     }
 
-    /// The health of the workload of `target`; `None` when the pod is not cached or has
-    /// no controller (a bare pod is not part of a workload).
-    fn of(target: &ObjectRef, view: &dyn View, in_flight: &BTreeSet<String>) -> Option<Self> {
+    /// The health of the workload of `target`; `None` when the pod is not cached.
+    fn of(
+        target: &ObjectRef,
+        view: &dyn View,
+        parsed: &Parsed,
+        in_flight: &BTreeSet<String>,
+    ) -> Option<Self> {
         let namespace = target.namespace.as_deref()?;
         let pod: PodDoc = serde_json::from_str(&view.get(target)?).ok()?;
-        let owner = pod.controller()?;
-        let healthy_pod = |p: &PodDoc| {
-            p.ready()
-                && p.metadata.deletion_timestamp.is_none()
-                && !in_flight.contains(&pod_key(namespace, &p.metadata.name))
-        };
-        let mut members = 0u32;
-        let mut healthy = 0u32;
-        for json in view.list_namespaced("v1", "Pod", namespace) {
-            let Ok(p) = serde_json::from_str::<PodDoc>(&json) else {
-                continue;
-            };
-            if p.controller().is_some_and(|o| o.uid == owner.uid) {
-                members += 1;
-                healthy += u32::from(healthy_pod(&p));
+        let mut workloads = Workloads::new(view, namespace);
+        let workload = workloads.of(&pod);
+        let target_healthy = healthy(&pod, namespace, in_flight);
+        let (mut members, mut healthy_count) = (1u32, u32::from(target_healthy));
+        if pod.controller().is_some() {
+            (members, healthy_count) = (0, 0);
+            for p in parsed.pods(view, namespace) {
+                if p.controller().is_some() && workloads.of(&p).key == workload.key {
+                    members += 1;
+                    healthy_count += u32::from(healthy(&p, namespace, in_flight));
+                }
             }
         }
-        let owner_ref =
-            ObjectRef::namespaced(&owner.api_version, &owner.kind, namespace, &owner.name);
-        let replicas = view
-            .get(&owner_ref)
-            .and_then(|json| serde_json::from_str::<ScaleDoc>(&json).ok())
-            .and_then(|scale| scale.spec.replicas);
         Some(Health {
-            workload: format!("{} {}", owner.kind, owner.name),
-            expected: replicas.unwrap_or(members),
-            healthy,
-            target_healthy: healthy_pod(&pod),
+            workload: workload.name,
+            expected: workload.size.unwrap_or(members),
+            healthy: healthy_count,
+            target_healthy,
         })
     }
 }
 
 /// The in-flight key of a pod (its [`ObjectRef::key`]).
-fn pod_key(namespace: &str, name: &str) -> String {
+pub(super) fn pod_key(namespace: &str, name: &str) -> String {
     format!("Pod/{namespace}/{name}")
 }
 
 /// Counts a disruption `cmd` makes from `now` in `in_flight`, until the cache shows it.
-fn admit_disruption(in_flight: &InFlight, cmd: &Command, view: &dyn View, now: Instant) {
+pub(super) fn admit_disruption(in_flight: &InFlight, cmd: &Command, view: &dyn View, now: Instant) {
     if let Some(d) = disrupted_pod(cmd, view) {
         in_flight.insert_until(d.target.key(), now, d.until);
     }
 }
 
-/// Refuses an eviction or a pod deletion that would make more than the limit of a
-/// workload's pods unavailable (not Ready, being deleted, or being disrupted).
-///
-/// Pods are grouped by their controller owner reference; a workload's size is its
-/// `spec.replicas` when the owner is cached, otherwise the number of its pods. Evicting
-/// a pod that is already unavailable is always allowed; bare pods are not covered.
+/// The settings for a command on `target` by `plugin`.
+fn settings(policy: &dyn Policy, plugin: &str, cmd: &Command) -> Settings {
+    let target = cmd.target();
+    let namespace = target.as_ref().and_then(|t| t.namespace.as_deref());
+    policy.settings(plugin, namespace)
+}
+
+/// Refuses a command that would make more than the limit of a workload's pods
+/// unavailable (not Ready, being deleted, or being disrupted).
 #[derive(Debug)]
 pub struct MaxUnavailable {
-    /// Most pods of one workload unavailable at once.
-    pub per_workload: Limit,
+    policy: Arc<dyn Policy>,
+    parsed: Parsed,
     in_flight: InFlight,
 }
 
 impl MaxUnavailable {
-    /// At most `per_workload` pods of each workload unavailable.
+    /// At most `per_workload` pods of each workload unavailable, for every plugin.
     pub fn new(per_workload: Limit) -> Self {
+        Self::with_policy(Arc::new(Settings {
+            max_unavailable: Some(per_workload),
+            ..Settings::OFF
+        }))
+    }
+
+    /// The limit `policy` gives each plugin in each namespace.
+    pub fn with_policy(policy: Arc<dyn Policy>) -> Self {
         MaxUnavailable {
-            per_workload,
+            policy,
+            parsed: Parsed::default(),
             in_flight: InFlight::default(),
         }
     }
@@ -134,25 +263,30 @@ impl Budget for MaxUnavailable {
 
     fn check(
         &self,
-        _plugin: &str,
+        plugin: &str,
         cmd: &Command,
         view: &dyn View,
         now: Instant,
     ) -> Result<(), Refusal> {
-        let Some((d, health)) = Health::of_disruption(cmd, view, &self.in_flight, now) else {
+        let Some(limit) = settings(self.policy.as_ref(), plugin, cmd).max_unavailable else {
+            return Ok(());
+        };
+        let Some((d, health)) =
+            Health::of_disruption(cmd, view, &self.parsed, &self.in_flight, now)
+        else {
             return Ok(());
         };
         let unavailable = health.expected.saturating_sub(health.healthy) + 1;
-        let allowed = self.per_workload.of(health.expected);
+        let allowed = limit.of(health.expected);
         if unavailable > allowed {
             return Err(Refusal::TooManyUnavailable {
                 disruption: d.kind,
-                pod: d.target.clone(),
+                pod: d.target,
                 unavailable,
                 expected: health.expected,
                 workload: health.workload,
                 allowed,
-                limit: self.per_workload,
+                limit,
             });
         }
         Ok(())
@@ -167,20 +301,29 @@ impl Budget for MaxUnavailable {
     }
 }
 
-/// Refuses an eviction or a pod deletion that would leave a workload with a smaller share
-/// of healthy pods than the ratio (0 to 1). Grouping and sizing as in [`MaxUnavailable`].
+/// Refuses a command that would leave a workload with a smaller share of healthy pods
+/// than the ratio (0 to 1). Grouping and sizing as in [`MaxUnavailable`].
 #[derive(Debug)]
 pub struct MinHealthyShare {
-    /// The smallest share of a workload's pods that must stay healthy.
-    pub ratio: f64,
+    policy: Arc<dyn Policy>,
+    parsed: Parsed,
     in_flight: InFlight,
 }
 
 impl MinHealthyShare {
-    /// Keep at least `ratio` of each workload's pods healthy.
+    /// Keep at least `ratio` of each workload's pods healthy, for every plugin.
     pub fn new(ratio: f64) -> Self {
+        Self::with_policy(Arc::new(Settings {
+            min_healthy_share: Some(ratio),
+            ..Settings::OFF
+        }))
+    }
+
+    /// The share `policy` gives each plugin in each namespace.
+    pub fn with_policy(policy: Arc<dyn Policy>) -> Self {
         MinHealthyShare {
-            ratio,
+            policy,
+            parsed: Parsed::default(),
             in_flight: InFlight::default(),
         }
     }
@@ -193,12 +336,17 @@ impl Budget for MinHealthyShare {
 
     fn check(
         &self,
-        _plugin: &str,
+        plugin: &str,
         cmd: &Command,
         view: &dyn View,
         now: Instant,
     ) -> Result<(), Refusal> {
-        let Some((d, health)) = Health::of_disruption(cmd, view, &self.in_flight, now) else {
+        let Some(ratio) = settings(self.policy.as_ref(), plugin, cmd).min_healthy_share else {
+            return Ok(());
+        };
+        let Some((d, health)) =
+            Health::of_disruption(cmd, view, &self.parsed, &self.in_flight, now)
+        else {
             return Ok(());
         };
         if health.expected == 0 {
@@ -206,15 +354,15 @@ impl Budget for MinHealthyShare {
         }
         let left = health.healthy.saturating_sub(1);
         let share = f64::from(left) / f64::from(health.expected);
-        if share < self.ratio {
+        if share < ratio {
             return Err(Refusal::TooFewHealthy {
                 disruption: d.kind,
-                pod: d.target.clone(),
+                pod: d.target,
                 left,
                 expected: health.expected,
                 workload: health.workload,
                 share,
-                minimum: self.ratio,
+                minimum: ratio,
             });
         }
         Ok(())
@@ -285,14 +433,63 @@ mod tests {
         // Unready pods of another workload, and bare pods, do not count.
         let view = workload(4, 0)
             .with(pod("db-0").owned_by("db").not_ready().build())
-            .with(pod("bare").not_ready().build());
+            .with(pod("bare").not_ready().build())
+            .with(pod("lonely").build());
         assert!(budget.check("r", &evict("web-0"), &view, now).is_ok());
         assert!(budget.check("r", &evict("bare"), &view, now).is_ok());
+        // A bare pod is a workload of one: one disruption at a time.
+        let lonely = evict("lonely");
+        assert!(budget.check("r", &lonely, &view, now).is_ok());
+        budget.admitted("r", &lonely, &view, now);
+        assert!(
+            budget.check("r", &lonely, &view, now).is_ok(),
+            "already out"
+        );
     }
 
     #[test]
-    fn max_unavailable_percent_rounds_up() {
+    fn a_deployment_is_one_workload_across_its_replica_sets() {
         let now = Instant::now();
+        let budget = MaxUnavailable::new(Limit::Count(1));
+        // Mid-rollout: two ReplicaSets of Deployment web, 4 replicas; one new pod unready.
+        let view = FakeView::default()
+            .with(deployment("web", 4))
+            .with(replica_set("web-old", 2).owned_by_deployment("web"))
+            .with(replica_set("web-new", 2).owned_by_deployment("web"))
+            .with(pod("a").owned_by("web-old").build())
+            .with(pod("b").owned_by("web-old").build())
+            .with(pod("c").owned_by("web-new").build())
+            .with(pod("d").owned_by("web-new").not_ready().build());
+        let err = budget
+            .check("r", &evict("a"), &view, now)
+            .expect_err("d is already unavailable")
+            .to_string();
+        assert!(
+            err.contains("would make 2 of 4 pods of Deployment web unavailable"),
+            "{err}"
+        );
+        // Sized by the Deployment, not by the pods that happen to exist.
+        let view = FakeView::default()
+            .with(deployment("web", 4))
+            .with(replica_set("web-new", 4).owned_by_deployment("web"))
+            .with(pod("c").owned_by("web-new").build())
+            .with(pod("d").owned_by("web-new").build())
+            .with(pod("e").owned_by("web-new").build());
+        assert!(budget.check("r", &evict("c"), &view, now).is_err());
+    }
+
+    #[test]
+    fn max_unavailable_percent_rounds_down_to_at_least_one() {
+        let now = Instant::now();
+        let budget = MaxUnavailable::new(Limit::Percent(25));
+        let view = workload(3, 0);
+        assert!(budget.check("r", &evict("web-0"), &view, now).is_ok());
+        let view = workload(2, 1);
+        let err = budget
+            .check("r", &evict("web-0"), &view, now)
+            .expect_err("one of three is down")
+            .to_string();
+        assert!(err.contains("limit of 1 (25%)"), "{err}");
         let budget = MaxUnavailable::new(Limit::Percent(50));
         let view = workload(3, 1);
         assert!(budget.check("r", &evict("web-0"), &view, now).is_ok());
