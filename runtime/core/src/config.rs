@@ -35,6 +35,8 @@ pub struct Config {
     pub sidecars: Sidecars,
     /// Drive `Plugin` objects (bosun.dev/v1alpha1) found in the cluster.
     pub plugin_objects: bool,
+    /// The audit trail: file rotation and per-plugin volume of refused commands.
+    pub audit: crate::audit::Config,
 }
 
 /// The sidecar link (gRPC), off unless `listen` is set.
@@ -98,6 +100,7 @@ impl Default for Config {
             shutdown_grace_seconds: 10,
             sidecars: Sidecars::default(),
             plugin_objects: true,
+            audit: crate::audit::Config::default(),
         }
     }
 }
@@ -146,7 +149,10 @@ pub struct LeaderElection {
     pub namespace: String,
     /// The Lease's name.
     pub name: String,
-    /// How long a lease holds without renewal.
+    /// How long a lease holds without renewal (at least 2). The leader steps down 2/3 of
+    /// it after its last successful renewal, even while a request still hangs; a
+    /// standby takes over a full lease after it last saw the Lease change; attempts
+    /// come every 1/6 of it (see `leader::Timing`).
     pub lease_seconds: u64,
     /// This runtime's identity (default: hostname and process id).
     pub identity: Option<String>,
@@ -219,5 +225,27 @@ mod tests {
         let ok = Config::parse("resyncSeconds: 10\nqueue:\n  concurrency: 2\n").expect("valid");
         assert_eq!((ok.resync_seconds, ok.queue.concurrency), (10, 2));
         assert!(Config::parse("").is_ok());
+    }
+
+    #[test]
+    fn the_readme_guardrails_example_is_a_valid_config() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("## What the command pipe lets through")
+            .nth(1)
+            .expect("README has the section");
+        let yaml = section
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a yaml block");
+        let config = Config::parse(yaml).expect("the README example parses");
+        let g = config.guardrails;
+        assert!(g.validate().is_ok());
+        assert_eq!(
+            g.plugins["remediation"].destructive.map(|d| d.cooldown),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(g.namespaces["batch"].max_unavailable, Some(None));
     }
 }

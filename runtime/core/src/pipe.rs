@@ -6,6 +6,11 @@
 //! commands executed (a trapped call's commands are reported failed, never run). Every
 //! verdict is counted, logged and appended to the audit log, and the outcomes reach the
 //! plugin in its next reconcile of the same key.
+//!
+//! Leadership is checked right before each execution (and before a pod-command goes
+//! to its sidecar), not only when the reconcile started: a runtime that lost its lease
+//! meanwhile executes nothing. An executed command's audit record is on disk (fsync)
+//! before its outcome is reported, one fsync per batch.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +21,7 @@ use bosun_host::contract::{Command, CommandOutcome, ObjectRef, Verdict};
 use bosun_host::host::CallInfo;
 use bosun_host::host::clock::{Clock, System};
 use bosun_host::host::commands::Commands;
+use tokio::sync::watch;
 
 use crate::audit::{AuditLog, Record};
 use crate::executor::Executor;
@@ -83,7 +89,12 @@ pub struct Pipe {
     pod_commands: Mutex<std::collections::VecDeque<PodDelivery>>,
     on_pod_outcome: std::sync::OnceLock<OutcomeHook>,
     on_pod_command: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    leading: std::sync::OnceLock<watch::Receiver<bool>>,
 }
+
+/// The outcome of a command admitted while this runtime led, found at execution time
+/// to be led by another runtime.
+pub const NOT_LEADER: &str = "not executed: this runtime is no longer the leader";
 
 /// Called with `(plugin, target)` when a pod-command's outcome arrives.
 pub type OutcomeHook = Box<dyn Fn(&str, &ObjectRef) + Send + Sync>;
@@ -124,7 +135,20 @@ impl Pipe {
             pod_commands: Mutex::default(),
             on_pod_outcome: std::sync::OnceLock::new(),
             on_pod_command: std::sync::OnceLock::new(),
+            leading: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets whether this runtime leads (leader election): nothing executes, and no
+    /// pod-command goes to a sidecar, while it reads false. Without it the pipe always
+    /// executes.
+    pub fn set_leading(&self, leading: watch::Receiver<bool>) {
+        let _ = self.leading.set(leading);
+    }
+
+    /// Whether this runtime may execute commands now (it leads).
+    pub fn is_leading(&self) -> bool {
+        self.leading.get().is_none_or(|l| *l.borrow())
     }
 
     /// Sets what runs when a pod-command starts waiting (the sidecar link wakes up).
@@ -185,7 +209,10 @@ impl Pipe {
             Err(m) => (Verdict::Failed, m),
         };
         let command = Command::PodCommand(delivery.command.clone());
-        self.verdict(&call, Some(delivery.id), &command, verdict, None, &message);
+        let seq = self.verdict(&call, Some(delivery.id), &command, verdict, None, &message);
+        if verdict == Verdict::Executed {
+            self.make_durable(seq);
+        }
         self.report(
             (delivery.plugin.clone(), delivery.key.clone()),
             CommandOutcome {
@@ -223,7 +250,7 @@ impl Pipe {
         verdict: Verdict,
         guardrail: Option<&str>,
         message: &str,
-    ) {
+    ) -> Option<u64> {
         let key = call.key.as_ref().map(ObjectRef::key);
         let counter = match verdict {
             Verdict::Executed => Some(&self.counters.executed),
@@ -252,7 +279,7 @@ impl Pipe {
                 command = command.name(), verdict = verdict.as_str(), "{message}"
             ),
         }
-        if let Some(audit) = &self.audit {
+        self.audit.as_ref().map(|audit| {
             audit.append(&Record {
                 time_ms: System.now_ms(),
                 plugin: call.plugin.to_string(),
@@ -263,7 +290,26 @@ impl Pipe {
                 verdict,
                 guardrail: guardrail.map(str::to_owned),
                 message: message.to_owned(),
-            });
+            })
+        })
+    }
+
+    /// Makes the audit record `seq` durable before the outcome it records is reported
+    /// (one fsync covers every record appended before it).
+    fn make_durable(&self, seq: Option<u64>) {
+        if let (Some(audit), Some(seq)) = (&self.audit, seq) {
+            durable(audit, seq);
+        }
+    }
+
+    /// [`make_durable`](Self::make_durable) on a blocking thread: an fsync must not
+    /// stall the async workers.
+    async fn make_durable_async(&self, seq: Option<u64>) {
+        let (Some(audit), Some(seq)) = (self.audit.clone(), seq) else {
+            return;
+        };
+        if let Err(e) = tokio::task::spawn_blocking(move || durable(&audit, seq)).await {
+            tracing::error!(error = %e, "executed command not durable in the audit log");
         }
     }
 
@@ -307,6 +353,9 @@ impl Pipe {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key)
             .unwrap_or_default();
+        // Reported once the executed ones are durable in the audit log.
+        let mut outcomes = Vec::with_capacity(admitted.len());
+        let mut durable = None;
         for a in admitted {
             let mut call = call.clone();
             call.revision = a.revision.clone();
@@ -321,14 +370,30 @@ impl Pipe {
                     None,
                     &message,
                 );
-                self.report(
-                    key.clone(),
-                    CommandOutcome {
-                        id: a.id,
-                        verdict: Verdict::Failed,
-                        message,
-                    },
+                outcomes.push(CommandOutcome {
+                    id: a.id,
+                    verdict: Verdict::Failed,
+                    message,
+                });
+                continue;
+            }
+            // Leadership may have ended since the reconcile started: a runtime that no
+            // longer leads executes nothing (another one may be acting already).
+            if !self.is_leading() {
+                self.guardrails.failed(&call.plugin, &a.command);
+                self.verdict(
+                    &call,
+                    Some(a.id),
+                    &a.command,
+                    Verdict::Failed,
+                    None,
+                    NOT_LEADER,
                 );
+                outcomes.push(CommandOutcome {
+                    id: a.id,
+                    verdict: Verdict::Failed,
+                    message: NOT_LEADER.to_owned(),
+                });
                 continue;
             }
             if let Command::PodCommand(p) = &a.command {
@@ -360,6 +425,7 @@ impl Pipe {
                     None,
                     &message,
                 );
+                // Reported at once: the sidecar's outcome may come before this batch ends.
                 self.report(
                     key.clone(),
                     CommandOutcome {
@@ -383,25 +449,27 @@ impl Pipe {
                     .await;
             self.guardrails
                 .record(&call.plugin, result.is_ok(), Instant::now());
-            if result.is_err()
-                && let Some(target) = a.command.target()
-            {
-                // A failed disruption frees the budget it held.
-                self.guardrails.settle(&target);
+            if result.is_err() {
+                // A failed disruption frees the budget it held, and its cooldown.
+                self.guardrails.failed(&call.plugin, &a.command);
             }
             let (verdict, message) = match result {
                 Ok(done) => (Verdict::Executed, done),
                 Err(e) => (Verdict::Failed, e.to_string()),
             };
-            self.verdict(&call, Some(a.id), &a.command, verdict, None, &message);
-            self.report(
-                key.clone(),
-                CommandOutcome {
-                    id: a.id,
-                    verdict,
-                    message,
-                },
-            );
+            let seq = self.verdict(&call, Some(a.id), &a.command, verdict, None, &message);
+            if verdict == Verdict::Executed {
+                durable = seq.max(durable);
+            }
+            outcomes.push(CommandOutcome {
+                id: a.id,
+                verdict,
+                message,
+            });
+        }
+        self.make_durable_async(durable).await;
+        for outcome in outcomes {
+            self.report(key.clone(), outcome);
         }
     }
 }
@@ -410,6 +478,14 @@ fn first_id() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(1))
+}
+
+/// Syncs the audit log through record `seq`; a failure is logged (the command ran:
+/// its outcome is reported all the same).
+fn durable(audit: &AuditLog, seq: u64) {
+    if let Err(e) = audit.flush_through(seq) {
+        tracing::error!(error = %e, "executed command not durable in the audit log");
+    }
 }
 
 fn short(digest: &str) -> &str {
@@ -459,5 +535,163 @@ impl Commands for Pipe {
                 Ok(id)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bosun_host::contract::Patch;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, PostParams};
+    use serde_json::json;
+
+    use super::*;
+    use crate::audit;
+    use crate::informer::Informers;
+
+    /// A cache with nothing in it (the commands here concern no budget).
+    struct Empty;
+
+    impl View for Empty {
+        fn list(&self, _: &str, _: &str) -> Vec<Arc<str>> {
+            Vec::new()
+        }
+
+        fn get(&self, _: &ObjectRef) -> Option<Arc<str>> {
+            None
+        }
+    }
+
+    /// A pipe that executes on an embedded cluster holding the ConfigMap `settings`.
+    struct Setup {
+        _cluster: bosun_cluster::Cluster,
+        _dir: tempfile::TempDir,
+        pipe: Pipe,
+        executor: Executor,
+        audit: Arc<AuditLog>,
+        leading: watch::Sender<bool>,
+        config_maps: Api<ConfigMap>,
+    }
+
+    async fn setup() -> Setup {
+        let cluster = bosun_cluster::start(bosun_cluster::Config {
+            nodes: 0,
+            ..Default::default()
+        })
+        .await
+        .expect("cluster");
+        let client = cluster.client().await.expect("client");
+        let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let settings: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "settings"}})).expect("object");
+        config_maps
+            .create(&PostParams::default(), &settings)
+            .await
+            .expect("create");
+        let (informers, _changes) = Informers::new(client.clone());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let audit = Arc::new(AuditLog::open(dir.path().join("audit.log")).expect("audit"));
+        let guardrails = Guardrails::new(crate::guardrail::Config::default()).expect("defaults");
+        let pipe = Pipe::new(
+            guardrails,
+            Arc::new(Empty),
+            Metrics::new(),
+            Some(audit.clone()),
+        );
+        let (leading, rx) = watch::channel(true);
+        pipe.set_leading(rx);
+        Setup {
+            _cluster: cluster,
+            _dir: dir,
+            pipe,
+            executor: Executor::new(client, informers),
+            audit,
+            leading,
+            config_maps,
+        }
+    }
+
+    fn settings() -> ObjectRef {
+        ObjectRef::namespaced("v1", "ConfigMap", "default", "settings")
+    }
+
+    fn call() -> CallInfo {
+        CallInfo {
+            plugin: Arc::from("p"),
+            revision: Arc::from("sha256:r"),
+            key: Some(settings()),
+        }
+    }
+
+    fn label(value: &str) -> Command {
+        Command::MergePatch(Patch {
+            target: settings(),
+            patch: json!({"metadata": {"labels": {"n": value}}}).to_string(),
+        })
+    }
+
+    impl Setup {
+        async fn label(&self) -> Option<String> {
+            let cm = self.config_maps.get("settings").await.expect("get");
+            cm.metadata.labels?.get("n").cloned()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_runtime_that_no_longer_leads_executes_nothing() {
+        let s = setup().await;
+        let id = s.pipe.submit(&call(), label("1")).expect("admitted");
+        // Leadership ends while the reconcile that submitted it runs.
+        s.leading.send(false).expect("receiver");
+        s.pipe.finish(&call(), true, &s.executor).await;
+        assert_eq!(s.label().await, None, "nothing executed");
+        let outcomes = s.pipe.take_outcomes("p", &settings());
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(
+            (
+                outcomes[0].id,
+                outcomes[0].verdict,
+                outcomes[0].message.as_str()
+            ),
+            (id, Verdict::Failed, NOT_LEADER)
+        );
+        s.audit.flush().expect("flush");
+        let records = audit::read(s.audit.path()).expect("audit");
+        assert!(
+            records.iter().any(|r| r.command_id == Some(id)
+                && r.verdict == Verdict::Failed
+                && r.message == NOT_LEADER),
+            "{records:?}"
+        );
+
+        // Leading again, the same command executes.
+        s.leading.send(true).expect("receiver");
+        s.pipe.submit(&call(), label("2")).expect("admitted");
+        s.pipe.finish(&call(), true, &s.executor).await;
+        assert_eq!(s.label().await.as_deref(), Some("2"));
+    }
+
+    #[tokio::test]
+    async fn an_executed_command_is_on_disk_before_its_outcome_is_reported() {
+        let s = setup().await;
+        let ids: Vec<u64> = ["a", "b", "c"]
+            .into_iter()
+            .map(|v| s.pipe.submit(&call(), label(v)).expect("admitted"))
+            .collect();
+        s.pipe.finish(&call(), true, &s.executor).await;
+        let outcomes = s.pipe.take_outcomes("p", &settings());
+        assert!(
+            outcomes.iter().all(|o| o.verdict == Verdict::Executed),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes.len(), 3);
+        // Read from the file at once: no flush since the outcomes were reported.
+        let on_disk: Vec<u64> = audit::read(s.audit.path())
+            .expect("audit")
+            .into_iter()
+            .filter(|r| r.verdict == Verdict::Executed)
+            .filter_map(|r| r.command_id)
+            .collect();
+        assert_eq!(on_disk, ids);
     }
 }

@@ -12,7 +12,7 @@ use bosun_host::load::{Source, Spec, Strategy};
 use bosun_host::watch::{Event, Folder};
 use bosun_host::{Engine, Registry, Revision};
 use kube::Client;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::audit::AuditLog;
 use crate::config::Config;
@@ -74,6 +74,8 @@ pub struct Runtime {
     metrics: Metrics,
     audit: Arc<AuditLog>,
     leading: watch::Receiver<bool>,
+    /// Stops the election (stepping down, releasing the lease) and its task.
+    election: std::sync::Mutex<Option<Election>>,
     admin: Arc<admin::Parts>,
     admin_addr: std::net::SocketAddr,
     sidecars: Option<(Arc<Sidecars>, std::net::SocketAddr)>,
@@ -116,14 +118,17 @@ impl Runtime {
             ..Default::default()
         })?;
         let audit = Arc::new(
-            AuditLog::open(data.join("audit.log")).map_err(|e| Error::Audit(e.to_string()))?,
+            AuditLog::open_with(data.join("audit.log"), config.audit.clone())
+                .map_err(|e| Error::Audit(e.to_string()))?,
         );
         let metrics = Metrics::new();
         let (informers, changes) = Informers::new(client.clone());
         let pipe = Arc::new(command_pipe(&config, &informers, &metrics, &audit)?);
         let registry = Arc::new(Registry::new(engine));
         let mut tasks = Vec::new();
-        let leading = leader_election(&config, &client, &metrics, &mut tasks);
+        let (leading, election) = leader_election(&config, &client, &metrics, &mut tasks);
+        // Checked before each execution, not only when a reconcile starts.
+        pipe.set_leading(leading.clone());
 
         let routes = Arc::new(Routes::default());
         // Plugins read the cache and submit commands through the recorder.
@@ -201,6 +206,7 @@ impl Runtime {
             metrics,
             audit,
             leading,
+            election: std::sync::Mutex::new(election),
             admin,
             admin_addr,
             sidecars,
@@ -345,7 +351,8 @@ impl Runtime {
     }
 
     /// Stops taking keys, lets reconciles in flight finish (bounded by the configured
-    /// grace), flushes the audit log, and stops every task.
+    /// grace), steps down and releases the lease (a standby takes over at once),
+    /// flushes the audit log, and stops every task.
     pub async fn shutdown(&self) {
         if let Some(stop) = &self.folder_stop {
             let _ = stop.send(());
@@ -355,6 +362,21 @@ impl Runtime {
             .await;
         if let Some((sidecars, _)) = &self.sidecars {
             sidecars.close("the runtime is shutting down");
+        }
+        let election = self
+            .election
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some((stop, task)) = election {
+            let _ = stop.send(());
+            // The release has its own request timeout; this only bounds a stuck task.
+            if tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("leader election did not stop");
+            }
         }
         if let Err(e) = self.audit.flush() {
             tracing::error!(error = %e, "cannot flush the audit log");
@@ -372,6 +394,13 @@ impl Drop for Runtime {
         // Tasks hold parts of the runtime, not the runtime: end them with it.
         for t in &self.tasks {
             t.abort();
+        }
+        let election = self
+            .election
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, task)) = election.take() {
+            task.abort();
         }
     }
 }
@@ -420,6 +449,17 @@ async fn bind_admin(
     Ok((listener, bound))
 }
 
+/// The controllers whose spec sizes a workload for the budgets, then the
+/// PodDisruptionBudget kind.
+const WORKLOAD_KINDS_AND_PDBS: [(&str, &str); 6] = [
+    ("apps/v1", "ReplicaSet"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "DaemonSet"),
+    ("batch/v1", "Job"),
+    ("policy/v1", "PodDisruptionBudget"),
+];
+
 /// The command pipe with the configured guardrails; the kinds its budgets read are
 /// watched.
 fn command_pipe(
@@ -430,12 +470,24 @@ fn command_pipe(
 ) -> Result<Pipe, Error> {
     let guardrails =
         Guardrails::new(config.guardrails.clone()).map_err(|e| Error::Config(e.to_string()))?;
-    if config.guardrails.max_cordoned_nodes.is_some() {
+    let g = &config.guardrails;
+    if g.any(|s| s.max_cordoned_nodes.is_some()) {
         informers.watch(Kind::new("v1", "Node"));
     }
-    if config.guardrails.max_unavailable.is_some() || config.guardrails.min_healthy_share.is_some()
-    {
+    let workloads = g.any(|s| s.max_unavailable.is_some() || s.min_healthy_share.is_some());
+    let pdbs = g.any(|s| s.pod_disruption_budgets);
+    if workloads || pdbs {
+        // Pods, and (not required: a workload not cached is sized by its pods) what
+        // sizes their workloads and the PodDisruptionBudgets covering them.
         informers.watch(Kind::new("v1", "Pod"));
+        let optional: &[(&str, &str)] = match (workloads, pdbs) {
+            (true, true) => &WORKLOAD_KINDS_AND_PDBS,
+            (true, false) => &WORKLOAD_KINDS_AND_PDBS[..5],
+            _ => &WORKLOAD_KINDS_AND_PDBS[5..],
+        };
+        for (api_version, kind) in optional {
+            informers.watch_optional(Kind::new(api_version, kind));
+        }
     }
     Ok(Pipe::new(
         guardrails,
@@ -445,6 +497,9 @@ fn command_pipe(
     ))
 }
 
+/// A running election: send to stop it, then wait for its task (it releases the lease).
+type Election = (oneshot::Sender<()>, tokio::task::JoinHandle<()>);
+
 /// Leader election when configured (else this runtime always leads): the receiver is
 /// true while this runtime leads.
 fn leader_election(
@@ -452,7 +507,7 @@ fn leader_election(
     client: &Client,
     metrics: &Metrics,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
-) -> watch::Receiver<bool> {
+) -> (watch::Receiver<bool>, Option<Election>) {
     let (lead_tx, leading) = watch::channel(!config.leader_election.enabled);
     if config.leader_election.enabled {
         let identity = config
@@ -467,12 +522,17 @@ fn leader_election(
                 metrics.leader(*rx.borrow());
             }
         }));
-        tasks.push(tokio::spawn(leader::run(
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(leader::run(
             client.clone(),
             config.leader_election.clone(),
             identity,
             lead_tx,
-        )));
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        (leading, Some((stop, task)))
     } else {
         metrics.leader(true);
         tasks.push(tokio::spawn(async move {
@@ -480,8 +540,8 @@ fn leader_election(
             let _lead = lead_tx;
             std::future::pending::<()>().await;
         }));
+        (leading, None)
     }
-    leading
 }
 
 /// The sidecar link's server, when an address is configured.

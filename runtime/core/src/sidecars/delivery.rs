@@ -61,6 +61,9 @@ impl Sidecars {
         let now = now_ms();
         let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
         let mut expired = Vec::new();
+        // A runtime that no longer leads sends nothing new: another may be acting.
+        let leading = self.pipe.is_leading();
+        let mut fenced = Vec::new();
         {
             let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let state = &mut *guard;
@@ -72,6 +75,14 @@ impl Sidecars {
                     }
                     !old
                 });
+                if !leading {
+                    queue.retain(|p| {
+                        if p.sent.is_none() {
+                            fenced.push(p.delivery.clone());
+                        }
+                        p.sent.is_some()
+                    });
+                }
                 let Some(conn) = state.conns.get(key) else {
                     continue;
                 };
@@ -98,6 +109,9 @@ impl Sidecars {
                 }
             }
             state.outbox.retain(|_, q| !q.is_empty());
+        }
+        for d in fenced {
+            self.finish(&d, "", Err(crate::pipe::NOT_LEADER.to_owned()));
         }
         for d in expired {
             self.finish(
