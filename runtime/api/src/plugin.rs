@@ -62,7 +62,7 @@ pub enum Source {
     Url {
         /// The URL.
         url: String,
-        /// Hex sha256 of the bytes.
+        /// The sha256 of the bytes: `sha256:<64 hex digits>` (or the 64 digits alone).
         sha256: String,
     },
     /// A key of a ConfigMap in the Plugin's namespace (binaryData), for small components.
@@ -71,15 +71,19 @@ pub enum Source {
         name: String,
         /// The key.
         key: String,
+        /// The sha256 of the bytes, `sha256:<64 hex digits>` as `bosun plugin push` writes
+        /// it (or the 64 digits alone); required, and checked before anything loads them.
+        sha256: String,
     },
     /// An OCI artifact reference (`registry/repo@sha256:...`).
     Oci {
         /// The reference.
         reference: String,
     },
-    /// A file on the runtime's disk (embedded mode).
+    /// A file in the runtime's plugins folder (embedded mode: how `bosun up` publishes
+    /// the folder's plugins); refused by a runtime without one, or outside it.
     File {
-        /// The path.
+        /// The path, absolute.
         path: String,
     },
 }
@@ -109,6 +113,15 @@ impl Source {
         }
         serde_json::json!({ "spec": { "source": source } })
     }
+}
+
+/// The 64 lowercase hex digits of a full sha256 written `sha256:<hex>` or as bare hex
+/// (either case); `None` when it is not one (too short, not hex).
+pub fn sha256_hex(text: &str) -> Option<String> {
+    let trimmed = text.trim();
+    let hex = trimmed.strip_prefix("sha256:").unwrap_or(trimmed);
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
 }
 
 /// Every kind of source, as written in `spec.source`.
@@ -321,15 +334,45 @@ mod tests {
 
     #[test]
     fn a_source_takes_over_from_the_other_kinds() {
+        let digest = format!("sha256:{}", "a".repeat(64));
         let s = Source::ConfigMap {
             name: "cm".into(),
             key: "plugin.wasm".into(),
+            sha256: digest.clone(),
         };
         assert_eq!(
             s.take_over_patch(),
             serde_json::json!({"spec": {"source": {"url": null, "oci": null, "file": null,
-                "configMap": {"name": "cm", "key": "plugin.wasm"}}}})
+                "configMap": {"name": "cm", "key": "plugin.wasm", "sha256": digest}}}})
         );
+    }
+
+    #[test]
+    fn a_sha256_is_64_hex_digits_with_or_without_its_prefix() {
+        let hex = "AB".repeat(32);
+        assert_eq!(sha256_hex(&format!("sha256:{hex}")), Some("ab".repeat(32)));
+        assert_eq!(sha256_hex(&hex), Some("ab".repeat(32)));
+        for bad in [
+            "",
+            "sha256:",
+            "abc",
+            &hex[..63],
+            &format!("{hex}0"),
+            &"g".repeat(64),
+        ] {
+            assert_eq!(sha256_hex(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_configmap_source_without_its_sha256_does_not_read() {
+        let old = serde_json::json!({
+            "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
+            "metadata": {"name": "p"},
+            "spec": {"source": {"configMap": {"name": "c", "key": "k"}}, "world": "controller"}
+        });
+        let e = parse(&old).expect_err("no sha256");
+        assert!(e.to_string().contains("sha256"), "{e}");
     }
 
     #[test]
@@ -337,7 +380,7 @@ mod tests {
         let two_sources = serde_json::json!({
             "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
             "metadata": {"name": "p"},
-            "spec": {"source": {"file": {"path": "/x.wasm"}, "configMap": {"name": "c", "key": "k"}},
+            "spec": {"source": {"file": {"path": "/x.wasm"}, "configMap": {"name": "c", "key": "k", "sha256": "sha256:0"}},
                      "world": "controller"}
         });
         let e = parse(&two_sources).expect_err("two sources");

@@ -103,9 +103,10 @@ async fn install_crd(client: &kube::Client) {
     panic!("Plugins are not served");
 }
 
-fn configmap_source(plugin: &Plugin) -> (String, String) {
+/// The ConfigMap, key and sha256 a Plugin's source names.
+fn configmap_source(plugin: &Plugin) -> (String, String, String) {
     match &plugin.spec.source {
-        Source::ConfigMap { name, key } => (name.clone(), key.clone()),
+        Source::ConfigMap { name, key, sha256 } => (name.clone(), key.clone(), sha256.clone()),
         other => panic!("source is not a ConfigMap: {other:?}"),
     }
 }
@@ -173,7 +174,8 @@ async fn push_status_promote_and_rollback_on_the_embedded_cluster() {
         .expect("the Plugin exists");
     assert_eq!(
         configmap_source(&p),
-        (cm1.clone(), "plugin.wasm".to_owned())
+        (cm1.clone(), "plugin.wasm".to_owned(), d1.clone()),
+        "the source names the ConfigMap and the component's full sha256"
     );
     assert_eq!(p.spec.world, bosun_api::plugin::World::Controller);
     assert_eq!(
@@ -281,6 +283,7 @@ async fn push_status_promote_and_rollback_on_the_embedded_cluster() {
     assert!(stdout(&out).contains(&d1), "{}", stdout(&out));
     let p = plugins.get("zone-labeler").await.expect("plugin");
     assert_eq!(configmap_source(&p).0, cm1);
+    assert_eq!(configmap_source(&p).2, d1, "the rollback names v1's sha256");
     assert_eq!(p.spec.rollout.strategy, Strategy::Direct);
     assert_eq!(p.spec.rollout.canary, None);
     assert_eq!(p.spec.world, bosun_api::plugin::World::Controller);
@@ -534,7 +537,7 @@ async fn a_push_takes_over_a_folder_plugins_source_and_an_unreadable_plugin_hide
     let broken: kube::api::DynamicObject = serde_json::from_value(json!({
         "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
         "metadata": {"name": "broken", "namespace": "default"},
-        "spec": {"source": {"file": {"path": "/x.wasm"}, "configMap": {"name": "c", "key": "k"}},
+        "spec": {"source": {"file": {"path": "/x.wasm"}, "configMap": {"name": "c", "key": "k", "sha256": "sha256:0"}},
                  "world": "controller"}
     }))
     .expect("object");

@@ -53,7 +53,7 @@ async fn push(
         "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
         "metadata": {"name": "hostile", "namespace": "default"},
         "spec": {
-            "source": {"configMap": {"name": name, "key": "plugin.wasm"}},
+            "source": {"configMap": {"name": name, "key": "plugin.wasm", "sha256": digest}},
             "world": "controller",
             "config": {"mode": mode},
             "permissions": [{"apiVersion": "v1", "kind": "Pod", "verbs": ["read", "patch", "delete", "pod-command"]}],

@@ -35,6 +35,11 @@ pub struct Config {
     pub sidecars: Sidecars,
     /// Drive `Plugin` objects (bosun.dev/v1alpha1) found in the cluster.
     pub plugin_objects: bool,
+    /// The one namespace `Plugin` objects are read in (default: the runtime's own
+    /// namespace in a pod, else the kubeconfig context's, else `default`). Plugins act
+    /// cluster-wide with the runtime's identity: who may create a Plugin is decided by
+    /// RBAC on this namespace, and a Plugin anywhere else is ignored (`WrongNamespace`).
+    pub plugin_namespace: Option<String>,
     /// The audit trail: file rotation and per-plugin volume of refused commands.
     pub audit: crate::audit::Config,
 }
@@ -100,6 +105,7 @@ impl Default for Config {
             shutdown_grace_seconds: 10,
             sidecars: Sidecars::default(),
             plugin_objects: true,
+            plugin_namespace: None,
             audit: crate::audit::Config::default(),
         }
     }

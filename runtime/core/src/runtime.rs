@@ -177,6 +177,11 @@ impl Runtime {
                     informers: informers.clone(),
                     client: client.clone(),
                     leading: leading.clone(),
+                    namespace: rollout::controller::namespace(
+                        config.plugin_namespace.as_deref(),
+                        &client,
+                    ),
+                    plugins_dir: config.plugins_dir.clone(),
                 },
             )));
         }

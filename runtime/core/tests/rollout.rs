@@ -65,45 +65,85 @@ fn digest(bytes: &[u8]) -> String {
     bosun_link::digest(bytes)
 }
 
+/// A revision stored in a ConfigMap, as a Plugin's source names it.
+struct Stored {
+    /// The ConfigMap.
+    name: String,
+    /// The sha256 the source names.
+    sha256: String,
+}
+
+/// The ConfigMap `bosun plugin push` would store `bytes` of plugin `hostile` in.
+fn stored(bytes: &[u8]) -> Stored {
+    stored_as("hostile", bytes)
+}
+
+/// The ConfigMap `bosun plugin push` would store `bytes` of plugin `plugin` in.
+fn stored_as(plugin: &str, bytes: &[u8]) -> Stored {
+    let sha256 = digest(bytes);
+    let hex = sha256.trim_start_matches("sha256:");
+    Stored {
+        name: format!("bosun-plugin-{plugin}-{}", &hex[..12]),
+        sha256,
+    }
+}
+
 /// What `bosun plugin push` stores: a ConfigMap per digest, labelled with it.
-async fn push_configmap(env: &Env, bytes: &[u8], label: Option<&str>) -> String {
-    let d = digest(bytes);
-    let hex = d.trim_start_matches("sha256:");
-    let name = format!("bosun-plugin-hostile-{}", &hex[..12]);
+async fn push_configmap(env: &Env, bytes: &[u8], label: Option<&str>) -> Stored {
+    push_as(env, "default", "hostile", bytes, label).await
+}
+
+/// [`push_configmap`] of plugin `plugin` in namespace `ns`.
+async fn push_as(env: &Env, ns: &str, plugin: &str, bytes: &[u8], label: Option<&str>) -> Stored {
+    let stored = stored_as(plugin, bytes);
+    let hex = stored.sha256.trim_start_matches("sha256:");
     let cm: ConfigMap = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {
-            "bosun.dev/plugin": "hostile",
+        "metadata": {"name": stored.name, "labels": {
+            "bosun.dev/plugin": plugin,
             "bosun.dev/digest": label.unwrap_or(&hex[..63]),
         }},
         "binaryData": {"plugin.wasm": ByteString(bytes.to_vec())},
     }))
     .expect("configmap");
-    Api::<ConfigMap>::namespaced(env.client.clone(), "default")
+    Api::<ConfigMap>::namespaced(env.client.clone(), ns)
         .create(&PostParams::default(), &cm)
         .await
         .expect("configmap");
-    name
+    stored
 }
 
 async fn apply_plugin(
     env: &Env,
     name: &str,
-    configmap: &str,
+    configmap: &Stored,
+    config: serde_json::Value,
+    rollout: serde_json::Value,
+) {
+    apply_in(env, "default", name, configmap, config, rollout).await;
+}
+
+/// [`apply_plugin`] in namespace `ns`.
+async fn apply_in(
+    env: &Env,
+    ns: &str,
+    name: &str,
+    configmap: &Stored,
     config: serde_json::Value,
     rollout: serde_json::Value,
 ) {
     let plugin = json!({
         "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": ns},
         "spec": {
-            "source": {"configMap": {"name": configmap, "key": "plugin.wasm"}},
+            "source": {"configMap": {"name": configmap.name, "key": "plugin.wasm",
+                "sha256": configmap.sha256}},
             "world": "controller",
             "config": config,
             "permissions": [{"apiVersion": "v1", "kind": "Pod", "verbs": ["read", "patch", "delete", "pod-command"]}],
             "rollout": rollout,
         }
     });
-    Api::<Plugin>::namespaced(env.client.clone(), "default")
+    Api::<Plugin>::namespaced(env.client.clone(), ns)
         .patch(
             name,
             &PatchParams::apply("test").force(),
@@ -432,11 +472,50 @@ async fn bad_plugins_are_degraded_with_the_reason_and_never_serve() {
             .current("hostile")
             .is_some_and(|r| r.digest() == digest(&v1))
     );
-    // A source that does not exist.
+    // A ConfigMap (labelled truly) whose bytes are not the sha256 the Plugin names.
+    let other = push_configmap(&env, &hostile(Some("other")), None).await;
+    let claimed = Stored {
+        name: other.name.clone(),
+        sha256: digest(&hostile(Some("claimed"))),
+    };
     apply_plugin(
         &env,
         "hostile",
-        "no-such-configmap",
+        &claimed,
+        json!({"mode": "ok"}),
+        json!({"strategy": "direct"}),
+    )
+    .await;
+    degraded(
+        &env,
+        &v1,
+        "DigestMismatch",
+        "not the sha256 the Plugin names",
+    )
+    .await;
+    // A sha256 cut short (its first 12 digits, as in the ConfigMap's name).
+    let short = Stored {
+        name: other.name.clone(),
+        sha256: other.sha256["sha256:".len()..][..12].to_owned(),
+    };
+    apply_plugin(
+        &env,
+        "hostile",
+        &short,
+        json!({"mode": "ok"}),
+        json!({"strategy": "direct"}),
+    )
+    .await;
+    degraded(&env, &v1, "InvalidSource", "not a full sha256").await;
+    // A source that does not exist.
+    let missing = Stored {
+        name: "no-such-configmap".to_owned(),
+        sha256: digest(&v1),
+    };
+    apply_plugin(
+        &env,
+        "hostile",
+        &missing,
         json!({"mode": "ok"}),
         json!({"strategy": "direct"}),
     )
@@ -474,6 +553,14 @@ async fn bad_plugins_are_degraded_with_the_reason_and_never_serve() {
             .current("hostile")
             .is_some_and(|r| r.digest() == digest(&v1))
     );
+    // A file on the runtime's disk, and this runtime has no plugins folder.
+    let plugin = json!({"spec": {"source": {"configMap": null,
+        "file": {"path": bosun_test_artifacts::HOSTILE}}}});
+    Api::<Plugin>::namespaced(env.client.clone(), "default")
+        .patch("hostile", &PatchParams::default(), &Patch::Merge(plugin))
+        .await
+        .expect("patch");
+    degraded(&env, &v1, "SourceNotAllowed", "plugins folder").await;
     rt.shutdown().await;
     env.cluster.shutdown().await;
 }
@@ -630,8 +717,7 @@ async fn a_plugin_whose_configmap_comes_later_serves_once_it_exists() {
     let env = env(2).await;
     let rt = start(&env).await;
     let v1 = hostile(None);
-    let hex = digest(&v1).trim_start_matches("sha256:").to_owned();
-    let cm = format!("bosun-plugin-hostile-{}", &hex[..12]);
+    let cm = stored(&v1);
     // The Plugin first, naming a ConfigMap that does not exist yet.
     apply_plugin(
         &env,
@@ -680,7 +766,7 @@ async fn an_unreadable_plugin_is_degraded_and_the_others_serve() {
     let broken: kube::api::DynamicObject = serde_json::from_value(json!({
         "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
         "metadata": {"name": "broken", "namespace": "default"},
-        "spec": {"source": {"file": {"path": "/x.wasm"}, "configMap": {"name": "c", "key": "k"}},
+        "spec": {"source": {"file": {"path": "/x.wasm"}, "configMap": {"name": "c", "key": "k", "sha256": "sha256:0"}},
                  "world": "controller"}
     }))
     .expect("object");
@@ -726,6 +812,316 @@ async fn an_unreadable_plugin_is_degraded_and_the_others_serve() {
         },
     )
     .await;
+    rt.shutdown().await;
+    env.cluster.shutdown().await;
+}
+
+/// Plugin log lines with the revision that wrote them.
+#[derive(Default)]
+struct ByRevision(std::sync::Mutex<Vec<(String, String)>>);
+
+impl bosun_host::host::log::Log for ByRevision {
+    fn log(&self, call: &bosun_host::CallInfo, _: bosun_host::contract::Level, message: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((call.revision.to_string(), message.to_owned()));
+    }
+}
+
+impl ByRevision {
+    /// The `count=N` values `revision` logged, in order.
+    fn counts(&self, revision: &str) -> Vec<u64> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(r, _)| r == revision)
+            .filter_map(|(_, m)| m.strip_prefix("count=")?.parse().ok())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_in_another_namespace_never_loads_and_is_told_where_plugins_are_read() {
+    let env = env(2).await;
+    let rt = start(&env).await;
+    let v1 = hostile(None);
+    let cm1 = push_configmap(&env, &v1, None).await;
+    apply_plugin(
+        &env,
+        "hostile",
+        &cm1,
+        json!({"mode": "ok"}),
+        json!({"strategy": "direct"}),
+    )
+    .await;
+    eventually("v1 serves", Duration::from_secs(60), || async {
+        status(&env, "hostile").await.stable_revision.as_deref() == Some(digest(&v1).as_str())
+    })
+    .await;
+    // Another namespace declares a Plugin of the same name, granting itself as much.
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "tenant"}})).expect("namespace");
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(env.client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    let evil = hostile(Some("evil"));
+    let cm_evil = push_as(&env, "tenant", "hostile", &evil, None).await;
+    apply_in(
+        &env,
+        "tenant",
+        "hostile",
+        &cm_evil,
+        json!({"mode": "reap"}),
+        json!({"strategy": "direct"}),
+    )
+    .await;
+    let tenant: Api<Plugin> = Api::namespaced(env.client.clone(), "tenant");
+    let degraded = || async {
+        let s = tenant.get("hostile").await.ok()?.status?;
+        s.conditions
+            .into_iter()
+            .find(|c| c.type_ == "Degraded" && c.status == "True")
+    };
+    eventually(
+        "the Plugin elsewhere is told where Plugins are read",
+        Duration::from_secs(30),
+        || async {
+            degraded().await.is_some_and(|c| {
+                c.reason == "WrongNamespace" && c.message.contains("read in namespace default")
+            })
+        },
+    )
+    .await;
+    let said = degraded().await.expect("degraded");
+    // A change of it is not answered again, and it never loads.
+    tenant
+        .patch(
+            "hostile",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .expect("touch");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(degraded().await, Some(said), "said again");
+    assert!(
+        rt.registry()
+            .current("hostile")
+            .is_some_and(|r| r.digest() == digest(&v1)),
+        "the Plugin of another namespace replaced the real one"
+    );
+    assert!(rt.rollouts().routes().route("hostile").is_none());
+    assert!(
+        rt.registry()
+            .history("hostile")
+            .iter()
+            .all(|h| h.digest != digest(&evil)),
+        "the Plugin of another namespace was loaded"
+    );
+    let s = status(&env, "hostile").await;
+    assert_eq!(s.stable_revision.as_deref(), Some(digest(&v1).as_str()));
+    assert_eq!(condition(&s, "Degraded").0, "False");
+    rt.shutdown().await;
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_that_is_another_plugin_is_refused_before_it_attaches() {
+    let env = env(2).await;
+    let rt = start(&env).await;
+    let v1 = hostile(None);
+    let cm1 = push_configmap(&env, &v1, None).await;
+    apply_plugin(
+        &env,
+        "hostile",
+        &cm1,
+        json!({"mode": "ok"}),
+        json!({"strategy": "direct"}),
+    )
+    .await;
+    let pinger = std::fs::read(bosun_test_artifacts::PINGER).expect("pinger");
+    let cm_pinger = push_as(&env, "default", "pinger", &pinger, None).await;
+    apply_plugin(
+        &env,
+        "pinger",
+        &cm_pinger,
+        json!({"count": 1}),
+        json!({"strategy": "direct"}),
+    )
+    .await;
+    eventually("both serve", Duration::from_secs(60), || async {
+        status(&env, "hostile").await.stable_revision.as_deref() == Some(digest(&v1).as_str())
+            && status(&env, "pinger").await.stable_revision.as_deref()
+                == Some(digest(&pinger).as_str())
+    })
+    .await;
+    // The Plugin `pinger` shadows a component named `hostile`.
+    let evil = hostile(Some("evil"));
+    let cm_evil = push_configmap(&env, &evil, None).await;
+    apply_plugin(
+        &env,
+        "pinger",
+        &cm_evil,
+        json!({"mode": "state"}),
+        json!({"strategy": "shadow"}),
+    )
+    .await;
+    eventually(
+        "the shadow is refused, naming both plugins",
+        Duration::from_secs(30),
+        || async {
+            let (on, reason, message) = condition(&status(&env, "pinger").await, "Degraded");
+            on == "True"
+                && reason == "NameMismatch"
+                && message.contains("\"hostile\"")
+                && message.contains("pinger")
+        },
+    )
+    .await;
+    assert!(
+        rt.rollouts().routes().route("hostile").is_none(),
+        "the shadow attached to the plugin it names"
+    );
+    assert!(rt.rollouts().routes().route("pinger").is_none());
+    let s = status(&env, "hostile").await;
+    assert_eq!(s.canary_revision, None);
+    assert_eq!(s.stable_revision.as_deref(), Some(digest(&v1).as_str()));
+    rt.shutdown().await;
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_neither_reads_nor_writes_the_stable_revisions_state() {
+    let env = env(3).await;
+    let mut c = env.config("rt");
+    // One call at a time: each revision's counter goes up by one per call.
+    c.queue.concurrency = 1;
+    c.queue.backoff_max_ms = 500;
+    let log = Arc::new(ByRevision::default());
+    let rt = Runtime::start_with(c, env.client.clone(), log.clone())
+        .await
+        .expect("runtime");
+    let v1 = hostile(None);
+    let cm1 = push_configmap(&env, &v1, None).await;
+    apply_plugin(
+        &env,
+        "hostile",
+        &cm1,
+        json!({"mode": "state"}),
+        json!({"strategy": "direct"}),
+    )
+    .await;
+    eventually("v1 counted each pod", Duration::from_secs(60), || async {
+        log.counts(&digest(&v1)).len() >= 3
+    })
+    .await;
+    let v2 = hostile(Some("shadow"));
+    let cm2 = push_configmap(&env, &v2, None).await;
+    apply_plugin(
+        &env,
+        "hostile",
+        &cm2,
+        json!({"mode": "state"}),
+        json!({"strategy": "shadow"}),
+    )
+    .await;
+    // Each pod changes: stable and shadow both count it.
+    let api: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    for i in 0..3 {
+        api.patch(
+            &format!("p-{i}"),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .expect("touch");
+    }
+    eventually(
+        "the shadow counted the pods",
+        Duration::from_secs(60),
+        || async { log.counts(&digest(&v2)).len() >= 3 },
+    )
+    .await;
+    let stable = log.counts(&digest(&v1));
+    let shadow = log.counts(&digest(&v2));
+    // The shadow started from nothing, not from what the stable revision kept ...
+    assert_eq!(
+        shadow[0], 1,
+        "the shadow read the stable's state: {shadow:?}"
+    );
+    // ... and never moved the stable revision's counter.
+    let expected: Vec<u64> = (1..=stable.len() as u64).collect();
+    assert_eq!(stable, expected, "the shadow wrote the stable's state");
+    let expected: Vec<u64> = (1..=shadow.len() as u64).collect();
+    assert_eq!(shadow, expected);
+    rt.shutdown().await;
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_url_delays_no_other_plugin() {
+    let env = env(2).await;
+    let rt = start(&env).await;
+    // A URL that answers nothing (the runtime gives up after 30 s).
+    let asked = Arc::new(tokio::sync::Notify::new());
+    let notify = asked.clone();
+    let app = axum::Router::new().route(
+        "/slow.wasm",
+        axum::routing::get(move || {
+            let notify = notify.clone();
+            async move {
+                notify.notify_one();
+                std::future::pending::<Vec<u8>>().await
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let slow = json!({
+        "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
+        "metadata": {"name": "slow", "namespace": "default"},
+        "spec": {
+            "source": {"url": {"url": format!("http://{addr}/slow.wasm"), "sha256": digest(b"x")}},
+            "world": "controller",
+        }
+    });
+    Api::<Plugin>::namespaced(env.client.clone(), "default")
+        .patch(
+            "slow",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(slow),
+        )
+        .await
+        .expect("apply Plugin");
+    tokio::time::timeout(Duration::from_secs(30), asked.notified())
+        .await
+        .expect("the slow URL is being fetched");
+    // While that fetch hangs, another Plugin is served.
+    let v1 = hostile(None);
+    let cm1 = push_configmap(&env, &v1, None).await;
+    apply_plugin(
+        &env,
+        "hostile",
+        &cm1,
+        json!({"mode": "ok"}),
+        json!({"strategy": "direct"}),
+    )
+    .await;
+    eventually(
+        "the other Plugin serves while the slow fetch hangs",
+        Duration::from_secs(20),
+        || async {
+            status(&env, "hostile").await.stable_revision.as_deref() == Some(digest(&v1).as_str())
+        },
+    )
+    .await;
+    assert!(rt.registry().current("slow").is_none());
     rt.shutdown().await;
     env.cluster.shutdown().await;
 }

@@ -103,6 +103,11 @@ impl Up {
             config.sidecars.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
             config.sidecars.tls = true;
         }
+        // The folder publishes where the runtime reads Plugins.
+        let plugin_namespace = bosun_runtime::rollout::controller::namespace(
+            config.plugin_namespace.as_deref(),
+            &client,
+        );
         let runtime = Runtime::start(config, client.clone())
             .await
             .context("cannot start the runtime")?;
@@ -115,7 +120,7 @@ impl Up {
             Arc::downgrade(runtime.registry()),
             client.clone(),
             plugins_dir,
-            "default".to_owned(),
+            plugin_namespace,
         ));
         if options.demo {
             demo(&client)

@@ -6,7 +6,8 @@
 //! - `push` stores each revision in its own immutable ConfigMap
 //!   `bosun-plugin-<NAME>-<first 12 hex of the digest>` (key `plugin.wasm`, labels
 //!   `bosun.dev/plugin` and `bosun.dev/digest`), kept for rollback, and applies the Plugin
-//!   (server-side apply, field manager `bosun-cli`) with `spec.source` pointing at it,
+//!   (server-side apply, field manager `bosun-cli`) with `spec.source` pointing at it
+//!   and naming the component's full sha256 (the runtime checks the bytes against it),
 //!   granting in `spec.permissions` what the component's metadata asks (the runtime does
 //!   not start a plugin whose grants fall short, and the pusher has chosen this component);
 //!   fields it does not set (limits, targetSelector, dryRun) stay as an admin set them;
@@ -295,6 +296,36 @@ impl Stored {
             configmap: name,
         })
     }
+}
+
+/// The full digest (`sha256:<64 hex>`) of a stored revision, as a Plugin's source names
+/// it: the ConfigMap's annotation, or (a ConfigMap with only the 63-digit label) the
+/// digest of the bytes it holds, when they are the revision the label names.
+pub fn full_digest(stored: &Stored, configmaps: &[ConfigMap]) -> Result<String, String> {
+    if let Some(hex) = crd::sha256_hex(&stored.digest)
+        && stored.digest.starts_with("sha256:")
+    {
+        return Ok(format!("sha256:{hex}"));
+    }
+    let bytes = configmaps
+        .iter()
+        .find(|cm| cm.metadata.name.as_deref() == Some(stored.configmap.as_str()))
+        .and_then(|cm| cm.binary_data.as_ref()?.get(keys::CONFIGMAP_KEY))
+        .ok_or_else(|| {
+            format!(
+                "ConfigMap {} holds no {} to roll back to; push that revision again",
+                stored.configmap,
+                keys::CONFIGMAP_KEY
+            )
+        })?;
+    let digest = bosun_host::load::digest(&bytes.0);
+    if !hex_of(&digest).starts_with(hex_of(&stored.digest)) {
+        return Err(format!(
+            "ConfigMap {} holds {digest}, not the revision its label names ({}); push that revision again",
+            stored.configmap, stored.digest
+        ));
+    }
+    Ok(digest)
 }
 
 /// The lowercase hex digits of `--to`: a digest (`sha256:<hex>` or bare hex) or at least
@@ -722,6 +753,7 @@ pub fn push(args: &PushArgs) -> anyhow::Result<ExitCode> {
         let source = crd::Source::ConfigMap {
             name: cm_name.clone(),
             key: keys::CONFIGMAP_KEY.to_owned(),
+            sha256: digest.clone(),
         };
         if existing.is_some() {
             // The push takes the source over (the plugins folder's file source, say):
@@ -912,19 +944,20 @@ pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
         };
         let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
         let selector = format!("{}={name}", keys::PLUGIN_LABEL);
-        let stored: Vec<Stored> = configmaps
+        let items = configmaps
             .list(&ListParams::default().labels(&selector))
             .await
             .kube_context(|| format!("cannot list the ConfigMaps of Plugin {ns}/{name}"))?
-            .items
-            .iter()
-            .filter_map(Stored::of)
-            .collect();
+            .items;
+        let stored: Vec<Stored> = items.iter().filter_map(Stored::of).collect();
         let target =
             find_revision(to, &stored).map_err(|e| e.context(format!("Plugin {ns}/{name}")))?;
+        let sha256 =
+            full_digest(target, &items).map_err(|e| anyhow::anyhow!("Plugin {ns}/{name}: {e}"))?;
         let source = crd::Source::ConfigMap {
             name: target.configmap.clone(),
             key: keys::CONFIGMAP_KEY.to_owned(),
+            sha256,
         };
         let spec = &plugin.spec;
         let owned = owned_spec(
@@ -1017,6 +1050,40 @@ mod tests {
     }
 
     #[test]
+    fn a_rollback_names_the_full_digest_of_the_revision() {
+        let bytes = b"\0asm component".to_vec();
+        let digest = bosun_host::load::digest(&bytes);
+        let cm = |name: &str, data: &[u8]| ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            binary_data: Some(BTreeMap::from([(
+                keys::CONFIGMAP_KEY.to_owned(),
+                ByteString(data.to_vec()),
+            )])),
+            ..ConfigMap::default()
+        };
+        // From the annotation.
+        let annotated = stored(&digest);
+        assert_eq!(full_digest(&annotated, &[]), Ok(digest.clone()));
+        // From the bytes, when only the 63-digit label says which revision it is.
+        let label_only = Stored {
+            digest: hex_of(&digest)[..63].to_owned(),
+            configmap: "old".into(),
+        };
+        assert_eq!(
+            full_digest(&label_only, &[cm("old", &bytes)]),
+            Ok(digest.clone())
+        );
+        // Bytes that are another revision than the label says.
+        let e = full_digest(&label_only, &[cm("old", b"other")]).expect_err("other bytes");
+        assert!(e.contains("not the revision its label names"), "{e}");
+        let e = full_digest(&label_only, &[]).expect_err("gone");
+        assert!(e.contains("push that revision again"), "{e}");
+    }
+
+    #[test]
     fn two_revisions_sharing_a_prefix_need_more_digits() {
         let a = format!("sha256:12345678{}", "a".repeat(56));
         let b = format!("sha256:12345678{}", "b".repeat(56));
@@ -1029,7 +1096,8 @@ mod tests {
         let plugin: Plugin = serde_json::from_value(json!({
             "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
             "metadata": {"name": "zone-labeler", "namespace": "default"},
-            "spec": {"source": {"configMap": {"name": "cm", "key": keys::CONFIGMAP_KEY}}, "world": "controller"},
+            "spec": {"source": {"configMap": {"name": "cm", "key": keys::CONFIGMAP_KEY,
+                "sha256": format!("sha256:{}", "2".repeat(64))}}, "world": "controller"},
             "status": {
                 "stableRevision": format!("sha256:{}", "1".repeat(64)),
                 "canaryRevision": format!("sha256:{}", "2".repeat(64)),

@@ -3,6 +3,15 @@
 //! adopt it, start a canary or start a shadow — acts on promote/rollback annotations,
 //! and writes the status (revisions, counters, conditions, history).
 //!
+//! Tenancy: Plugin objects are read in one namespace only, the runtime's plugin
+//! namespace ([`namespace`]). A plugin acts cluster-wide with the runtime's identity, so
+//! who may declare one is decided by RBAC on that one namespace; plugins are keyed by
+//! name within it. A Plugin anywhere else never loads and never replaces anything: it is
+//! marked `Degraded` (`WrongNamespace`) once, naming the namespace Plugins are read in.
+//!
+//! Each Plugin's spec is applied (fetched, loaded, attached) in a task of its own, one
+//! at a time per Plugin: a slow URL delays only its own Plugin.
+//!
 //! It is event-driven: woken by changes of Plugin objects (an informer, like the
 //! dispatcher's), by rollout changes (a canary judged, promoted, rolled back), by
 //! leadership, and every ten seconds to refresh counters. ConfigMaps are not watched:
@@ -12,6 +21,7 @@
 //! cache of every ConfigMap in the cluster.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -31,8 +41,9 @@ use bosun_host::registry::Outcome;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
-use super::{Analysis, Judgement, Rollouts, Split, source};
+use super::{Analysis, Candidate, Grants, Judgement, Rollouts, Split, source};
 use crate::informer::{Informers, Kind};
 
 /// The API version of Plugin objects.
@@ -52,9 +63,18 @@ pub enum Problem {
     /// `spec.rollout` is not a rollout this runtime can run.
     #[error("{0}")]
     InvalidRollout(String),
-    /// The component did not load (compile, link, metadata, init), or is another plugin.
+    /// The component did not load (compile, link, metadata, init).
     #[error("{0}")]
     LoadFailed(String),
+    /// The component is another plugin than the Plugin object names.
+    #[error("{0}")]
+    NameMismatch(String),
+    /// The Plugin object is outside the namespace Plugins are read in.
+    #[error("{0}")]
+    WrongNamespace(String),
+    /// The object does not read as a Plugin.
+    #[error("{0}")]
+    InvalidObject(String),
     /// The component implements another world than `spec.world`.
     #[error("{0}")]
     WorldMismatch(String),
@@ -70,10 +90,36 @@ impl Problem {
             Problem::Source(e) => e.reason(),
             Problem::InvalidRollout(_) => "InvalidRollout",
             Problem::LoadFailed(_) => "LoadFailed",
+            Problem::NameMismatch(_) => "NameMismatch",
+            Problem::WrongNamespace(_) => "WrongNamespace",
+            Problem::InvalidObject(_) => "InvalidObject",
             Problem::WorldMismatch(_) => "WorldMismatch",
             Problem::PermissionsNotGranted(_) => "PermissionsNotGranted",
         }
     }
+}
+
+impl From<super::Error> for Problem {
+    fn from(e: super::Error) -> Self {
+        use super::Error as E;
+        match e {
+            E::NameMismatch { .. } => Problem::NameMismatch(e.to_string()),
+            E::NotGranted { .. } => Problem::PermissionsNotGranted(e.to_string()),
+            E::World { .. } => Problem::WorldMismatch(e.to_string()),
+            E::NoStable(_) | E::NoCanary(_) => Problem::InvalidRollout(e.to_string()),
+            E::Load(_) => Problem::LoadFailed(e.to_string()),
+        }
+    }
+}
+
+/// The namespace Plugin objects are read in: `configured` (the runtime config's
+/// `pluginNamespace`), else the client's default namespace — the runtime's own
+/// namespace in a pod (its service account's), else the kubeconfig context's, else
+/// `default`. `bosun plugin` and the plugins folder's publisher use the same default.
+pub fn namespace(configured: Option<&str>, client: &kube::Client) -> String {
+    configured
+        .filter(|ns| !ns.is_empty())
+        .map_or_else(|| client.default_namespace().to_owned(), str::to_owned)
 }
 
 /// What the controller drives Plugin objects with: narrow handles, not the runtime.
@@ -87,6 +133,11 @@ pub struct Parts {
     pub client: kube::Client,
     /// Whether this runtime leads: only the leader acts.
     pub leading: watch::Receiver<bool>,
+    /// The one namespace Plugin objects are read in (see [`namespace`]).
+    pub namespace: String,
+    /// The runtime's plugins folder (embedded mode): the only place `file` sources may
+    /// name; without one, `file` sources are refused.
+    pub plugins_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Parts {
@@ -97,6 +148,9 @@ impl std::fmt::Debug for Parts {
 
 #[derive(Default)]
 struct Seen {
+    /// Looked at once already: annotations found then are not requests.
+    looked: bool,
+    /// The spec version last applied (successfully or not).
     version: String,
     promote: Option<String>,
     rollback: Option<String>,
@@ -107,6 +161,96 @@ struct Seen {
     written: Option<Instant>,
     /// The last parse error logged for this object (logged once, not on every look).
     unreadable: Option<String>,
+    /// Reported as outside the plugin namespace (reported once).
+    wrong_namespace: bool,
+}
+
+impl Seen {
+    /// Records how applying spec `version` of the Plugin `key` went.
+    fn applied(&mut self, key: &Key, version: String, result: Result<(), Problem>) {
+        match result {
+            Ok(()) => {
+                self.problem = None;
+                self.retry = None;
+            }
+            Err(problem) => {
+                tracing::warn!(plugin = %format!("{}/{}", key.0, key.1), reason = problem.reason(), "{problem}");
+                // A source that could not be read may appear (a ConfigMap created after
+                // its Plugin): tried again with backoff. Other problems wait for a change.
+                self.retry =
+                    matches!(problem, Problem::Source(source::Error::Fetch(_))).then(|| {
+                        let wait = self
+                            .retry
+                            .map_or(RETRY_FIRST, |(_, w)| (w * 2).min(RETRY_MAX));
+                        (Instant::now() + wait, wait)
+                    });
+                self.problem = Some(problem);
+            }
+        }
+        self.version = version;
+    }
+}
+
+/// What an apply reports: the Plugin, the spec version applied, and how it went.
+type Applied = (Key, String, Result<(), Problem>);
+
+/// Specs being applied, each in a task of its own and at most one per Plugin, so that
+/// a slow fetch (or load) delays no other Plugin.
+#[derive(Default)]
+struct Applies {
+    tasks: JoinSet<Applied>,
+    /// The task and spec version of each Plugin with an apply in flight.
+    in_flight: HashMap<Key, (tokio::task::Id, String)>,
+}
+
+impl Applies {
+    fn busy(&self, key: &Key) -> bool {
+        self.in_flight.contains_key(key)
+    }
+
+    /// Applies spec `version` of `p` in the background.
+    fn start(&mut self, parts: &Parts, key: Key, version: String, p: &Plugin) {
+        let span =
+            tracing::info_span!("bosun.rollout.apply", plugin = %format!("{}/{}", key.0, key.1));
+        let (parts, p) = (parts.clone(), p.clone());
+        let (k, v) = (key.clone(), version.clone());
+        let task = self.tasks.spawn(tracing::Instrument::instrument(
+            async move {
+                let result = apply_spec(&parts, &p).await;
+                (k, v, result)
+            },
+            span,
+        ));
+        self.in_flight.insert(key, (task.id(), version));
+    }
+
+    /// The next apply to end (pending while none is in flight).
+    async fn next(&mut self) -> Applied {
+        loop {
+            match self.tasks.join_next_with_id().await {
+                None => std::future::pending::<()>().await,
+                Some(Ok((_, done))) => {
+                    self.in_flight.remove(&done.0);
+                    return done;
+                }
+                Some(Err(e)) => {
+                    // A panic: the Plugin reports it and is applied again on its next change.
+                    let id = e.id();
+                    let Some((key, version)) = self
+                        .in_flight
+                        .iter()
+                        .find(|(_, (task, _))| *task == id)
+                        .map(|(k, (_, v))| (k.clone(), v.clone()))
+                    else {
+                        continue;
+                    };
+                    self.in_flight.remove(&key);
+                    let problem = Problem::LoadFailed(format!("applying the spec failed: {e}"));
+                    return (key, version, Err(problem));
+                }
+            }
+        }
+    }
 }
 
 /// Counters alone are written at most this often (and looked at this often).
@@ -114,6 +258,8 @@ const COUNTERS_EVERY: Duration = Duration::from_secs(10);
 /// First and longest wait before a failed fetch is tried again.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Where a retry waits while its apply runs (the apply's end decides the next one).
+const RETRY_PARKED: Duration = Duration::from_secs(24 * 3600);
 
 type Key = (String, String);
 
@@ -132,6 +278,7 @@ pub async fn run(parts: Parts) {
     let mut leading = parts.leading.clone();
     let mut counters = tokio::time::interval(COUNTERS_EVERY);
     let mut seen: HashMap<Key, Seen> = HashMap::new();
+    let mut applies = Applies::default();
     loop {
         let next_retry = seen
             .values()
@@ -157,6 +304,12 @@ pub async fn run(parts: Parts) {
                 while let Ok(more) = changes.try_recv() {
                     note(more);
                 }
+            }
+            (key, version, result) = applies.next() => {
+                if let Some(entry) = seen.get_mut(&key) {
+                    entry.applied(&key, version, result);
+                }
+                dirty = Some(HashSet::from([key]));
             }
             Ok(()) = rollouts_changed.changed() => dirty = None,
             Ok(()) = leading.changed() => dirty = None,
@@ -188,7 +341,21 @@ pub async fn run(parts: Parts) {
             let Some(json) = parts.informers.get(&target) else {
                 continue;
             };
-            let entry = seen.entry((ns, name)).or_default();
+            let key = (ns, name);
+            let entry = seen.entry(key.clone()).or_default();
+            if key.0 != parts.namespace {
+                if !entry.wrong_namespace {
+                    // Said once: a warning and a Degraded condition; nothing else happens.
+                    let problem = Problem::WrongNamespace(format!(
+                        "Plugins are read in namespace {} only: this one is ignored (a plugin acts cluster-wide with the runtime's identity, so only that namespace may declare one)",
+                        parts.namespace
+                    ));
+                    tracing::warn!(plugin = %target, "{problem}");
+                    report_degraded(&parts.client, &target, &json, &problem).await;
+                    entry.wrong_namespace = true;
+                }
+                continue;
+            }
             let plugin = match serde_json::from_str::<serde_json::Value>(&json)
                 .map_err(|e| bosun_api::plugin::Unreadable {
                     path: ".".to_owned(),
@@ -202,25 +369,41 @@ pub async fn run(parts: Parts) {
                     if entry.unreadable.as_ref() != Some(&e) {
                         // Said once per problem: a warning and a Degraded condition.
                         tracing::warn!(plugin = %target, error = %e, "unreadable Plugin object");
-                        report_unreadable(&parts.client, &target, &e).await;
+                        let problem = Problem::InvalidObject(format!(
+                            "the object is not a valid Plugin: {e}"
+                        ));
+                        report_degraded(&parts.client, &target, &json, &problem).await;
                         entry.unreadable = Some(e);
                     }
                     continue;
                 }
             };
             entry.unreadable = None;
-            drive(&parts.rollouts, &parts.client, &plugin, entry).await;
+            drive(&parts, &plugin, entry, &mut applies).await;
         }
     }
 }
 
-/// Writes a Degraded condition naming what is wrong on a Plugin that does not read as
-/// one (through JSON: the object cannot be read back as a Plugin).
-async fn report_unreadable(
+/// Writes a Degraded condition naming `problem` on a Plugin the controller does not
+/// drive (unreadable, or in another namespace), through JSON since the object may not
+/// read as a Plugin; `json` is the object as cached: a condition it already carries is
+/// not written again (a restarted runtime says it once too).
+async fn report_degraded(
     client: &kube::Client,
     target: &bosun_host::contract::ObjectRef,
-    why: &str,
+    json: &str,
+    problem: &Problem,
 ) {
+    let (reason, message) = (problem.reason(), problem.to_string());
+    let object: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    let said = object["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Degraded" && c["reason"] == reason && c["message"] == *message);
+    if said {
+        return;
+    }
     let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
         client.clone(),
         target.namespace.as_deref().unwrap_or_default(),
@@ -229,8 +412,8 @@ async fn report_unreadable(
     let degraded = Condition {
         type_: "Degraded".to_owned(),
         status: "True".to_owned(),
-        reason: "InvalidObject".to_owned(),
-        message: format!("the object is not a valid Plugin: {why}"),
+        reason: reason.to_owned(),
+        message,
         last_transition_time: rfc3339(System.now_ms()),
     };
     let patch = serde_json::json!({ "status": { "conditions": [degraded] } });
@@ -251,29 +434,6 @@ async fn sleep_until(at: Option<Instant>) {
 
 fn annotation(p: &Plugin, key: &str) -> Option<String> {
     p.metadata.annotations.as_ref()?.get(key).cloned()
-}
-
-/// What the plugin's metadata asks for that the Plugin object does not grant.
-fn missing_grants(p: &Plugin, revision: &Revision) -> Vec<String> {
-    let mut missing = Vec::new();
-    for asked in &revision.metadata().permissions {
-        for verb in &asked.verbs {
-            let granted = p.spec.permissions.iter().any(|g| {
-                g.api_version == asked.api_version
-                    && (g.kind == asked.kind || g.kind == "*")
-                    && g.verbs.iter().any(|v| v == verb.as_str() || v == "*")
-            });
-            if !granted {
-                missing.push(format!(
-                    "{} on {}/{}",
-                    verb.as_str(),
-                    asked.api_version,
-                    asked.kind
-                ));
-            }
-        }
-    }
-    missing
 }
 
 fn analysis_of(p: &Plugin) -> Result<(Split, Analysis), String> {
@@ -328,7 +488,8 @@ fn analysis_of(p: &Plugin) -> Result<(Split, Analysis), String> {
 
 /// Makes the runtime serve what `p`'s spec says: fetch, load, check, then adopt, start
 /// a canary or start a shadow.
-async fn apply_spec(rollouts: &Rollouts, client: &kube::Client, p: &Plugin) -> Result<(), Problem> {
+async fn apply_spec(parts: &Parts, p: &Plugin) -> Result<(), Problem> {
+    let rollouts = &parts.rollouts;
     let name = p.metadata.name.clone().unwrap_or_default();
     let ns = p.metadata.namespace.clone().unwrap_or_default();
     let canary = if p.spec.rollout.strategy == Strategy::Canary {
@@ -336,9 +497,16 @@ async fn apply_spec(rollouts: &Rollouts, client: &kube::Client, p: &Plugin) -> R
     } else {
         None
     };
-    let source = source::fetch(client, &ns, &p.spec.source).await?;
+    let source = source::fetch(
+        &parts.client,
+        &ns,
+        &p.spec.source,
+        parts.plugins_dir.as_deref(),
+    )
+    .await?;
     let config = config_of(p);
     let digest = source.digest();
+    let grants = Grants::new(&p.spec.permissions);
     // Already serving exactly this (stable, or as the canary)?
     if let Some(current) = rollouts.registry().current(&name)
         && current.digest() == digest
@@ -355,23 +523,77 @@ async fn apply_spec(rollouts: &Rollouts, client: &kube::Client, p: &Plugin) -> R
         && route.canary.digest() == digest
         && route.canary.config() == config
     {
+        // The same canary, under grants that may have narrowed.
+        let missing = grants.missing(&route.canary.metadata().permissions);
+        if !missing.is_empty() {
+            let e = super::Error::NotGranted {
+                plugin: name.clone(),
+                missing,
+            };
+            let _ = rollouts.abort_canary(&name, &e.to_string());
+            return Err(e.into());
+        }
         return Ok(());
     }
+    let spec = spec_of(rollouts, p, config);
     if p.spec.rollout.strategy == Strategy::Shadow {
-        if rollouts.registry().current(&name).is_none() {
+        let Some(stable) = rollouts.registry().current(&name) else {
             return Err(Problem::InvalidRollout(
                 "a shadow needs a stable revision to compare with: roll the first revision out directly".to_owned(),
             ));
+        };
+        if stable.info().world != p.spec.world {
+            return Err(Problem::WorldMismatch(format!(
+                "spec.world says {} but the stable revision, which a shadow is compared with, is a {} plugin",
+                p.spec.world,
+                stable.info().world
+            )));
         }
-        let shadow = rollouts
-            .shadow(&source, &config)
-            .map_err(|e| Problem::LoadFailed(e.to_string()))?;
-        if let Err(problem) = admissible(p, &shadow, &name) {
-            rollouts.drop_route(&name);
-            return Err(problem);
-        }
+        // Name, grants and world are checked before it is attached.
+        let (r, n) = (rollouts.clone(), name.clone());
+        tokio::task::spawn_blocking(move || r.shadow(&n, grants, &source, spec))
+            .await
+            .map_err(|e| Problem::LoadFailed(e.to_string()))??;
         return Ok(());
     }
+    if canary.is_some()
+        && rollouts.registry().current(&name).is_none()
+        && let Some(stable) = p.status.as_ref().and_then(|s| s.stable_revision.clone())
+        && stable != digest
+    {
+        // A restarted runtime: the stable revision comes back first, then the canary
+        // resumes with the same split.
+        restore_stable(parts, p, &stable).await?;
+    }
+    let mut spec = spec;
+    // A canary runs beside the stable revision, on state of its own.
+    let state = (canary.is_some() && rollouts.registry().current(&name).is_some())
+        .then(|| rollouts.isolate(&mut spec));
+    let revision = Arc::new(load(rollouts, &source, spec, &name).await?);
+    if let Err(problem) = admissible(p, &revision, &grants) {
+        rollouts
+            .registry()
+            .record_failure(&name, &digest, &source.origin, &problem.to_string());
+        return Err(problem);
+    }
+    match (canary, state) {
+        (Some((split, analysis)), Some(state)) => {
+            let candidate = Candidate { revision, state };
+            rollouts.start_canary(&name, grants, candidate, split, analysis)?;
+        }
+        _ => {
+            if rollouts.routes().route(&name).is_some() {
+                let _ = rollouts.abort_canary(&name, "replaced by a direct rollout");
+            }
+            rollouts.grant(&name, grants);
+            rollouts.adopt(revision);
+        }
+    }
+    Ok(())
+}
+
+/// The spec a revision of `p` loads with: the runtime's, with `p`'s config and limits.
+fn spec_of(rollouts: &Rollouts, p: &Plugin, config: String) -> bosun_host::load::Spec {
     let mut spec = rollouts.spec();
     spec.config = config;
     if let Some(l) = &p.spec.limits {
@@ -382,36 +604,7 @@ async fn apply_spec(rollouts: &Rollouts, client: &kube::Client, p: &Plugin) -> R
             spec.limits.memory_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
         }
     }
-    let revision = Arc::new(load(rollouts, &source, spec, &name).await?);
-    if let Err(problem) = admissible(p, &revision, &name) {
-        rollouts
-            .registry()
-            .record_failure(&name, &digest, &source.origin, &problem.to_string());
-        return Err(problem);
-    }
-    if canary.is_some()
-        && rollouts.registry().current(&name).is_none()
-        && let Some(stable) = p.status.as_ref().and_then(|s| s.stable_revision.clone())
-        && stable != digest
-    {
-        // A restarted runtime: the stable revision comes back first, then the canary
-        // resumes with the same split.
-        restore_stable(rollouts, client, p, &stable).await?;
-    }
-    match canary {
-        Some((split, analysis)) if rollouts.registry().current(&name).is_some() => {
-            rollouts
-                .start_canary(revision, split, analysis)
-                .map_err(|e| Problem::LoadFailed(e.to_string()))?;
-        }
-        _ => {
-            if rollouts.routes().route(&name).is_some() {
-                let _ = rollouts.abort_canary(&name, "replaced by a direct rollout");
-            }
-            rollouts.adopt(revision);
-        }
-    }
-    Ok(())
+    spec
 }
 
 /// The JSON handed to the plugin's `init`.
@@ -442,13 +635,18 @@ async fn load(
                 &source.origin,
                 &e.cause.to_string(),
             );
-            Problem::LoadFailed(e.to_string())
+            match e.cause {
+                bosun_host::load::Cause::NameMismatch { .. } => {
+                    Problem::NameMismatch(e.to_string())
+                }
+                _ => Problem::LoadFailed(e.to_string()),
+            }
         })
 }
 
-/// Whether a loaded revision may serve as `p`: its world, its name, and the
-/// permissions its metadata asks for against what the Plugin grants.
-fn admissible(p: &Plugin, revision: &Revision, name: &str) -> Result<(), Problem> {
+/// Whether a revision loaded for `p` (so named as it, see [`load`]) may serve: its
+/// world, and the permissions its metadata asks for against what the Plugin grants.
+fn admissible(p: &Plugin, revision: &Revision, grants: &Grants) -> Result<(), Problem> {
     let want = p.spec.world;
     if revision.info().world != want {
         return Err(Problem::WorldMismatch(format!(
@@ -456,13 +654,7 @@ fn admissible(p: &Plugin, revision: &Revision, name: &str) -> Result<(), Problem
             revision.info().world
         )));
     }
-    if revision.name() != name {
-        return Err(Problem::LoadFailed(format!(
-            "the component is plugin {:?}, not {name:?}",
-            revision.name()
-        )));
-    }
-    let missing = missing_grants(p, revision);
+    let missing = grants.missing(&revision.metadata().permissions);
     if !missing.is_empty() {
         return Err(Problem::PermissionsNotGranted(format!(
             "the plugin asks for permissions spec.permissions does not grant: {}",
@@ -473,12 +665,8 @@ fn admissible(p: &Plugin, revision: &Revision, name: &str) -> Result<(), Problem
 }
 
 /// Loads the revision `digest` of `p` from the ConfigMap `bosun plugin push` left for it.
-async fn restore_stable(
-    rollouts: &Rollouts,
-    client: &kube::Client,
-    p: &Plugin,
-    digest: &str,
-) -> Result<(), Problem> {
+async fn restore_stable(parts: &Parts, p: &Plugin, digest: &str) -> Result<(), Problem> {
+    let (rollouts, client) = (&parts.rollouts, &parts.client);
     let name = p.metadata.name.clone().unwrap_or_default();
     let ns = p.metadata.namespace.clone().unwrap_or_default();
     let hex = digest.trim_start_matches("sha256:");
@@ -500,21 +688,26 @@ async fn restore_stable(
         ))
         .into());
     };
+    // Checked against the full digest the status names, not the ConfigMap's label.
     let source = Source::ConfigMap {
         name: cm.metadata.name.unwrap_or_default(),
         key: CONFIGMAP_KEY.to_owned(),
+        sha256: digest.to_owned(),
     };
-    let bytes = source::fetch(client, &ns, &source).await?;
-    let mut spec = rollouts.spec();
-    spec.config = config_of(p);
-    let revision = load(rollouts, &bytes, spec, &name).await?;
+    let bytes = source::fetch(client, &ns, &source, None).await?;
+    let revision = load(rollouts, &bytes, spec_of(rollouts, p, config_of(p)), &name).await?;
+    let grants = Grants::new(&p.spec.permissions);
+    admissible(p, &revision, &grants)?;
+    rollouts.grant(&name, grants);
     rollouts.adopt(Arc::new(revision));
     Ok(())
 }
 
-/// Applies `p`'s spec when it changed (or a fetch failure is due for a retry), acts on
-/// new promote/rollback annotations, and writes the status when it changed.
-async fn drive(rollouts: &Rollouts, client: &kube::Client, p: &Plugin, seen: &mut Seen) {
+/// Starts applying `p`'s spec when it changed (or a fetch failure is due for a retry)
+/// and no apply of it is in flight, acts on new promote/rollback annotations, and
+/// writes the status when it changed.
+async fn drive(parts: &Parts, p: &Plugin, seen: &mut Seen, applies: &mut Applies) {
+    let (rollouts, client) = (&parts.rollouts, &parts.client);
     let name = p.metadata.name.clone().unwrap_or_default();
     let ns = p.metadata.namespace.clone().unwrap_or_default();
     let version = format!(
@@ -522,30 +715,18 @@ async fn drive(rollouts: &Rollouts, client: &kube::Client, p: &Plugin, seen: &mu
         p.metadata.generation.unwrap_or_default(),
         serde_json::to_string(&p.spec).unwrap_or_default()
     );
-    let first = seen.version.is_empty();
+    // What the Plugin grants now bounds a promotion, even before its spec is applied.
+    rollouts.grant(&name, Grants::new(&p.spec.permissions));
+    let first = !seen.looked;
+    seen.looked = true;
     let retry = seen.retry.is_some_and(|(at, _)| at <= Instant::now());
-    if version != seen.version || retry {
-        let span = tracing::info_span!("bosun.rollout.apply", plugin = %format!("{ns}/{name}"));
-        match tracing::Instrument::instrument(apply_spec(rollouts, client, p), span).await {
-            Ok(()) => {
-                seen.problem = None;
-                seen.retry = None;
-            }
-            Err(problem) => {
-                tracing::warn!(plugin = %format!("{ns}/{name}"), reason = problem.reason(), "{problem}");
-                // A source that could not be read may appear (a ConfigMap created after
-                // its Plugin): tried again with backoff. Other problems wait for a change.
-                seen.retry =
-                    matches!(problem, Problem::Source(source::Error::Fetch(_))).then(|| {
-                        let wait = seen
-                            .retry
-                            .map_or(RETRY_FIRST, |(_, w)| (w * 2).min(RETRY_MAX));
-                        (Instant::now() + wait, wait)
-                    });
-                seen.problem = Some(problem);
-            }
-        }
-        seen.version = version;
+    let key = (ns.clone(), name.clone());
+    if (version != seen.version || retry) && !applies.busy(&key) {
+        // Due no more while it runs (the wait is kept for the backoff).
+        seen.retry = seen
+            .retry
+            .map(|(_, wait)| (Instant::now() + RETRY_PARKED, wait));
+        applies.start(parts, key, version, p);
     }
     // Annotations are requests: one seen when the runtime starts was already acted on
     // (or is stale), so only a change acts.

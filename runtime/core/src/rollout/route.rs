@@ -14,6 +14,7 @@ use bosun_host::contract::ObjectRef;
 use bosun_host::stats::Stats;
 
 use super::shadow::{DIFFERENCES, Difference, ShadowSink};
+use super::state::Scratch;
 
 /// What the analysis requires of a canary.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +69,8 @@ pub struct Route {
     pub analysis: Analysis,
     /// Where a shadow revision's commands go.
     pub sink: Option<Arc<ShadowSink>>,
+    /// The canary's or shadow's own plugin state.
+    pub state: Option<Arc<Scratch>>,
     started: Instant,
     stable_base: Stats,
     canary_base: Stats,
@@ -142,6 +145,7 @@ impl Route {
             split,
             analysis,
             sink: None,
+            state: None,
             started: Instant::now(),
             stable_base: stable.stats(),
             stable_digest: stable.digest().to_owned(),
