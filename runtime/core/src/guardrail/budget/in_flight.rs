@@ -3,7 +3,7 @@
 //! executor settles the command, or [`IN_FLIGHT_TTL`] passes.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bosun_host::contract::ObjectRef;
@@ -31,40 +31,73 @@ pub(crate) enum Until {
 }
 
 impl Until {
-    /// Whether the cache shows the disruption, so it no longer needs counting.
-    fn shown(&self, view: &dyn View) -> bool {
-        let pod = |r: &ObjectRef| -> Option<serde_json::Value> {
-            serde_json::from_str(&view.get(r)?).ok()
-        };
+    /// The pod whose cached state ends the disruption, if one does.
+    fn target(&self) -> Option<&ObjectRef> {
+        match self {
+            Until::Ttl => None,
+            Until::Images(r, _) | Until::Unready(r) | Until::Gone(r, _) => Some(r),
+        }
+    }
+
+    /// Whether the cached pod (its JSON, `None` when not cached) shows the disruption,
+    /// so it no longer needs counting.
+    fn shown(&self, pod: Option<&str>) -> bool {
+        let pod = pod.and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok());
         match self {
             Until::Ttl => false,
-            Until::Images(r, images) => pod(r).is_some_and(|p| {
+            Until::Images(_, images) => pod.is_some_and(|p| {
                 images.iter().all(|(name, image)| {
                     status_images(&p)
                         .iter()
                         .any(|(n, i)| n == name && same_image(i, image))
                 })
             }),
-            Until::Unready(r) => pod(r)
-                .is_some_and(|p| !serde_json::from_value::<PodDoc>(p).is_ok_and(|d| d.ready())),
-            Until::Gone(r, uid) => pod(r)
-                .is_none_or(|p| p.pointer("/metadata/uid").and_then(|u| u.as_str()) != Some(uid)),
+            Until::Unready(_) => {
+                pod.is_some_and(|p| !serde_json::from_value::<PodDoc>(p).is_ok_and(|d| d.ready()))
+            }
+            Until::Gone(_, uid) => {
+                pod.is_none_or(|p| p.pointer("/metadata/uid").and_then(|u| u.as_str()) != Some(uid))
+            }
         }
     }
+}
+
+/// One admitted disruption.
+#[derive(Debug)]
+struct Entry {
+    at: Instant,
+    until: Until,
+    /// The cached pod last looked at (it did not show the disruption): the same text
+    /// again is not parsed again.
+    seen: Option<Arc<str>>,
 }
 
 /// Objects admitted for a disruption, by key, with when they were admitted.
 #[derive(Debug, Default)]
 pub(super) struct InFlight {
-    entries: Mutex<HashMap<String, (Instant, Until)>>,
+    entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl InFlight {
     /// The keys of the disruptions still counted: not expired, not shown by the cache.
     pub(super) fn live(&self, now: Instant, view: &dyn View) -> BTreeSet<String> {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.retain(|_, (at, until)| {
-            now.saturating_duration_since(*at) < IN_FLIGHT_TTL && !until.shown(view)
+        entries.retain(|_, e| {
+            if now.saturating_duration_since(e.at) >= IN_FLIGHT_TTL {
+                return false;
+            }
+            let Some(target) = e.until.target() else {
+                return true;
+            };
+            let current = view.get(target);
+            if let (Some(seen), Some(now)) = (&e.seen, &current)
+                && Arc::ptr_eq(seen, now)
+            {
+                return true;
+            }
+            let shown = e.until.shown(current.as_deref());
+            e.seen = current;
+            !shown
         });
         entries.keys().cloned().collect()
     }
@@ -78,7 +111,14 @@ impl InFlight {
     /// removed.
     pub(super) fn insert_until(&self, key: String, now: Instant, until: Until) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.insert(key, (now, until));
+        entries.insert(
+            key,
+            Entry {
+                at: now,
+                until,
+                seen: None,
+            },
+        );
     }
 
     /// Stops counting `key`.

@@ -26,7 +26,7 @@ use serde_json::Value;
 use super::disruption::disrupted_pod;
 use super::in_flight::InFlight;
 use super::pod::{Parsed, PodDoc};
-use super::workload::{admit_disruption, healthy};
+use super::workload::{admit_disruption, disrupted_in, healthy};
 use super::{Budget, Policy, Refusal, Settings, View};
 
 #[derive(Deserialize)]
@@ -146,7 +146,8 @@ impl Budget for PodDisruptionBudgets {
             return Ok(());
         };
         let in_flight = self.in_flight.live(now, view);
-        if !healthy(&pod, namespace, &in_flight) {
+        let disrupted = disrupted_in(&in_flight, namespace);
+        if !healthy(&pod, &disrupted) {
             return Ok(());
         }
         let mut pods: Option<Vec<Arc<PodDoc>>> = None;
@@ -172,7 +173,7 @@ impl Budget for PodDisruptionBudgets {
             let (mut selected, mut healthy_now) = (0u32, 0u32);
             for p in pods.iter().filter(|p| selector.matches(&p.metadata.labels)) {
                 selected += 1;
-                healthy_now += u32::from(healthy(p, namespace, &in_flight));
+                healthy_now += u32::from(healthy(p, &disrupted));
             }
             let expected = pdb
                 .status

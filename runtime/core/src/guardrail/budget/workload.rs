@@ -13,7 +13,7 @@
 //! The limit that applies is the plugin's, else the pod's namespace's, else the
 //! runtime's ([`Policy`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -157,10 +157,22 @@ struct Health {
 
 /// Whether a pod counts as healthy: Ready, not being deleted, not being disrupted by an
 /// admitted command.
-pub(super) fn healthy(pod: &PodDoc, namespace: &str, in_flight: &BTreeSet<String>) -> bool {
+pub(super) fn healthy(pod: &PodDoc, disrupted: &HashSet<&str>) -> bool {
     pod.ready()
         && pod.metadata.deletion_timestamp.is_none()
-        && !in_flight.contains(&pod_key(namespace, &pod.metadata.name))
+        && !disrupted.contains(pod.metadata.name.as_str())
+}
+
+/// The names of the pods of `namespace` among the in-flight keys.
+pub(super) fn disrupted_in<'k>(
+    in_flight: &'k BTreeSet<String>,
+    namespace: &str,
+) -> HashSet<&'k str> {
+    let prefix = pod_key(namespace, "");
+    in_flight
+        .iter()
+        .filter_map(|k| k.strip_prefix(prefix.as_str()))
+        .collect()
 }
 
 impl Health {
@@ -189,14 +201,15 @@ impl Health {
         let pod: PodDoc = serde_json::from_str(&view.get(target)?).ok()?;
         let mut workloads = Workloads::new(view, namespace);
         let workload = workloads.of(&pod);
-        let target_healthy = healthy(&pod, namespace, in_flight);
+        let disrupted = disrupted_in(in_flight, namespace);
+        let target_healthy = healthy(&pod, &disrupted);
         let (mut members, mut healthy_count) = (1u32, u32::from(target_healthy));
         if pod.controller().is_some() {
             (members, healthy_count) = (0, 0);
             for p in parsed.pods(view, namespace) {
                 if p.controller().is_some() && workloads.of(&p).key == workload.key {
                     members += 1;
-                    healthy_count += u32::from(healthy(&p, namespace, in_flight));
+                    healthy_count += u32::from(healthy(&p, &disrupted));
                 }
             }
         }
