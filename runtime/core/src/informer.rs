@@ -530,12 +530,22 @@ impl Informers {
             return Vec::new();
         };
         let objects = cache.objects.read().unwrap_or_else(PoisonError::into_inner);
-        objects
-            .iter()
-            .filter(|((ns, _), _)| query.namespace.is_none_or(|q| ns.as_deref() == Some(q)))
-            .filter(|(_, e)| query.selector.is_none_or(|s| s.matches(&e.labels)))
-            .map(|(_, e)| e.json.clone())
-            .collect()
+        let selected = |e: &&Entry| query.selector.is_none_or(|s| s.matches(&e.labels));
+        match query.namespace {
+            // Keys sort by namespace first: one namespace is one range.
+            Some(ns) => objects
+                .range((Some(ns.to_owned()), String::new())..)
+                .take_while(|((n, _), _)| n.as_deref() == Some(ns))
+                .map(|(_, e)| e)
+                .filter(selected)
+                .map(|e| e.json.clone())
+                .collect(),
+            None => objects
+                .values()
+                .filter(selected)
+                .map(|e| e.json.clone())
+                .collect(),
+        }
     }
 }
 

@@ -88,7 +88,7 @@ pub(super) struct Workload {
 pub(super) struct Workloads<'v> {
     view: &'v dyn View,
     namespace: &'v str,
-    by_controller: HashMap<String, Workload>,
+    by_controller: HashMap<String, Arc<Workload>>,
 }
 
 impl<'v> Workloads<'v> {
@@ -106,16 +106,16 @@ impl<'v> Workloads<'v> {
     }
 
     /// The workload `pod` belongs to.
-    pub(super) fn of(&mut self, pod: &PodDoc) -> Workload {
+    pub(super) fn of(&mut self, pod: &PodDoc) -> Arc<Workload> {
         let Some(c) = pod.controller() else {
-            return Workload {
+            return Arc::new(Workload {
                 name: format!("Pod {}", pod.metadata.name),
                 key: format!("pod:{}", pod.metadata.name),
                 size: Some(1),
-            };
+            });
         };
         if let Some(w) = self.by_controller.get(&c.uid) {
-            return w.clone();
+            return Arc::clone(w);
         }
         let doc = self.owner(c);
         let deployment = (c.kind == "ReplicaSet")
@@ -137,7 +137,8 @@ impl<'v> Workloads<'v> {
                 size: doc.and_then(|doc| doc.size(&c.kind)),
             },
         };
-        self.by_controller.insert(c.uid.clone(), w.clone());
+        let w = Arc::new(w);
+        self.by_controller.insert(c.uid.clone(), Arc::clone(&w));
         w
     }
 }
@@ -206,15 +207,24 @@ impl Health {
         let (mut members, mut healthy_count) = (1u32, u32::from(target_healthy));
         if pod.controller().is_some() {
             (members, healthy_count) = (0, 0);
+            let own = pod.controller().map(|c| c.uid.as_str());
+            // A workload made of several controllers (a Deployment's ReplicaSets) needs
+            // each other pod's controller looked up; otherwise the uid decides.
+            let several = own != Some(workload.key.as_str());
             for p in parsed.pods(view, namespace) {
-                if p.controller().is_some() && workloads.of(&p).key == workload.key {
+                let Some(c) = p.controller() else {
+                    continue;
+                };
+                let member = Some(c.uid.as_str()) == own
+                    || (several && workloads.of(&p).key == workload.key);
+                if member {
                     members += 1;
                     healthy_count += u32::from(healthy(&p, &disrupted));
                 }
             }
         }
         Some(Health {
-            workload: workload.name,
+            workload: workload.name.clone(),
             expected: workload.size.unwrap_or(members),
             healthy: healthy_count,
             target_healthy,
