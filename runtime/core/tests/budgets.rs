@@ -117,12 +117,33 @@ async fn ready_by_app(env: &Env) -> BTreeMap<String, usize> {
     out
 }
 
+/// What a rampage left: the fewest Ready pods seen per app, the audit records, and the
+/// admin endpoint's `/plugins` (as `bosun status` reads it) and `/metrics` at the end.
+struct Seen {
+    lowest: BTreeMap<String, usize>,
+    records: Vec<bosun_runtime::audit::Record>,
+    status: Value,
+    metrics: String,
+}
+
+fn admin_get(rt: &bosun_runtime::Runtime, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(rt.admin_addr()).expect("admin");
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
 /// Runs the rampage plugin for [`RAMPAGE`] under `config`, sampling readiness every
-/// 50 ms: the fewest Ready pods seen per app, and the audit records.
-async fn rampage(
-    env: &Env,
-    config: Config,
-) -> (BTreeMap<String, usize>, Vec<bosun_runtime::audit::Record>) {
+/// 50 ms.
+async fn rampage(env: &Env, config: Config) -> Seen {
     workloads(env).await;
     let rt = env.runtime(config).await;
     rt.install(&source(bosun_test_artifacts::RAMPAGE), "{}")
@@ -141,8 +162,15 @@ async fn rampage(
     }
     rt.audit().flush().expect("flush");
     let records = bosun_runtime::audit::read(rt.audit().path()).expect("audit");
+    let status = serde_json::from_str(&admin_get(&rt, "/plugins")).expect("status JSON");
+    let metrics = admin_get(&rt, "/metrics");
     rt.shutdown().await;
-    (lowest, records)
+    Seen {
+        lowest,
+        records,
+        status,
+        metrics,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,7 +182,12 @@ async fn a_plugin_evicting_everything_is_held_to_the_default_budgets() {
         bosun_runtime::guardrail::Config::default(),
         "the default configuration"
     );
-    let (lowest, records) = rampage(&env, config).await;
+    let Seen {
+        lowest,
+        records,
+        status,
+        metrics,
+    } = rampage(&env, config).await;
     use bosun_host::contract::Verdict;
     let executed: Vec<_> = records
         .iter()
@@ -198,6 +231,24 @@ async fn a_plugin_evicting_everything_is_held_to_the_default_budgets() {
             "no refusal saying {budget:?}"
         );
     }
+    // `bosun status` shows the defaults in force; /metrics counts the refusals by guardrail.
+    let summary = status["guardrails"][0].as_str().unwrap_or_default();
+    assert!(
+        summary.starts_with(
+            "max-unavailable 25% of each workload's pods (at least 1); pod-disruption-budgets kept"
+        ),
+        "{summary}"
+    );
+    for guardrail in ["budget", "cooldown"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("bosun_commands_total{")
+                    && l.contains("plugin=\"rampage\"")
+                    && l.contains(&format!("guardrail=\"{guardrail}\""))),
+            "no {guardrail} refusal counted in /metrics"
+        );
+    }
     env.cluster.shutdown().await;
 }
 
@@ -210,7 +261,7 @@ async fn with_the_budgets_switched_off_the_same_plugin_takes_workloads_down() {
     g.pod_disruption_budgets = false;
     g.destructive.per_minute = None;
     g.destructive.cooldown = Duration::ZERO;
-    let (lowest, _) = rampage(&env, config).await;
+    let lowest = rampage(&env, config).await.lowest;
     let below: Vec<String> = WORKLOADS
         .iter()
         .filter(|(app, _, _, floor)| lowest[*app] < *floor)
