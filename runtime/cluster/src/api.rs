@@ -651,10 +651,21 @@ fn watch(
                 .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion: {v}")))?,
         ),
     };
-    let timeout = query
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map_or(Duration::from_secs(30 * 60), Duration::from_secs);
+    // An int64, as kube-apiserver decodes it; what does not parse is a 400, not the
+    // default (a huge value is honoured: the watch's deadline saturates).
+    let timeout = match query.get("timeoutSeconds") {
+        None | Some("") => Duration::from_secs(30 * 60),
+        Some(t) => t
+            .parse::<i64>()
+            .ok()
+            .and_then(|t| u64::try_from(t).ok())
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "invalid timeoutSeconds: {t:?}: must be a non-negative 64-bit integer"
+                ))
+            })?,
+    };
     // Streaming lists (`sendInitialEvents=true`): the current state as ADDED events, then
     // a bookmark that marks the end of the initial events.
     let initial_events = query.flag("sendInitialEvents");
@@ -816,9 +827,9 @@ fn set_replicas(
     scale: &Value,
     dry_run: bool,
 ) -> Result<Value> {
-    let replicas = meta::path(scale, "spec.replicas")
-        .and_then(Value::as_i64)
-        .filter(|r| *r >= 0)
+    // An int32, not negative, as kube-apiserver decodes and validates a Scale.
+    let replicas = crate::validate::int32_at(scale, "spec.replicas", 0)
+        .map_err(|e| e.into_api_error("Scale", name))?
         .ok_or_else(|| {
             ApiError::invalid(
                 "Scale",

@@ -20,9 +20,10 @@ pub(crate) fn is_ready(pod: &Value) -> bool {
 /// controller does.
 fn scaled(v: &Value, total: usize) -> usize {
     match v {
-        Value::Number(n) => n.as_u64().unwrap_or(0) as usize,
+        Value::Number(n) => usize::try_from(n.as_u64().unwrap_or(0)).unwrap_or(usize::MAX),
+        // The budget's numbers are the user's: saturate rather than overflow.
         Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<usize>().ok()) {
-            Some(pct) => (total * pct).div_ceil(100),
+            Some(pct) => total.saturating_mul(pct).div_ceil(100),
             None => s.parse().unwrap_or(0),
         },
         _ => 0,
@@ -91,4 +92,21 @@ pub(crate) fn evict(store: &Store, ns: &str, name: &str, opts: &DeleteOptions) -
     }
     store.delete(&pods_rt, ns, name, opts)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn budget_numbers_saturate() {
+        // The API refuses these; a stored budget from elsewhere must not panic the server.
+        assert_eq!(
+            scaled(&json!("18446744073709551615%"), 3),
+            usize::MAX.div_ceil(100)
+        );
+        assert_eq!(scaled(&json!(u64::MAX), 3), usize::MAX);
+        assert_eq!(scaled(&json!("50%"), 3), 2);
+    }
 }

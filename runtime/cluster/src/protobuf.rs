@@ -316,6 +316,28 @@ mod tests {
         assert!(decode(b"nope").is_err());
     }
 
+    // Random bodies, bare and inside a well-formed envelope, never panic the decoders and
+    // are refused with a client error. `PROPTEST_CASES` sets the number of cases (256).
+    proptest::proptest! {
+        #[test]
+        fn random_bodies_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128),
+            kind in proptest::sample::select(vec!["Namespace", "ConfigMap", "Deployment", "Eviction"]),
+        ) {
+            let tm = [field(1, b"v1"), field(2, kind.as_bytes())].concat();
+            let raw = &bytes[..bytes.len().min(120)];
+            let enveloped = [b"k8s\0".to_vec(), field(1, &tm), field(2, raw)].concat();
+            let bare = [b"k8s\0".as_slice(), &bytes].concat();
+            for body in [&bytes, &bare, &enveloped] {
+                for decoded in [decode(body), decode_eviction(body)] {
+                    if let Err(e) = decoded {
+                        proptest::prop_assert!((400..500).contains(&e.code), "{e}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn decodes_an_eviction() {
         let meta = [field(1, b"web-0"), field(3, b"demo")].concat();

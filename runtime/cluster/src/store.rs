@@ -862,7 +862,7 @@ impl Inner {
             let g = meta::path(&old, "metadata.generation")
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
-            meta::metadata_mut(&mut obj).insert("generation".into(), json!(g + 1));
+            meta::metadata_mut(&mut obj).insert("generation".into(), json!(g.saturating_add(1)));
         }
         if obj == *old {
             // A no-op write does not bump the resource version (as the real server).

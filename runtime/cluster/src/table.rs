@@ -82,8 +82,8 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .map(|c| num(c, "restartCount"))
-                    .sum();
+                    // A client may write any count into the status: saturate.
+                    .fold(0i64, |n, c| n.saturating_add(num(c, "restartCount")));
                 json!(n)
             }));
             cols.push(age_col);

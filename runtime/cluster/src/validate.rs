@@ -95,6 +95,7 @@ pub(crate) fn prepare_update(rt: &ResourceType, obj: &mut Value) -> Result<()> {
                     "spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`".into(),
                 ));
             }
+            workload_numbers(&rt.kind, obj).map_err(|e| e.into_api_error(&rt.kind, &name))?;
             let kind = rt.kind.clone();
             let spec = meta::object_mut(obj, "spec");
             spec.entry("replicas").or_insert(json!(1));
@@ -114,6 +115,20 @@ pub(crate) fn prepare_update(rt: &ResourceType, obj: &mut Value) -> Result<()> {
                     }));
                 }
                 _ => {}
+            }
+        }
+        ("policy", "PodDisruptionBudget") => {
+            let at = |f: &str| format!("spec.{f}");
+            for f in ["minAvailable", "maxUnavailable"] {
+                int_or_percent_at(obj, &at(f), true)
+                    .map_err(|e| e.into_api_error(&rt.kind, &name))?;
+            }
+            let given = |f: &str| meta::path(obj, &at(f)).is_some_and(|v| !v.is_null());
+            if given("minAvailable") && given("maxUnavailable") {
+                return Err(invalid(
+                    "spec: Invalid value: minAvailable and maxUnavailable cannot be both set"
+                        .into(),
+                ));
             }
         }
         _ => {}
@@ -141,6 +156,123 @@ pub(crate) fn prepare_update(rt: &ResourceType, obj: &mut Value) -> Result<()> {
         if !errors.is_empty() {
             return Err(invalid(errors.join(", ")));
         }
+    }
+    Ok(())
+}
+
+/// Why a number in a spec (a workload's, a budget's, a Scale's) was refused.
+#[derive(Debug)]
+pub(crate) enum NumberError {
+    /// Not what the Go type decodes (an int32 that is not a number or out of range):
+    /// kube-apiserver fails to decode the body, 400.
+    Decode(String),
+    /// Decoded, but out of the allowed range: 422.
+    Invalid(String),
+}
+
+impl NumberError {
+    /// The Status kube-apiserver answers with, for object `kind`/`name`.
+    pub(crate) fn into_api_error(self, kind: &str, name: &str) -> ApiError {
+        match self {
+            Self::Decode(why) => ApiError::bad_request(why),
+            Self::Invalid(why) => ApiError::invalid(kind, name, why),
+        }
+    }
+}
+
+/// An optional `int32` field at `at`, at least `min`: `Ok(None)` when absent or null.
+pub(crate) fn int32_at(obj: &Value, at: &str, min: i32) -> Result<Option<i32>, NumberError> {
+    let v = match meta::path(obj, at) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    let n = v
+        .as_i64()
+        .and_then(|n| i32::try_from(n).ok())
+        .ok_or_else(|| {
+            NumberError::Decode(format!(
+                "json: cannot unmarshal {v} into Go struct field {at} of type int32"
+            ))
+        })?;
+    if n < min {
+        return Err(NumberError::Invalid(format!(
+            "{at}: Invalid value: {n}: must be greater than or equal to {min}"
+        )));
+    }
+    Ok(Some(n))
+}
+
+/// An optional int-or-percent field (`maxSurge`, `maxUnavailable`): an int32 or `N%`,
+/// never negative; with `at_most_100`, a percentage is at most 100%. The value as a
+/// number or a percentage, 0 when absent.
+fn int_or_percent_at(obj: &Value, at: &str, at_most_100: bool) -> Result<u64, NumberError> {
+    let invalid =
+        |v: &Value, why: &str| NumberError::Invalid(format!("{at}: Invalid value: {v}: {why}"));
+    match meta::path(obj, at) {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::String(s)) => {
+            let v = Value::String(s.clone());
+            let pct = s
+                .strip_suffix('%')
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| {
+                    invalid(
+                        &v,
+                        "a valid percent string must be a numeric string followed by an ending '%'",
+                    )
+                })?;
+            // Digits only: what does not fit is far over any limit.
+            let pct = pct.parse::<u64>().unwrap_or(u64::MAX);
+            if at_most_100 && pct > 100 {
+                return Err(invalid(&v, "must not be greater than 100%"));
+            }
+            Ok(pct)
+        }
+        Some(Value::Number(_)) => {
+            let n = int32_at(obj, at, 0)?.unwrap_or(0);
+            Ok(u64::try_from(n).unwrap_or(0))
+        }
+        Some(v) => Err(NumberError::Decode(format!(
+            "json: cannot unmarshal {v} into Go struct field {at} of type intstr.IntOrString"
+        ))),
+    }
+}
+
+/// The numbers of a Deployment, StatefulSet or ReplicaSet spec, as kube-apiserver checks
+/// them: int32 counts that are not negative, int-or-percent rollout bounds.
+fn workload_numbers(kind: &str, obj: &Value) -> Result<(), NumberError> {
+    for at in [
+        "spec.replicas",
+        "spec.minReadySeconds",
+        "spec.revisionHistoryLimit",
+    ] {
+        int32_at(obj, at, 0)?;
+    }
+    match kind {
+        "Deployment" => {
+            int32_at(obj, "spec.progressDeadlineSeconds", 0)?;
+            let surge = int_or_percent_at(obj, "spec.strategy.rollingUpdate.maxSurge", false)?;
+            let unavailable =
+                int_or_percent_at(obj, "spec.strategy.rollingUpdate.maxUnavailable", true)?;
+            let given = |f: &str| {
+                meta::path(obj, &format!("spec.strategy.rollingUpdate.{f}"))
+                    .is_some_and(|v| !v.is_null())
+            };
+            if surge == 0 && unavailable == 0 && given("maxSurge") && given("maxUnavailable") {
+                return Err(NumberError::Invalid(
+                    "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0".into(),
+                ));
+            }
+        }
+        "StatefulSet" => {
+            int32_at(obj, "spec.updateStrategy.rollingUpdate.partition", 0)?;
+            int_or_percent_at(
+                obj,
+                "spec.updateStrategy.rollingUpdate.maxUnavailable",
+                true,
+            )?;
+        }
+        _ => {}
     }
     Ok(())
 }

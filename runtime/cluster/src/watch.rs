@@ -13,6 +13,9 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, Interval};
 
+/// A deadline that never comes: about 30 years (what tokio uses for "never").
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 /// What a watch filters on and how long it lasts.
 pub(crate) struct Params {
     /// Namespace ("" = all).
@@ -57,7 +60,11 @@ pub(crate) fn stream(
         rt,
         backlog: start.backlog.into(),
         live: start.live,
-        deadline: now + params.timeout,
+        // `timeoutSeconds` comes from the client: a deadline past what `Instant` holds
+        // means "no deadline", i.e. far in the future.
+        deadline: now
+            .checked_add(params.timeout)
+            .unwrap_or_else(|| now + FAR_FUTURE),
         bookmark: params
             .bookmarks
             .map(|d| tokio::time::interval_at(now + d, d)),

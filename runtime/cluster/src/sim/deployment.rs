@@ -19,14 +19,16 @@ pub(crate) fn reconcile(ctx: &Ctx, _: &super::Wake) -> Option<Instant> {
     None
 }
 
-/// Int-or-percent against `total`, rounding up or down.
+/// Int-or-percent against `total`, rounding up or down. The numbers come from the
+/// user's spec: the arithmetic saturates rather than overflows.
 fn resolve(v: Option<&Value>, total: usize, default: &str, up: bool) -> usize {
     let v = v.cloned().unwrap_or(json!(default));
+    let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     match v {
-        Value::Number(n) => n.as_u64().unwrap_or(0) as usize,
+        Value::Number(n) => count(n.as_u64().unwrap_or(0)),
         Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<usize>().ok()) {
-            Some(p) if up => (total * p).div_ceil(100),
-            Some(p) => total * p / 100,
+            Some(p) if up => total.saturating_mul(p).div_ceil(100),
+            Some(p) => total.saturating_mul(p) / 100,
             None => s.parse().unwrap_or(0),
         },
         _ => 0,
@@ -78,7 +80,7 @@ fn sync(ctx: &Ctx, d: &Value, sets: &[std::sync::Arc<Value>]) {
             })
             .max()
             .unwrap_or(0)
-            + 1;
+            .saturating_add(1);
         let mut tpl = template.clone();
         meta::object_mut(&mut tpl["metadata"], "labels")
             .insert("pod-template-hash".into(), json!(hash));
@@ -124,29 +126,37 @@ fn sync(ctx: &Ctx, d: &Value, sets: &[std::sync::Arc<Value>]) {
         if surge == 0 && unavailable == 0 {
             unavailable = 1;
         }
-        let total: usize = owned.iter().map(|s| replicas(s)).sum();
+        let total = owned
+            .iter()
+            .fold(0usize, |t, s| t.saturating_add(replicas(s)));
         let new_replicas = replicas(new);
         if new_replicas > want {
             scale(ctx, new, want);
         } else if new_replicas < want {
-            let room = (want + surge).saturating_sub(total);
+            let room = want.saturating_add(surge).saturating_sub(total);
             if room > 0 {
                 scale(ctx, new, new_replicas + room.min(want - new_replicas));
             }
         }
-        let ready: usize = owned.iter().map(|s| status_count(s, "readyReplicas")).sum();
+        let ready = owned.iter().fold(0usize, |t, s| {
+            t.saturating_add(status_count(s, "readyReplicas"))
+        });
         let mut removable = ready.saturating_sub(want.saturating_sub(unavailable));
         for o in &olds {
             let r = replicas(o);
             let unready = r.saturating_sub(status_count(o, "readyReplicas"));
-            let rm = r.min(unready + removable);
+            let rm = r.min(unready.saturating_add(removable));
             removable = removable.saturating_sub(rm.saturating_sub(unready));
             if rm > 0 {
                 scale(ctx, o, r - rm);
             }
         }
     }
-    let sum = |f: &str| -> usize { owned.iter().map(|s| status_count(s, f)).sum() };
+    let sum = |f: &str| -> usize {
+        owned
+            .iter()
+            .fold(0usize, |t, s| t.saturating_add(status_count(s, f)))
+    };
     let available = sum("availableReplicas");
     let tf = |b: bool| if b { "True" } else { "False" };
     let min_available = want.saturating_sub(resolve(

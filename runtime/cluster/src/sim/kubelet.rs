@@ -322,7 +322,8 @@ fn next_run(prev: Option<&Value>, was_running: bool, same_image: bool, crashed: 
     };
     if was_running && (!same_image || crashed) {
         // In place: this container alone restarts, the pod keeps its uid.
-        run.restarts += 1;
+        // The count comes from the pod's status, which a client may write.
+        run.restarts = run.restarts.saturating_add(1);
         run.last_state = json!({"terminated": {
             "exitCode": if crashed { 1 } else { 0 },
             "reason": if crashed { "Error" } else { "Completed" },
@@ -480,4 +481,17 @@ fn pod_ip(uid: &str, node_idx: u64) -> String {
         .bytes()
         .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
     format!("10.244.{}.{}", node_idx % 256, h % 253 + 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_count_written_by_a_client_saturates() {
+        let prev = json!({"restartCount": u64::MAX, "state": {"running": {}}});
+        let run = next_run(Some(&prev), true, false, false);
+        assert_eq!(run.restarts, u64::MAX);
+        assert!(run.fresh);
+    }
 }

@@ -2,6 +2,10 @@
 //! work on the store directly (not through HTTP: they are part of the server, like the
 //! controllers built into kube-controller-manager would be in a single binary).
 //!
+//! A ReplicaSet or StatefulSet runs at most [`Config::max_pods_per_workload`] pods
+//! (10,000 by default), whatever its `spec.replicas` (the API accepts up to 2^31-1, as
+//! kube-apiserver does); over that, it gets a `ReplicasCapped` warning Event, once.
+//!
 //! Every delay is divided by [`Config::speed`]. Faults are injected through [`Control`]
 //! or the admin endpoints:
 //! - `POST /admin/v1/node-ready?node=NAME&ready=false|true`
@@ -47,6 +51,10 @@ pub struct Config {
     /// volume attach and mount, init containers. An in-place container restart does not
     /// pay it. Default zero.
     pub pod_start_delay: Duration,
+    /// Pods one ReplicaSet or StatefulSet gets at most, whatever its `spec.replicas`
+    /// (the API accepts up to 2^31-1): more is refused with a `ReplicasCapped` warning
+    /// Event on the workload and a log line, once. Default 10,000.
+    pub max_pods_per_workload: usize,
 }
 
 impl Default for Config {
@@ -57,14 +65,17 @@ impl Default for Config {
             heartbeat: Duration::from_secs(10),
             pods_per_node: 110,
             pod_start_delay: Duration::ZERO,
+            max_pods_per_workload: 10_000,
         }
     }
 }
 
 impl Config {
-    /// A simulated delay in real time.
+    /// A simulated delay in real time; one too long for a `Duration` is `Duration::MAX`
+    /// (delays come from admin requests too).
     pub fn scaled(&self, d: Duration) -> Duration {
-        d.div_f64(self.speed.max(0.001))
+        Duration::try_from_secs_f64(d.as_secs_f64() / self.speed.max(0.001))
+            .unwrap_or(Duration::MAX)
     }
 }
 
@@ -180,7 +191,11 @@ impl Control {
         let mut f = self.faults_now();
         let key = (ns.to_string(), pod.to_string(), image.to_string());
         let fault = f.pod_pulls.get_mut(&key)?;
-        let until = *fault.since.get_or_insert(now) + fault.lasts;
+        let since = *fault.since.get_or_insert(now);
+        // `seconds` is the admin request's: past what an Instant holds, it never ends.
+        let until = since
+            .checked_add(fault.lasts)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
         if now < until {
             return Some(until);
         }
@@ -307,6 +322,8 @@ pub(crate) struct Ctx {
     pub kinds: Kinds,
     /// What the kubelet keeps between passes.
     pub kubelet: Mutex<kubelet::State>,
+    /// The workloads (uid, replicas) already told that their replicas are capped.
+    pub capped: Mutex<HashSet<(String, usize)>>,
 }
 
 /// Writes `status` through /status when it differs; a conflict is retried on the next
@@ -406,6 +423,7 @@ pub(crate) fn spawn(
         control,
         kinds,
         kubelet: Mutex::default(),
+        capped: Mutex::default(),
     });
     node::register(&ctx, nodes);
     let loops: [(&'static str, Reconcile, Filter); 7] = [
@@ -597,6 +615,62 @@ pub(crate) fn pod_ready(pod: &Value) -> bool {
     !meta::is_deleting(pod)
         && meta::str_at(pod, "status.phase") == "Running"
         && crate::eviction::is_ready(pod)
+}
+
+/// The pods a ReplicaSet or StatefulSet gets: `spec.replicas`, capped at
+/// [`Config::max_pods_per_workload`]. Over the cap, the workload gets a warning Event and
+/// the log a line, once per workload and replica count.
+pub(crate) fn pods_wanted(ctx: &Ctx, obj: &Value) -> usize {
+    let want = replicas(obj);
+    let max = ctx.control.config.max_pods_per_workload;
+    if want <= max {
+        return want;
+    }
+    let first = {
+        let mut told = ctx.capped.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: at worst a workload is told again.
+        if told.len() >= 4096 {
+            told.clear();
+        }
+        told.insert((meta::uid_of(obj).to_string(), want))
+    };
+    if first {
+        let (ns, name, kind) = (
+            meta::namespace(obj),
+            meta::name(obj),
+            meta::str_at(obj, "kind"),
+        );
+        let message = format!(
+            "spec.replicas is {want}: the simulation runs at most {max} pods per workload (sim max_pods_per_workload)"
+        );
+        tracing::warn!(
+            kind,
+            namespace = ns,
+            name,
+            replicas = want,
+            max,
+            "replicas capped by the simulation"
+        );
+        if let Some(events) = ctx.store.resolve("", "v1", "events") {
+            let now = meta::now();
+            let event = serde_json::json!({
+                "metadata": {"generateName": format!("{name}."), "namespace": ns},
+                "involvedObject": {
+                    "apiVersion": meta::str_at(obj, "apiVersion"), "kind": kind,
+                    "name": name, "namespace": ns, "uid": meta::uid_of(obj),
+                },
+                "reason": "ReplicasCapped",
+                "message": message,
+                "type": "Warning",
+                "source": {"component": "bosun-cluster-sim"},
+                "count": 1,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+            });
+            let _ = ctx.store.create(&events, ns, event, false);
+        }
+    }
+    max
 }
 
 /// `spec.replicas` (default 1).

@@ -1,6 +1,6 @@
 //! The ReplicaSet controller: keeps `spec.replicas` pods, deleting unready and newest first.
 
-use super::{Ctx, by_owner, pod_from_template, pod_ready, replicas};
+use super::{Ctx, by_owner, pod_from_template, pod_ready, pods_wanted};
 use crate::meta;
 use crate::store::DeleteOptions;
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ pub(crate) fn reconcile(ctx: &Ctx, _: &super::Wake) -> Option<Instant> {
             .copied()
             .filter(|p| !meta::is_deleting(p))
             .collect();
-        let want = replicas(rs);
+        let want = pods_wanted(ctx, rs);
         let ns = meta::namespace(rs);
         if owned.len() < want {
             for _ in owned.len()..want {

@@ -3,7 +3,9 @@
 //! and recreated from the highest ordinal down, one at a time, while all are ready),
 //! OnDelete, and currentRevision/updateRevision through ControllerRevisions.
 
-use super::{Ctx, Interest, Wake, by_owner, pod_from_template, pod_ready, replicas, template_hash};
+use super::{
+    Ctx, Interest, Wake, by_owner, pod_from_template, pod_ready, pods_wanted, template_hash,
+};
 use crate::meta;
 use crate::store::DeleteOptions;
 use serde_json::{Value, json};
@@ -74,7 +76,7 @@ fn sync(ctx: &Ctx, sts: &Value, pods: &[&Value], revisions: &[&Value]) {
             .filter_map(|r| r.get("revision").and_then(Value::as_i64))
             .max()
             .unwrap_or(0)
-            + 1;
+            .saturating_add(1);
         let rev = json!({
             "apiVersion": "apps/v1", "kind": "ControllerRevision",
             "metadata": {"name": update_rev, "namespace": ns,
@@ -107,7 +109,7 @@ fn sync(ctx: &Ctx, sts: &Value, pods: &[&Value], revisions: &[&Value]) {
             Some((i, *p))
         })
         .collect();
-    let want = replicas(sts);
+    let want = pods_wanted(ctx, sts);
     let ordered = meta::str_at(sts, "spec.podManagementPolicy") != "Parallel";
     let strategy = meta::str_at(sts, "spec.updateStrategy.type");
     let rolling = strategy != "OnDelete";
