@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Instant;
 
 use bosun_host::contract::{ProbeKind, ProbeResult};
 use bosun_host::host::Services;
@@ -88,6 +89,11 @@ impl Agents {
         }
     }
 
+    /// Runs one plugin call with the pod's HTTP requests clamped to its deadline.
+    fn timed<R>(&self, call: impl FnOnce() -> R) -> R {
+        crate::pod::within(Instant::now() + self.limits.deadline, call)
+    }
+
     fn path(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
         // Digests come from the network: keep only hex characters in the file name.
@@ -166,7 +172,7 @@ impl Agents {
                 world: revision.info().world,
             });
         }
-        if let Err(e) = revision.on_start() {
+        if let Err(e) = self.timed(|| revision.on_start()) {
             // A failing on-start is the plugin's to report; it still serves probes.
             tracing::warn!(plugin = name, error = %e, "on-start failed");
         }
@@ -205,7 +211,7 @@ impl Agents {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
         if let Some(r) = removed
-            && let Err(e) = r.on_stop()
+            && let Err(e) = self.timed(|| r.on_stop())
         {
             tracing::warn!(plugin = name, error = %e, "on-stop failed");
         }
@@ -224,6 +230,19 @@ impl Agents {
         held
     }
 
+    /// The call counters of every plugin running, by name.
+    pub fn stats(&self) -> Vec<(String, bosun_host::stats::Stats)> {
+        let mut stats: Vec<(String, bosun_host::stats::Stats)> = self
+            .plugins
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(n, r)| (n.clone(), r.stats()))
+            .collect();
+        stats.sort_by(|a, b| a.0.cmp(&b.0));
+        stats
+    }
+
     /// Asks every plugin; healthy when all are (and when there are none).
     pub fn probe(&self, kind: ProbeKind) -> Vec<Answer> {
         let plugins: Vec<(String, Arc<Revision>)> = {
@@ -232,7 +251,7 @@ impl Agents {
         };
         plugins
             .into_iter()
-            .map(|(plugin, r)| match r.probe(kind) {
+            .map(|(plugin, r)| match self.timed(|| r.probe(kind)) {
                 Ok(ProbeResult { healthy, message }) => Answer {
                     plugin,
                     healthy,
@@ -256,7 +275,9 @@ impl Agents {
             ),
             Some(r) => {
                 let _span = tracing::info_span!("bosun.sidecar.command", plugin).entered();
-                let result = r.on_command(payload).map_err(|e| e.to_string());
+                let result = self
+                    .timed(|| r.on_command(payload))
+                    .map_err(|e| e.to_string());
                 (r.digest().to_owned(), result)
             }
         }

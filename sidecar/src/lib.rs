@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod config;
+mod executed;
 pub mod pod;
 mod probes;
 mod session;

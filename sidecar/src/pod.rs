@@ -1,10 +1,12 @@
 //! The `pod` interface as the sidecar serves it: HTTP to the pod's loopback and files
 //! under the shared directory, nothing else.
 
+use std::cell::Cell;
+use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Component, Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use bosun_host::contract::{HttpResponse, PodInfo};
 use bosun_host::host::pod::Pod;
@@ -19,6 +21,29 @@ use hyper_util::rt::TokioIo;
 const MAX_BODY: usize = 4 * 1024 * 1024;
 /// The longest HTTP timeout a plugin may ask for.
 const MAX_TIMEOUT_MS: u32 = 30_000;
+
+/// Held while a file is written (see `write_file`).
+static WRITING: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    /// When the plugin call running on this thread must end (see [`within`]).
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Runs `f` (one plugin call) with the pod's HTTP requests made from it clamped to
+/// `deadline`: a plugin asking for a 30 s timeout in a 1 s probe would otherwise hold
+/// its thread and instance long after the epoch deadline, which cannot interrupt a host
+/// call. Plugin calls run on the calling thread, so the deadline is kept per thread.
+pub fn within<R>(deadline: Instant, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DEADLINE.with(|d| d.set(self.0));
+        }
+    }
+    let _restore = Restore(DEADLINE.with(|d| d.replace(Some(deadline))));
+    f()
+}
 
 /// The pod the sidecar runs in.
 #[derive(Debug, Clone)]
@@ -129,11 +154,25 @@ fn http(
     let request = request
         .body(Full::new(Bytes::copy_from_slice(body)))
         .map_err(|e| format!("{what}: {e}"))?;
-    let timeout = Duration::from_millis(u64::from(timeout_ms.clamp(1, MAX_TIMEOUT_MS)));
+    let asked = Duration::from_millis(u64::from(timeout_ms.clamp(1, MAX_TIMEOUT_MS)));
+    let (timeout, why) = match DEADLINE.with(Cell::get) {
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("{what}: the plugin call's deadline has passed"));
+            }
+            if left < asked {
+                (left, " (what was left of the plugin call's deadline)")
+            } else {
+                (asked, "")
+            }
+        }
+        None => (asked, ""),
+    };
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let call = what.clone();
     client_runtime()?.spawn(async move {
-        let _ = tx.send(exchange(port, request, timeout, timeout_ms, &call).await);
+        let _ = tx.send(exchange(port, request, timeout, why, &call).await);
     });
     rx.recv()
         .map_err(|_| format!("{what}: the HTTP client stopped"))?
@@ -144,7 +183,7 @@ async fn exchange(
     port: u16,
     request: Request<Full<Bytes>>,
     timeout: Duration,
-    timeout_ms: u32,
+    why: &str,
     what: &str,
 ) -> Result<HttpResponse, String> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -159,7 +198,10 @@ async fn exchange(
         Err(_) => return Err(format!("connect to 127.0.0.1:{port}: connection timed out")),
     };
     let failed = |e: hyper::Error| {
-        if e.is_parse() || e.is_parse_status() {
+        if e.is_parse_too_large() {
+            // hyper's words for it ("message head is too large") hide the usual cause.
+            format!("{what}: the response head is too large or its Content-Length out of range")
+        } else if e.is_parse() || e.is_parse_status() {
             format!("{what}: not an HTTP/1.x response: {}", chain(&e))
         } else {
             format!("{what}: {}", chain(&e))
@@ -216,7 +258,12 @@ async fn exchange(
     };
     tokio::time::timeout_at(deadline, exchange)
         .await
-        .unwrap_or_else(|_| Err(format!("{what}: timed out after {timeout_ms} ms")))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{what}: timed out after {} ms{why}",
+                timeout.as_millis()
+            ))
+        })
 }
 
 impl Pod for LocalPod {
@@ -251,11 +298,17 @@ impl Pod for LocalPod {
 
     fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
         let full = self.resolve(path)?;
-        let meta = std::fs::metadata(&full).map_err(|e| format!("{path}: {e}"))?;
-        if meta.len() > MAX_BODY as u64 {
+        let file = open_regular(&full).map_err(|e| format!("{path}: {e}"))?;
+        // The size was checked on the open file, but it may grow: read one byte past the
+        // cap to tell.
+        let mut contents = Vec::new();
+        file.take(MAX_BODY as u64 + 1)
+            .read_to_end(&mut contents)
+            .map_err(|e| format!("{path}: {e}"))?;
+        if contents.len() > MAX_BODY {
             return Err(format!("{path}: larger than {MAX_BODY} bytes"));
         }
-        std::fs::read(&full).map_err(|e| format!("{path}: {e}"))
+        Ok(contents)
     }
 
     fn write_file(&self, path: &str, contents: &[u8]) -> Result<(), String> {
@@ -267,11 +320,77 @@ impl Pod for LocalPod {
             std::fs::create_dir_all(dir).map_err(|e| format!("{path}: {e}"))?;
         }
         // Written beside and renamed, so the app never reads half a file.
-        let tmp = full.with_extension("bosun-tmp");
-        std::fs::write(&tmp, contents)
+        let mut name = full.file_name().unwrap_or_default().to_owned();
+        name.push(".bosun-tmp");
+        let tmp = full.with_file_name(name);
+        // One write at a time: two plugin calls writing the same file must not remove
+        // each other's temporary file.
+        let _writing = WRITING.lock().unwrap_or_else(PoisonError::into_inner);
+        write_new(&tmp, contents)
             .and_then(|()| std::fs::rename(&tmp, &full))
             .map_err(|e| format!("{path}: {e}"))
     }
+}
+
+/// Opens `path` for reading if it is a regular file of at most [`MAX_BODY`] bytes. A
+/// symlink is not followed (the app or another plugin may have swapped one in after
+/// [`LocalPod::resolve`] looked), and a FIFO or device is refused without blocking on it.
+fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    #[cfg(not(unix))]
+    if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+        return Err(std::io::Error::other("a symbolic link; refused"));
+    }
+    let file = options.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return std::io::Error::other("a symbolic link; refused");
+        }
+        e
+    })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file; refused"));
+    }
+    if meta.len() > MAX_BODY as u64 {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_BODY} bytes"
+        )));
+    }
+    Ok(file)
+}
+
+/// Writes `contents` to `tmp`, a file this call creates: whatever is already there
+/// (a leftover of a crash, or a symlink planted to redirect the write; not another
+/// write's, they hold [`WRITING`]) is removed, not followed or written through.
+fn write_new(tmp: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let create = || {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW);
+        }
+        options.open(tmp)
+    };
+    let mut file = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // `remove_file` removes a symlink itself, never its target.
+            std::fs::remove_file(tmp)?;
+            create()?
+        }
+        other => other?,
+    };
+    file.write_all(contents)?;
+    file.sync_data()
 }
 
 #[cfg(test)]
@@ -307,6 +426,119 @@ mod tests {
             let e = p.read_file("escape/hostname").expect_err("symlink");
             assert!(e.contains("outside"), "{e}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_are_read_and_never_through_a_symlink() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = pod(dir.path());
+        p.write_file("conf/app.json", b"{}").expect("write");
+        // A symlink inside the shared directory is not followed either: the app could
+        // swap it between the check and the open.
+        std::os::unix::fs::symlink(dir.path().join("conf/app.json"), dir.path().join("alias"))
+            .expect("link");
+        let e = p.read_file("alias").expect_err("symlink");
+        assert!(e.contains("symbolic link"), "{e}");
+        // A FIFO with no writer is refused at once instead of blocking the call.
+        let status = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("fifo"))
+            .status()
+            .expect("mkfifo");
+        assert!(status.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = p.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(reader.read_file("fifo"));
+        });
+        let e = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("read_file blocked on a FIFO")
+            .expect_err("fifo");
+        assert!(e.contains("not a regular file"), "{e}");
+        // A file over the cap is refused before it is read.
+        std::fs::File::create(dir.path().join("big"))
+            .and_then(|f| f.set_len(MAX_BODY as u64 + 1))
+            .expect("big");
+        let e = p.read_file("big").expect_err("big");
+        assert!(e.contains(&format!("larger than {MAX_BODY} bytes")), "{e}");
+        std::fs::create_dir(dir.path().join("d")).expect("dir");
+        assert!(
+            p.read_file("d")
+                .expect_err("dir")
+                .contains("not a regular file")
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_temporary_file_is_created_not_written_through() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let outside = tempfile::tempdir().expect("outside");
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("victim");
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).expect("shared");
+        let p = pod(&shared);
+        // Planted where the write goes first, before the rename.
+        std::os::unix::fs::symlink(&victim, shared.join("settings.bosun-tmp")).expect("link");
+        p.write_file("settings", b"new").expect("write");
+        assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
+        assert_eq!(p.read_file("settings").expect("read"), b"new");
+        assert!(!shared.join("settings.bosun-tmp").exists());
+        // A leftover temporary file of a crash does not block the next write.
+        std::fs::write(shared.join("settings.bosun-tmp"), b"half").expect("leftover");
+        p.write_file("settings", b"again").expect("write again");
+        assert_eq!(p.read_file("settings").expect("read"), b"again");
+    }
+
+    #[test]
+    fn http_is_clamped_to_what_is_left_of_the_call() {
+        let (port, server) = serve(vec![Vec::new()]);
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = pod(dir.path());
+        let deadline = Instant::now() + Duration::from_millis(150);
+        // The plugin asks for 30 s; the call it runs in has 150 ms left.
+        let e = within(deadline, || p.http_get(port, "/slow", 30_000)).expect_err("clamped");
+        assert!(
+            e.starts_with("GET /slow: timed out after ") && e.ends_with("plugin call's deadline)"),
+            "{e}"
+        );
+        let e = within(Instant::now(), || p.http_get(port, "/late", 30_000)).expect_err("late");
+        assert_eq!(e, "GET /late: the plugin call's deadline has passed");
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn huge_or_invalid_content_lengths_are_errors() {
+        let too_large = format!("GET /len: response larger than {MAX_BODY} bytes");
+        let invalid = "GET /len: not an HTTP/1.x response: invalid content-length parsed";
+        let out_of_range =
+            "GET /len: the response head is too large or its Content-Length out of range";
+        let cases = [
+            // Refused by the cap before anything of that size is allocated.
+            ("Content-Length: 4294967296", too_large.as_str()),
+            ("Content-Length: 18446744073709551614", out_of_range),
+            ("Content-Length: 18446744073709551615", out_of_range),
+            ("Content-Length: 18446744073709551616", invalid),
+            ("Content-Length: 99999999999999999999999999", invalid),
+            ("Content-Length: -1", invalid),
+            ("Content-Length: 12abc", invalid),
+            ("Content-Length: 1\r\nContent-Length: 2", invalid),
+        ];
+        let (port, server) = serve(
+            cases
+                .iter()
+                .map(|(h, _)| format!("HTTP/1.1 200 OK\r\n{h}\r\n\r\nx").into_bytes())
+                .collect(),
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = pod(dir.path());
+        for (h, expected) in cases {
+            let e = p.http_get(port, "/len", 5000).expect_err(h);
+            assert_eq!(e, expected, "{h}");
+        }
+        server.join().expect("server");
     }
 
     /// A server on the loopback that answers each of `responses` to one connection, in

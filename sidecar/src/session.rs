@@ -1,7 +1,7 @@
 //! The sidecar's end of the link: connect (with backoff and jitter), say hello, take
 //! assignments and commands, answer with acks and outcomes; reconnect when cut off.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -17,9 +17,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::agents::Agents;
 use crate::config::Config;
+use crate::executed::Executed;
 
-/// Executed command ids remembered for deduplication.
-const REMEMBERED: usize = 4096;
 /// The largest plugin the sidecar fetches.
 const MAX_PLUGIN_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -29,17 +28,11 @@ enum Ended {
     Closed,
 }
 
-#[derive(Default)]
-struct Done {
-    order: VecDeque<u64>,
-    outcomes: HashMap<u64, Outcome>,
-}
-
 /// Shared between the session loop and the probe server.
 pub(crate) struct Session {
     config: Config,
     agents: Arc<Agents>,
-    done: Mutex<Done>,
+    done: Mutex<Executed>,
     pub(crate) connected: AtomicBool,
     outbound: Mutex<Option<mpsc::Sender<SidecarMessage>>>,
     last_probe: Mutex<HashMap<(String, String), bool>>,
@@ -52,10 +45,11 @@ fn send_body(body: sidecar_message::Body) -> SidecarMessage {
 
 impl Session {
     pub(crate) fn new(config: Config, agents: Arc<Agents>) -> Self {
+        let done = Executed::open(&config.data_dir.join("executed.jsonl"));
         Session {
             config,
             agents,
-            done: Mutex::default(),
+            done: Mutex::new(done),
             connected: AtomicBool::new(false),
             outbound: Mutex::default(),
             last_probe: Mutex::default(),
@@ -122,6 +116,22 @@ impl Session {
         }
     }
 
+    /// Puts the pod's current token in `request`'s metadata.
+    fn authorize<T>(&self, request: &mut tonic::Request<T>) -> anyhow::Result<()> {
+        let token = self
+            .config
+            .token
+            .read()
+            .map_err(|e| anyhow::anyhow!("token: {e}"))?;
+        request.metadata_mut().insert(
+            bosun_link::AUTHORIZATION,
+            format!("Bearer {token}")
+                .parse()
+                .map_err(|_| anyhow::anyhow!("the token is not a valid header value"))?,
+        );
+        Ok(())
+    }
+
     async fn channel(&self) -> anyhow::Result<Channel> {
         let mut endpoint = Endpoint::from_shared(self.config.runtime.clone())?
             .connect_timeout(Duration::from_secs(3))
@@ -160,18 +170,8 @@ impl Session {
         };
         tx.send(send_body(sidecar_message::Body::Hello(hello)))
             .await?;
-        let token = self
-            .config
-            .token
-            .read()
-            .map_err(|e| anyhow::anyhow!("token: {e}"))?;
         let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        request.metadata_mut().insert(
-            bosun_link::AUTHORIZATION,
-            format!("Bearer {token}")
-                .parse()
-                .map_err(|_| anyhow::anyhow!("the token is not a valid header value"))?,
-        );
+        self.authorize(&mut request)?;
         let mut inbound = client.session(request).await?.into_inner();
         *self.outbound.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx.clone());
         self.connected.store(true, Ordering::Relaxed);
@@ -253,11 +253,10 @@ impl Session {
                     .done
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .outcomes
-                    .get(&c.id)
-                    .cloned();
+                    .get(c.id);
                 let outcome = match known {
-                    // Delivered again (a reconnect, a restarted runtime): answered, not re-run.
+                    // Delivered again (a reconnect, a restarted runtime or sidecar):
+                    // answered, not re-run.
                     Some(o) => o,
                     None => {
                         let agents = self.agents.clone();
@@ -277,14 +276,10 @@ impl Session {
                             ok,
                             message,
                         };
-                        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
-                        done.order.push_back(c.id);
-                        done.outcomes.insert(c.id, o.clone());
-                        while done.order.len() > REMEMBERED {
-                            if let Some(old) = done.order.pop_front() {
-                                done.outcomes.remove(&old);
-                            }
-                        }
+                        self.done
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .record(&o);
                         o
                     }
                 };
@@ -311,12 +306,15 @@ impl Session {
                         "{size} bytes is over the sidecar's {MAX_PLUGIN_BYTES}-byte plugin limit"
                     );
                 }
-                let mut stream = client
-                    .fetch(FetchRequest {
-                        digest: digest.to_owned(),
-                    })
-                    .await?
-                    .into_inner();
+                // Authenticated like the session: plugin bytes are for this pod only.
+                let mut request = tonic::Request::new(FetchRequest {
+                    digest: digest.to_owned(),
+                    namespace: self.config.namespace.clone(),
+                    pod: self.config.pod.clone(),
+                    uid: self.config.uid.clone(),
+                });
+                self.authorize(&mut request)?;
+                let mut stream = client.fetch(request).await?.into_inner();
                 let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
                 while let Some(chunk) = stream.message().await? {
                     bytes.extend_from_slice(&chunk.data);

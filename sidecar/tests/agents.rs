@@ -94,13 +94,17 @@ fn config(dir: &std::path::Path) -> Config {
 }
 
 async fn readyz(addr: std::net::SocketAddr) -> (u16, String) {
+    get(addr, "/readyz").await
+}
+
+async fn get(addr: std::net::SocketAddr, path: &'static str) -> (u16, String) {
     tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10))).ok();
         write!(
             s,
-            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         )
         .expect("write");
         let mut out = String::new();
@@ -161,5 +165,31 @@ async fn a_plugin_hanging_in_probe_fails_the_probe_within_the_deadline() {
         );
         assert!(took < Duration::from_secs(2), "{took:?}");
     }
+    sidecar.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_flood_shares_plugin_calls_and_is_bounded() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Each call hangs until its 300 ms deadline: requests pile up if nothing stops them.
+    seed(dir.path(), r#"{"tag":"stuck","hangProbe":true}"#);
+    let sidecar = Sidecar::start(config(dir.path())).await.expect("start");
+    let addr = sidecar.probe_addr();
+    let flood: Vec<_> = (0..80)
+        .map(|_| tokio::spawn(get(addr, "/readyz")))
+        .collect();
+    let mut refused = 0;
+    for request in flood {
+        let (code, body) = request.await.expect("request");
+        assert_eq!(code, 503, "{body}");
+        if body.contains("probe requests at once") {
+            refused += 1;
+        }
+    }
+    let calls = sidecar.agents().stats()[0].1.calls;
+    // on-start, then one probe call per 300 ms the flood lasted (not one per request).
+    assert!(calls <= 8, "{calls} plugin calls for 80 requests");
+    // 80 requests arrive within the 300 ms the first ones wait: more than the bound.
+    assert!(refused > 0, "no request refused");
     sidecar.kill();
 }

@@ -1,7 +1,7 @@
 //! The sidecar link end to end on the embedded cluster: a controller's pod-command
 //! reaches a pod's sidecar plugin and its outcome returns; delivery survives a runtime
 //! restart without loss or repetition; sidecars reconnect, hot-swap plugins, and are
-//! refused with a bad token or an oversize message.
+//! refused (sessions and plugin fetches alike) with a bad token or an oversize message.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -436,6 +436,46 @@ async fn bad_tokens_and_oversize_messages_are_refused() {
         "{e}"
     );
     assert_eq!(sidecars.connected(), 0);
+    // Plugin bytes are fetched with the pod's token, like a session.
+    rt.install(&source(bosun_test_artifacts::TEST_AGENT), r#"{"tag":"v1"}"#)
+        .expect("agent");
+    let digest =
+        bosun_link::digest(&std::fs::read(bosun_test_artifacts::TEST_AGENT).expect("agent"));
+    let fetch = |token: Option<String>, pod: &str| {
+        let request = bosun_link::FetchRequest {
+            digest: digest.clone(),
+            namespace: "default".to_owned(),
+            pod: pod.to_owned(),
+            uid: uid.clone(),
+        };
+        async move {
+            let mut request = tonic::Request::new(request);
+            if let Some(t) = token {
+                request.metadata_mut().insert(
+                    "authorization",
+                    format!("Bearer {t}").parse().expect("header"),
+                );
+            }
+            let mut stream = client(port).await.fetch(request).await?.into_inner();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = stream.message().await? {
+                bytes.extend_from_slice(&chunk.data);
+            }
+            Ok::<_, tonic::Status>(bosun_link::digest(&bytes))
+        }
+    };
+    let e = fetch(None, "agent-3").await.expect_err("no token");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+    let e = fetch(Some("bosun.v1.forged".to_owned()), "agent-3")
+        .await
+        .expect_err("forged token");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+    let e = fetch(Some(good.clone()), "someone-else")
+        .await
+        .expect_err("another pod");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+    let fetched = fetch(Some(good.clone()), "agent-3").await.expect("fetched");
+    assert_eq!(fetched, digest);
     // The good token is accepted.
     let mut stream = open(port, &good, hello("agent-3", &uid, 0))
         .await

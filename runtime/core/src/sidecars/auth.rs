@@ -25,6 +25,13 @@ pub(super) fn load_secret(dir: &Path) -> Result<Vec<u8>, Error> {
     if let Ok(s) = std::fs::read(&path)
         && s.len() >= 32
     {
+        // A secret written by an older runtime may be readable by others.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_err(&path))?;
+        }
         return Ok(s);
     }
     let secret: Vec<u8> = (0..32).map(|_| fastrand::u8(..)).collect();
@@ -42,12 +49,8 @@ pub(super) fn load_secret(dir: &Path) -> Result<Vec<u8>, Error> {
         mixed.extend_from_slice(&h.finish().to_le_bytes());
     }
     let secret = bosun_link::digest(&mixed).into_bytes();
-    std::fs::write(&path, &secret).map_err(io_err(&path))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-    }
+    // Created 0600: never readable by others, not even between a write and a chmod.
+    super::write_private(&path, &secret).map_err(io_err(&path))?;
     Ok(secret)
 }
 
@@ -252,6 +255,12 @@ mod tests {
                 .expect("file")
                 .permissions()
                 .mode();
+            assert_eq!(mode & 0o777, 0o600);
+            // A secret left readable by others (an older runtime) is tightened.
+            let file = dir.path().join(SECRET_FILE);
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            assert_eq!(load_secret(dir.path()).expect("keep"), secret);
+            let mode = std::fs::metadata(&file).expect("file").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

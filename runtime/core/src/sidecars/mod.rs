@@ -157,6 +157,31 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
+/// Creates (or truncates) `path` readable and writable by its owner only (0600): the
+/// link's secret, its TLS key and the journal. An existing file's mode is tightened too.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    options.open(path)
+}
+
+/// Writes `contents` to `path` with [`create_private`].
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = create_private(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
 impl Sidecars {
     /// Sets up the link's state in `data_dir` (secret, journal, TLS material).
     pub fn new(

@@ -95,6 +95,17 @@ impl Sidecars {
 
 struct Service(Arc<Sidecars>);
 
+/// The sidecar's token, from `authorization: Bearer <token>`.
+fn bearer<T>(request: &Request<T>) -> Result<String, Status> {
+    request
+        .metadata()
+        .get(bosun_link::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
+        .ok_or_else(|| Status::unauthenticated("no bearer token in `authorization`"))
+}
+
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -107,13 +118,7 @@ impl Link for Service {
         request: Request<Streaming<SidecarMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let sidecars = self.0.clone();
-        let token = request
-            .metadata()
-            .get(bosun_link::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_owned)
-            .ok_or_else(|| Status::unauthenticated("no bearer token in `authorization`"))?;
+        let token = bearer(&request)?;
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(Duration::from_secs(10), inbound.message())
             .await
@@ -205,8 +210,25 @@ impl Link for Service {
         &self,
         request: Request<FetchRequest>,
     ) -> Result<Response<Self::FetchStream>, Status> {
-        let digest = request.into_inner().digest;
         let sidecars = &self.0;
+        // Plugin bytes go to sidecars only, proven like a session.
+        let token = bearer(&request)?;
+        let FetchRequest {
+            digest,
+            namespace,
+            pod,
+            uid,
+        } = request.into_inner();
+        let claimed = bosun_link::Hello {
+            namespace,
+            pod,
+            uid,
+            ..Default::default()
+        };
+        if sidecars.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Status::unavailable("the runtime is shutting down"));
+        }
+        sidecars.authenticate(&token, &claimed).await?;
         let bytes = sidecars
             .registry
             .names()

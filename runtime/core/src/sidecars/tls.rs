@@ -29,6 +29,13 @@ pub(super) fn load(dir: &Path, names: &[String]) -> Result<Tls, Error> {
         std::fs::read_to_string(&cert),
         std::fs::read_to_string(&key),
     ) {
+        // A key written by an older runtime may be readable by others.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_err(&key))?;
+        }
         return Ok(Tls {
             cert: c,
             key: k,
@@ -40,7 +47,7 @@ pub(super) fn load(dir: &Path, names: &[String]) -> Result<Tls, Error> {
     sans.extend(names.iter().cloned());
     let made = rcgen::generate_simple_self_signed(sans).map_err(|e| Error::Tls(e.to_string()))?;
     let (c, k) = (made.cert.pem(), made.signing_key.serialize_pem());
-    std::fs::write(&key, &k).map_err(io_err(&key))?;
+    super::write_private(&key, k.as_bytes()).map_err(io_err(&key))?;
     std::fs::write(&cert, &c).map_err(io_err(&cert))?;
     Ok(Tls {
         cert: c,
@@ -65,5 +72,20 @@ mod tests {
         );
         let again = load(dir.path(), &[]).expect("keep");
         assert_eq!((again.cert, again.key), (first.cert, first.key));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_key_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("file").permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = dir.path().join("pipe-tls/key.pem");
+        load(dir.path(), &[]).expect("make");
+        assert_eq!(mode(&key), 0o600);
+        // A key left readable by an older runtime is tightened.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        load(dir.path(), &[]).expect("keep");
+        assert_eq!(mode(&key), 0o600);
     }
 }
