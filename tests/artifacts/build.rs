@@ -52,6 +52,11 @@ const PLUGINS: &[Plugin] = &[
         world: "controller",
     },
     Plugin {
+        constant: "GREEDY_METADATA",
+        package: "bosun-plugin-greedy-metadata",
+        world: "controller",
+    },
+    Plugin {
         constant: "RAMPAGE",
         package: "bosun-plugin-rampage",
         world: "controller",

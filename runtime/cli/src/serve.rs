@@ -146,6 +146,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .plugins
         .clone()
         .unwrap_or_else(|| args.data_dir.join("plugins"));
+    let grace = stop_limit(&config);
     let options = up::Options {
         data_dir: args.data_dir.clone(),
         plugins_dir: plugins_dir.clone(),
@@ -154,7 +155,8 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         runtime: config,
         demo: !args.no_demo,
     };
-    runtime()?.block_on(async move {
+    let rt = runtime()?;
+    let result = rt.block_on(async move {
         eprintln!(
             "starting the embedded cluster ({} nodes) and the runtime…",
             args.nodes
@@ -176,10 +178,30 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         println!("Ctrl-C stops.");
         status_loop(&up, args.exit_after.map(Duration::from_secs)).await;
         eprintln!("\nstopping…");
-        up.shutdown().await;
+        stop_within(grace, up.shutdown()).await;
         anyhow::Ok(())
-    })?;
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long stopping may take: the runtime's grace period for reconciles in flight, and a
+/// few seconds for the rest (stepping down, the audit log, the embedded cluster).
+fn stop_limit(config: &bosun_runtime::Config) -> Duration {
+    Duration::from_secs(config.shutdown_grace_seconds.saturating_add(5))
+}
+
+/// Runs `shutdown` for at most `limit`, or until a second Ctrl-C or SIGTERM: stopping
+/// always ends, whatever a plugin, a sidecar or the API server does.
+async fn stop_within(limit: Duration, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::select! {
+        () = shutdown => {}
+        () = tokio::time::sleep(limit) => {
+            eprintln!("stopping took more than {} s; exiting anyway", limit.as_secs());
+        }
+        () = up::signal() => eprintln!("second signal: exiting now"),
+    }
 }
 
 async fn status_loop(up: &Up, exit_after: Option<Duration>) {
@@ -235,14 +257,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(a) = args.admin_addr {
         config.admin_addr = a;
     }
-    runtime()?.block_on(async move {
+    let grace = stop_limit(&config);
+    let tokio_rt = runtime()?;
+    let result = tokio_rt.block_on(async move {
         let client = bosun_runtime::connect::client(args.kubeconfig.as_deref()).await?;
         let rt = Runtime::start(config, client).await?;
         println!("runtime running; admin on http://{}", rt.admin_addr());
         up::signal().await;
-        rt.shutdown().await;
+        eprintln!("stopping…");
+        stop_within(grace, rt.shutdown()).await;
         anyhow::Ok(())
-    })?;
+    });
+    // Plugin calls still on blocking threads end at their deadline; do not wait for them.
+    tokio_rt.shutdown_timeout(Duration::from_secs(1));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -274,22 +302,11 @@ pub(crate) fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     Ok(body.to_owned())
 }
 
-/// `bosun status`.
-pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let body = get(args.admin, "/plugins")?;
-    if args.json {
-        println!("{body}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let v: serde_json::Value =
-        serde_json::from_str(&body).context("the admin endpoint answered with invalid JSON")?;
-    println!(
-        "leader: {}   api server: {}",
-        v["leader"],
-        v["apiServer"].as_str().unwrap_or("?")
-    );
-    println!(
-        "{:<20} {:<8} {:<14} {:>9} {:>7} {:>6} {:>8} {:>9} {:>7} {:<10}",
+/// The plugins' table of `bosun status`, from the admin endpoint's `/plugins` answer.
+fn plugins_table(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<20} {:<8} {:<14} {:>9} {:>7} {:>6} {:>8} {:>6} {:>6} {:>9} {:>7} {:>11} {:<10}\n",
         "PLUGIN",
         "STATE",
         "REVISION",
@@ -297,10 +314,13 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         "ERRORS",
         "TRAPS",
         "TIMEOUTS",
+        "OOM",
+        "LIMIT",
         "REFUSED",
         "QUEUE",
+        "STATE-BYTES",
         "BREAKER"
-    );
+    ));
     for p in v["plugins"].as_array().into_iter().flatten() {
         let digest = p["revision"]["digest"].as_str().unwrap_or("-");
         let short = digest
@@ -316,8 +336,8 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             .as_str()
             .map(str::to_owned)
             .unwrap_or_else(|| p["breaker"].to_string());
-        println!(
-            "{:<20} {:<8} {:<14} {:>9} {:>7} {:>6} {:>8} {:>9} {:>7} {:<10}",
+        out.push_str(&format!(
+            "{:<20} {:<8} {:<14} {:>9} {:>7} {:>6} {:>8} {:>6} {:>6} {:>9} {:>7} {:>11} {:<10}\n",
             p["name"].as_str().unwrap_or("?"),
             p["state"].as_str().unwrap_or("?"),
             short,
@@ -325,14 +345,37 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             s("errors"),
             s("traps"),
             s("timeouts"),
+            s("outOfMemory"),
+            s("limitExceeded"),
             s("commandsRefused"),
             p["queue"]["depth"].as_u64().unwrap_or(0).to_string(),
+            p["pluginState"]["bytes"]
+                .as_u64()
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
             breaker,
-        );
+        ));
         if let Some(err) = p["lastLoadError"].as_str() {
-            println!("    last load error: {err}");
+            out.push_str(&format!("    last load error: {err}\n"));
         }
     }
+    out
+}
+
+/// `bosun status`.
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let body = get(args.admin, "/plugins")?;
+    if args.json {
+        println!("{body}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&body).context("the admin endpoint answered with invalid JSON")?;
+    println!(
+        "leader: {}   api server: {}",
+        v["leader"],
+        v["apiServer"].as_str().unwrap_or("?")
+    );
+    print!("{}", plugins_table(&v));
     for (i, line) in v["guardrails"].as_array().into_iter().flatten().enumerate() {
         let label = if i == 0 { "guardrails:" } else { "  " };
         println!("{label} {}", line.as_str().unwrap_or("?"));
@@ -401,4 +444,33 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_shows_out_of_memory_calls_and_state_bytes() {
+        let v = serde_json::json!({"plugins": [{
+            "name": "hostile", "state": "serving",
+            "revision": {"digest": "sha256:0123456789abcdef"},
+            "stats": {"calls": 9, "errors": 0, "traps": 0, "timeouts": 0,
+                      "outOfMemory": 7, "limitExceeded": 2, "commandsRefused": 0},
+            "queue": {"depth": 1},
+            "pluginState": {"bytes": 4096, "keys": 3},
+            "breaker": "closed",
+        }]});
+        let table = plugins_table(&v);
+        let lines: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let header = &lines[0];
+        let row = &lines[1];
+        let col = |name: &str| row[header.iter().position(|h| *h == name).expect(name)];
+        assert_eq!(col("OOM"), "7", "{table}");
+        assert_eq!(col("LIMIT"), "2", "{table}");
+        assert_eq!(col("STATE-BYTES"), "4096", "{table}");
+    }
 }

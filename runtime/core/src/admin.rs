@@ -95,6 +95,8 @@ async fn metrics(State(rt): State<Shared>) -> Response {
         if let Some(r) = rt.registry.current(&name) {
             rt.metrics
                 .undeclared_reads(&name, r.stats().undeclared_reads);
+            let state = r.state_usage();
+            rt.metrics.plugin_state(&name, state.bytes, state.keys);
         }
     }
     (
@@ -160,6 +162,7 @@ pub fn plugins_json(rt: &Parts) -> serde_json::Value {
                 "state": if s.current.is_some() { "serving" } else { "failed" },
                 "revision": s.current,
                 "stats": s.stats,
+                "pluginState": s.state,
                 "breaker": breaker,
                 "queue": { "depth": depth, "inFlight": in_flight },
                 "lastLoadError": last_error,

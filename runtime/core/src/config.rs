@@ -122,6 +122,14 @@ pub struct QueueConfig {
     pub backoff_base_ms: u64,
     /// Longest retry delay.
     pub backoff_max_ms: u64,
+    /// Shortest requeue-after a plugin gets (it may ask for 0).
+    pub min_requeue_ms: u64,
+    /// Requeues and retries per second per plugin (a token bucket; 0 disables the
+    /// limit), so that a plugin that asks to be called again at once costs a bounded
+    /// share of a core. Events from the cluster are not limited.
+    pub requeue_rate: u32,
+    /// Requeues and retries granted at once per plugin before `requeueRate` applies.
+    pub requeue_burst: u32,
 }
 
 impl Default for QueueConfig {
@@ -130,6 +138,9 @@ impl Default for QueueConfig {
             concurrency: 4,
             backoff_base_ms: 50,
             backoff_max_ms: 300_000,
+            min_requeue_ms: 100,
+            requeue_rate: crate::queue::RATE,
+            requeue_burst: crate::queue::BURST,
         }
     }
 }
@@ -141,6 +152,9 @@ impl QueueConfig {
             concurrency: self.concurrency.max(1),
             backoff_base: Duration::from_millis(self.backoff_base_ms),
             backoff_max: Duration::from_millis(self.backoff_max_ms),
+            min_requeue: Duration::from_millis(self.min_requeue_ms),
+            rate: self.requeue_rate,
+            burst: self.requeue_burst,
         }
     }
 }

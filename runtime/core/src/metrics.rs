@@ -113,6 +113,8 @@ struct Inner {
     cache_objects: Family<KindLabels, Gauge>,
     undeclared_reads: Family<PluginLabels, Counter>,
     breaker_open: Family<PluginLabels, Gauge>,
+    state_bytes: Family<PluginLabels, Gauge>,
+    state_keys: Family<PluginLabels, Gauge>,
     leader: Gauge,
     /// Last total reported per plugin by [`Metrics::undeclared_reads`].
     undeclared_totals: Mutex<HashMap<String, u64>>,
@@ -189,6 +191,18 @@ impl Metrics {
             "1 while a plugin's circuit breaker refuses commands (open or half-open)",
             breaker_open.clone(),
         );
+        let state_bytes = Family::<PluginLabels, Gauge>::default();
+        registry.register(
+            "bosun_plugin_state_bytes",
+            "Bytes (keys plus values) a plugin holds in its state",
+            state_bytes.clone(),
+        );
+        let state_keys = Family::<PluginLabels, Gauge>::default();
+        registry.register(
+            "bosun_plugin_state_keys",
+            "Keys a plugin holds in its state",
+            state_keys.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "bosun_leader",
@@ -206,6 +220,8 @@ impl Metrics {
                 cache_objects,
                 undeclared_reads,
                 breaker_open,
+                state_bytes,
+                state_keys,
                 leader,
                 undeclared_totals: Mutex::default(),
             }),
@@ -325,6 +341,21 @@ impl Metrics {
             .set(i64::from(open));
     }
 
+    /// Sets what a plugin's state holds.
+    pub fn plugin_state(&self, plugin: &str, bytes: usize, keys: usize) {
+        let labels = PluginLabels {
+            plugin: plugin.to_owned(),
+        };
+        self.inner
+            .state_bytes
+            .get_or_create(&labels)
+            .set(to_i64(bytes));
+        self.inner
+            .state_keys
+            .get_or_create(&labels)
+            .set(to_i64(keys));
+    }
+
     /// Sets whether this replica leads.
     pub fn leader(&self, leader: bool) {
         self.inner.leader.set(i64::from(leader));
@@ -339,6 +370,8 @@ impl Metrics {
         self.inner.queue_depth.remove(&labels);
         self.inner.queue_in_flight.remove(&labels);
         self.inner.breaker_open.remove(&labels);
+        self.inner.state_bytes.remove(&labels);
+        self.inner.state_keys.remove(&labels);
         self.inner
             .undeclared_totals
             .lock()

@@ -8,6 +8,12 @@
 //!   dirty, and it is queued again as soon as its [`Item`] is [`done`](Queue::done);
 //! - at most [`Config::concurrency`] items are out at a time;
 //! - failures requeue with per-key exponential backoff and jitter;
+//! - what a plugin asks for itself (a requeue-after, a retry after a failure) waits at
+//!   least [`Config::min_requeue`] and takes a token from one bucket per queue
+//!   ([`Config::rate`], [`Config::burst`]; like controller-runtime's default rate
+//!   limiter, the later of the two delays wins), so a plugin answering every reconcile
+//!   with `requeue-after-ms: 0` costs a bounded share of a core. Events from the
+//!   cluster are not limited;
 //! - an [`Item`] dropped without `done` counts as a failure, so a panicking worker cannot
 //!   wedge its key.
 //!
@@ -35,7 +41,21 @@ pub struct Config {
     pub backoff_base: Duration,
     /// Longest delay between retries of a failing key.
     pub backoff_max: Duration,
+    /// Shortest requeue-after: a plugin asking for less (e.g. 0) waits this long.
+    pub min_requeue: Duration,
+    /// Requeues and retries per second the queue grants, over all its keys (a token
+    /// bucket); 0 disables the limit.
+    pub rate: u32,
+    /// Requeues and retries granted at once before `rate` applies.
+    pub burst: u32,
 }
+
+/// The default [`Config::min_requeue`].
+pub const MIN_REQUEUE: Duration = Duration::from_millis(100);
+/// The default [`Config::rate`].
+pub const RATE: u32 = 50;
+/// The default [`Config::burst`].
+pub const BURST: u32 = 100;
 
 impl Default for Config {
     fn default() -> Self {
@@ -43,7 +63,40 @@ impl Default for Config {
             concurrency: 4,
             backoff_base: Duration::from_millis(10),
             backoff_max: Duration::from_secs(5 * 60),
+            min_requeue: MIN_REQUEUE,
+            rate: RATE,
+            burst: BURST,
         }
+    }
+}
+
+/// A token bucket that hands out reservations: each takes a token now, and the
+/// reservation's time is when that token is (or was) available.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// When the next requeue may run, given the time it asked for.
+    fn reserve(&mut self, config: &Config, now: Instant, wanted: Instant) -> Instant {
+        if config.rate == 0 {
+            return wanted;
+        }
+        let rate = f64::from(config.rate);
+        let burst = f64::from(config.burst.max(1));
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.at = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            return wanted;
+        }
+        // Far in the future at worst: a backlog of reservations is bounded by the keys.
+        let wait = Duration::try_from_secs_f64(-self.tokens / rate)
+            .unwrap_or(Duration::from_secs(24 * 3600));
+        wanted.max(later(now, wait))
     }
 }
 
@@ -130,6 +183,8 @@ struct State<K> {
     seq: u64,
     in_flight: usize,
     shutdown: bool,
+    /// Tokens for requeues and retries.
+    bucket: Bucket,
 }
 
 struct Entry {
@@ -165,6 +220,7 @@ fn push_event(events: &mut Vec<EventKind>, event: EventKind) {
 impl<K: Clone + Eq + Hash + Send + Sync + 'static> Queue<K> {
     /// An empty queue.
     pub fn new(config: Config) -> Self {
+        let burst = f64::from(config.burst.max(1));
         Queue {
             inner: Arc::new(Inner {
                 config,
@@ -175,6 +231,10 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Queue<K> {
                     seq: 0,
                     in_flight: 0,
                     shutdown: false,
+                    bucket: Bucket {
+                        tokens: burst,
+                        at: Instant::now(),
+                    },
                 }),
                 changed: Notify::new(),
             }),
@@ -326,7 +386,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Inner<K> {
                 Outcome::RequeueAfter(delay) => {
                     entry.failures = 0;
                     push_event(&mut entry.events, EventKind::Requeued);
-                    Some(later(now, delay))
+                    Some(later(now, delay.max(self.config.min_requeue)))
                 }
                 Outcome::Failed => {
                     let delay = backoff(&self.config, entry.failures);
@@ -335,6 +395,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Inner<K> {
                     Some(later(now, delay))
                 }
             };
+            let requeue = requeue.map(|at| state.bucket.reserve(&self.config, now, at));
             let at = match (again, requeue) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -458,7 +519,73 @@ mod tests {
             concurrency,
             backoff_base: Duration::from_millis(10),
             backoff_max: Duration::from_millis(100),
+            min_requeue: Duration::ZERO,
+            rate: 0,
+            burst: 1,
         })
+    }
+
+    /// Reconciles of keys that always ask to be called again after `asked`, in `window`.
+    async fn requeue_loop(
+        config: Config,
+        keys: &[&'static str],
+        asked: Duration,
+        window: Duration,
+    ) -> usize {
+        let q = Queue::new(config);
+        for &k in keys {
+            q.add(k, EventKind::Added);
+        }
+        let end = Instant::now() + window;
+        let mut n = 0;
+        while let Ok(Some(item)) = tokio::time::timeout_at(end, q.next()).await {
+            n += 1;
+            q.done(item, Outcome::RequeueAfter(asked));
+        }
+        n
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requeue_after_zero_waits_the_floor() {
+        let config = Config {
+            rate: 0,
+            ..Config::default()
+        };
+        let n = requeue_loop(config, &["a"], Duration::ZERO, Duration::from_millis(9_950)).await;
+        // One at once, then one per 100 ms.
+        assert_eq!(n, 100, "{n} reconciles in 9.95 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requeues_of_many_keys_are_held_to_the_rate() {
+        let keys: Vec<&'static str> = (0..1000)
+            .map(|i| &*Box::leak(format!("k{i}").into_boxed_str()))
+            .collect();
+        let n = requeue_loop(
+            Config::default(),
+            &keys,
+            Duration::ZERO,
+            Duration::from_secs(10),
+        )
+        .await;
+        // The first round (events) is free; then the burst, then 50 a second.
+        let bound = 1000 + BURST as usize + 10 * RATE as usize;
+        assert!(
+            n <= bound && n >= bound - 10,
+            "{n} reconciles in 10 s, expected about {bound}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn longer_requeues_are_not_delayed_by_the_bucket() {
+        let n = requeue_loop(
+            Config::default(),
+            &["a", "b"],
+            Duration::from_secs(1),
+            Duration::from_millis(10_500),
+        )
+        .await;
+        assert_eq!(n, 2 * 11);
     }
 
     async fn next(q: &Queue<&'static str>) -> Item<&'static str> {

@@ -375,8 +375,10 @@ impl Runtime {
             .take();
         if let Some((stop, task)) = election {
             let _ = stop.send(());
-            // The release has its own request timeout; this only bounds a stuck task.
-            if tokio::time::timeout(Duration::from_secs(30), task)
+            // The release has its own request timeout; this only bounds a stuck task, so
+            // shutdown ends within its grace period and a few seconds whatever the API
+            // server does.
+            if tokio::time::timeout(Duration::from_secs(5), task)
                 .await
                 .is_err()
             {
@@ -419,7 +421,10 @@ fn plugin_spec(config: &Config, recorder: &Arc<Recorder>, log: Arc<dyn log::Log>
         strategy: Strategy::default(),
         services: Services {
             cache: recorder.clone(),
-            state: Arc::new(MemoryState::default()) as Arc<dyn State>,
+            state: Arc::new(MemoryState::with_caps(
+                config.limits.max_state_bytes,
+                config.limits.max_state_keys,
+            )) as Arc<dyn State>,
             commands: recorder.clone(),
             log,
             clock: Arc::new(clock::System),

@@ -9,7 +9,7 @@ pub struct Limits {
     /// Wall-clock budget of one call (`metadata`, `init`, `reconcile`, ...).
     #[serde(with = "millis")]
     pub deadline: Duration,
-    /// Linear memory one instance may grow to.
+    /// Linear memory one instance may grow to, summed over all its memories.
     pub memory_bytes: usize,
     /// Commands one call may submit; one more traps the call.
     pub max_commands_per_call: u32,
@@ -23,7 +23,31 @@ pub struct Limits {
     pub max_error_bytes: usize,
     /// Bytes of one plugin-state key plus value.
     pub max_state_entry_bytes: usize,
+    /// Bytes (keys plus values) of all of one plugin's state; a `state-set` that would
+    /// go over is refused.
+    pub max_state_bytes: usize,
+    /// Keys of one plugin's state; a `state-set` of a new key over it is refused.
+    pub max_state_keys: usize,
+    /// `state-set` calls one call may make; one more traps the call.
+    pub max_state_sets_per_call: u32,
+    /// Bytes the host copies into the guest in one call (cache reads, lists, state
+    /// reads); one more read traps the call, so a plugin spinning on `list-objects` is
+    /// stopped by this cap or by its deadline, whichever comes first.
+    pub max_read_bytes_per_call: usize,
 }
+
+/// Subscriptions one plugin may declare.
+pub const MAX_SUBSCRIPTIONS: usize = 64;
+/// Permissions one plugin may declare.
+pub const MAX_PERMISSIONS: usize = 64;
+/// Bytes of a short metadata string (version, api-version, kind, namespace).
+pub const MAX_METADATA_FIELD_BYTES: usize = 253;
+/// Bytes of a metadata description or label selector.
+pub const MAX_METADATA_TEXT_BYTES: usize = 4 << 10;
+/// Verbs one permission may list (there are fewer distinct verbs; repeats are refused).
+pub const MAX_VERBS_PER_PERMISSION: usize = 16;
+/// Table elements one instance may hold, summed over all its tables.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -36,6 +60,10 @@ impl Default for Limits {
             max_stdio_bytes: 64 << 10,
             max_error_bytes: 4 << 10,
             max_state_entry_bytes: 1 << 20,
+            max_state_bytes: 16 << 20,
+            max_state_keys: 10_000,
+            max_state_sets_per_call: 1_000,
+            max_read_bytes_per_call: 256 << 20,
         }
     }
 }

@@ -2,6 +2,10 @@
 //! cache read and command.
 
 use crate::contract::{PluginMetadata, Verb};
+use crate::limits::{
+    MAX_METADATA_FIELD_BYTES, MAX_METADATA_TEXT_BYTES, MAX_PERMISSIONS, MAX_SUBSCRIPTIONS,
+    MAX_VERBS_PER_PERMISSION,
+};
 use bosun_api::Selector;
 use bosun_api::name::is_dns_label;
 
@@ -19,6 +23,7 @@ pub struct Metadata {
 impl Metadata {
     /// Validates what the plugin's `metadata` export returned.
     pub fn new(raw: PluginMetadata) -> Result<Self, Error> {
+        check_caps(&raw)?;
         if !is_dns_label(&raw.name) {
             return Err(Error(format!(
                 "name {:?} is not a DNS label (lowercase letters, digits and '-', at most 63 characters)",
@@ -74,6 +79,59 @@ impl Metadata {
             .any(|s| s.api_version == api_version && s.kind == kind)
             || self.permits(Verb::Read, api_version, kind)
     }
+}
+
+/// The sizes a plugin declares, checked before anything else looks at them.
+fn check_caps(raw: &PluginMetadata) -> Result<(), Error> {
+    let count = |what: &str, n: usize, max: usize| {
+        if n > max {
+            return Err(Error(format!(
+                "{n} {what} declared, over the cap of {max} {what} per plugin"
+            )));
+        }
+        Ok(())
+    };
+    count("subscriptions", raw.subscriptions.len(), MAX_SUBSCRIPTIONS)?;
+    count("permissions", raw.permissions.len(), MAX_PERMISSIONS)?;
+    let field = |what: &str, s: &str, max: usize| {
+        if s.len() > max {
+            return Err(Error(format!(
+                "{what} is {} bytes, over the cap of {max} bytes",
+                s.len()
+            )));
+        }
+        Ok(())
+    };
+    field("name", &raw.name, MAX_METADATA_FIELD_BYTES)?;
+    field("version", &raw.version, MAX_METADATA_FIELD_BYTES)?;
+    field("description", &raw.description, MAX_METADATA_TEXT_BYTES)?;
+    for (i, s) in raw.subscriptions.iter().enumerate() {
+        let at = |what: &str| format!("subscription {i}: {what}");
+        field(&at("api-version"), &s.api_version, MAX_METADATA_FIELD_BYTES)?;
+        field(&at("kind"), &s.kind, MAX_METADATA_FIELD_BYTES)?;
+        field(
+            &at("namespace"),
+            s.namespace.as_deref().unwrap_or_default(),
+            MAX_METADATA_FIELD_BYTES,
+        )?;
+        field(
+            &at("label selector"),
+            s.label_selector.as_deref().unwrap_or_default(),
+            MAX_METADATA_TEXT_BYTES,
+        )?;
+    }
+    for (i, p) in raw.permissions.iter().enumerate() {
+        let at = |what: &str| format!("permission {i}: {what}");
+        field(&at("api-version"), &p.api_version, MAX_METADATA_FIELD_BYTES)?;
+        field(&at("kind"), &p.kind, MAX_METADATA_FIELD_BYTES)?;
+        if p.verbs.len() > MAX_VERBS_PER_PERMISSION {
+            return Err(Error(format!(
+                "permission {i}: {} verbs, over the cap of {MAX_VERBS_PER_PERMISSION} verbs per permission",
+                p.verbs.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_kind(api_version: &str, kind: &str, wildcard: bool) -> Result<(), String> {
@@ -139,6 +197,43 @@ mod tests {
         assert!(!m.permits(Verb::Delete, "v1", "Pod"));
         assert!(m.can_read("apps/v1", "StatefulSet"));
         assert!(!m.can_read("v1", "Secret"));
+    }
+
+    #[test]
+    fn a_hundred_thousand_subscriptions_are_refused_naming_the_cap() {
+        let mut m = meta("v1", "Pod");
+        m.subscriptions = vec![m.subscriptions[0].clone(); 100_000];
+        let err = Metadata::new(m).expect_err("over the cap");
+        assert!(
+            err.0.contains("100000 subscriptions")
+                && err
+                    .0
+                    .contains(&format!("cap of {MAX_SUBSCRIPTIONS} subscriptions")),
+            "{err}"
+        );
+        let mut m = meta("v1", "Pod");
+        m.permissions = vec![m.permissions[0].clone(); MAX_PERMISSIONS + 1];
+        let err = Metadata::new(m).expect_err("over the cap");
+        assert!(err.0.contains("cap of 64 permissions"), "{err}");
+        let mut m = meta("v1", "Pod");
+        m.subscriptions = vec![m.subscriptions[0].clone(); MAX_SUBSCRIPTIONS];
+        m.permissions = vec![m.permissions[0].clone(); MAX_PERMISSIONS];
+        assert!(Metadata::new(m).is_ok(), "at the cap is allowed");
+    }
+
+    #[test]
+    fn long_metadata_strings_are_refused_naming_the_field() {
+        let mut m = meta("v1", "Pod");
+        m.description = "x".repeat(1 << 20);
+        let err = Metadata::new(m).expect_err("over the cap");
+        assert!(err.0.starts_with("description is 1048576 bytes"), "{err}");
+        let mut m = meta("v1", "Pod");
+        m.version = "1".repeat(300);
+        assert!(Metadata::new(m).expect_err("long").0.starts_with("version"));
+        let mut m = meta("v1", "Pod");
+        m.subscriptions[0].label_selector = Some("a".repeat(10_000));
+        let err = Metadata::new(m).expect_err("long selector");
+        assert!(err.0.contains("subscription 0: label selector"), "{err}");
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub struct Status {
     pub current: Option<crate::revision::Info>,
     /// Its counters.
     pub stats: Option<crate::stats::Stats>,
+    /// What its state holds.
+    pub state: Option<crate::host::cache::Usage>,
     /// Recent history, oldest first.
     pub history: Vec<Entry>,
 }
@@ -301,13 +303,27 @@ impl Registry {
         })
     }
 
-    /// Removes a plugin; calls in flight finish.
+    /// Removes a plugin and frees what it held: its state and its idle instances.
+    /// Calls in flight finish.
     pub fn remove(&self, name: &str) -> bool {
-        self.plugins
+        let slot = self
+            .plugins
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(name)
-            .is_some()
+            .remove(name);
+        let Some(slot) = slot else {
+            return false;
+        };
+        let current = slot
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(r) = current {
+            r.clear_state();
+            r.drain_idle();
+        }
+        true
     }
 
     /// Names of the registered plugins.
@@ -335,6 +351,7 @@ impl Registry {
                     name: name.clone(),
                     current: current.as_ref().map(|r| r.info().clone()),
                     stats: current.as_ref().map(|r| r.stats()),
+                    state: current.as_ref().map(|r| r.state_usage()),
                     history: slot
                         .history
                         .lock()

@@ -298,6 +298,16 @@ impl Revision {
         self.shared.counters.snapshot()
     }
 
+    /// What the plugin's state holds (revisions of one plugin share it).
+    pub fn state_usage(&self) -> crate::host::cache::Usage {
+        self.shared.services.state.usage(&self.shared.name)
+    }
+
+    /// Drops the plugin's state (the plugin is removed).
+    pub fn clear_state(&self) {
+        self.shared.services.state.clear(&self.shared.name);
+    }
+
     /// The per-call limits.
     pub fn limits(&self) -> &crate::limits::Limits {
         &self.shared.limits
@@ -493,9 +503,15 @@ impl Revision {
         let mut store = new_store(&self.engine, &self.shared);
         // Instantiation runs guest start functions: bound them by the deadline too.
         store.set_epoch_deadline(ticks(self.shared.limits.deadline));
-        let instantiate_err = |e: wasmtime::Error| Error::Instantiate {
-            plugin: self.shared.name.clone(),
-            message: format!("{e:#}"),
+        let instantiate_err = |e: wasmtime::Error| {
+            self.shared
+                .counters
+                .instantiate_failures
+                .fetch_add(1, Ordering::Relaxed);
+            Error::Instantiate {
+                plugin: self.shared.name.clone(),
+                message: format!("{e:#}"),
+            }
         };
         let bound = match &self.pre {
             Pre::Controller(p) => {

@@ -38,6 +38,8 @@ counters! {
     limit_exceeded,
     /// Instances created.
     instances,
+    /// Instances that could not be created (a failing start function, out of memory).
+    instantiate_failures,
     /// Commands submitted.
     commands_submitted,
     /// Commands refused (by the host or the embedder's pipe).

@@ -12,7 +12,7 @@ use crate::engine::Engine;
 use crate::host::clock::{WasiMonotonic, WasiWall};
 use crate::host::stdio::Capture;
 use crate::host::{CallInfo, Services};
-use crate::limits::Limits;
+use crate::limits::{Limits, MAX_TABLE_ELEMENTS};
 use crate::metadata::Metadata;
 use crate::stats::Counters;
 
@@ -33,34 +33,68 @@ pub(crate) struct CallCounts {
     pub commands: u32,
     pub log_lines: u32,
     pub log_dropped: u32,
+    pub state_sets: u32,
+    /// Bytes the host copied into the guest (cache and state reads).
+    pub read_bytes: usize,
 }
 
-/// Grants memory growth up to the plugin's cap and remembers a refusal, so that the
-/// trap that usually follows is reported as out-of-memory.
+/// Grants memory growth up to the plugin's cap, summed over all of the instance's linear
+/// memories (a component may hold several), and remembers a refusal, so that the trap
+/// that usually follows is reported as out-of-memory. Tables are capped the same way.
 pub(crate) struct MemoryLimiter {
     max: usize,
+    /// Bytes granted to all memories so far (memories never shrink).
+    memory: usize,
+    /// Elements granted to all tables so far.
+    table_elements: usize,
     pub denied: bool,
+}
+
+impl MemoryLimiter {
+    pub(crate) fn new(max: usize) -> Self {
+        MemoryLimiter {
+            max,
+            memory: 0,
+            table_elements: 0,
+            denied: false,
+        }
+    }
+}
+
+/// Grants `desired - current` more out of `total`, if it stays within `max`.
+fn grow(total: &mut usize, current: usize, desired: usize, max: usize) -> bool {
+    let after = total.saturating_add(desired.saturating_sub(current));
+    let ok = after <= max;
+    if ok {
+        *total = after;
+    }
+    ok
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let ok = desired <= self.max;
+        let ok = grow(&mut self.memory, current, desired, self.max);
         self.denied |= !ok;
         Ok(ok)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(grow(
+            &mut self.table_elements,
+            current,
+            desired,
+            MAX_TABLE_ELEMENTS,
+        ))
     }
 }
 
@@ -142,10 +176,7 @@ pub(crate) fn new_store(engine: &Engine, shared: &Arc<Shared>) -> Store<StoreSta
     let state = StoreState {
         wasi,
         table: ResourceTable::new(),
-        limiter: MemoryLimiter {
-            max: shared.limits.memory_bytes,
-            denied: false,
-        },
+        limiter: MemoryLimiter::new(shared.limits.memory_bytes),
         shared: shared.clone(),
         call: CallInfo {
             plugin: shared.name.clone(),
@@ -160,4 +191,31 @@ pub(crate) fn new_store(engine: &Engine, shared: &Arc<Shared>) -> Store<StoreSta
     store.limiter(|s| &mut s.limiter);
     store.epoch_deadline_trap();
     store
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_capped_over_all_memories_together() {
+        let mut l = MemoryLimiter::new(64 << 20);
+        assert!(l.memory_growing(0, 40 << 20, None).expect("ok"));
+        // A second memory of 40 MiB would be within the cap on its own.
+        assert!(!l.memory_growing(0, 40 << 20, None).expect("ok"));
+        assert!(l.denied);
+        assert!(l.memory_growing(0, 24 << 20, None).expect("ok"));
+        assert!(
+            !l.memory_growing(24 << 20, (24 << 20) + 1, None)
+                .expect("ok")
+        );
+    }
+
+    #[test]
+    fn table_elements_are_capped_over_all_tables_together() {
+        let mut l = MemoryLimiter::new(0);
+        assert!(l.table_growing(0, 60_000, None).expect("ok"));
+        assert!(!l.table_growing(0, 60_000, None).expect("ok"));
+        assert!(!l.denied, "a table is not memory");
+    }
 }

@@ -3,13 +3,15 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bosun_host::call::Error;
 use bosun_host::contract::{Command, Level};
+use bosun_host::host::cache::MemoryState;
 use bosun_host::load::Cause;
 use bosun_host::{Revision, Strategy};
-use bosun_test_artifacts::{BAD_METADATA, HOSTILE, ZONE_LABELER};
+use bosun_test_artifacts::{BAD_METADATA, GREEDY_METADATA, HOSTILE, ZONE_LABELER};
 use common::*;
 
 fn hostile(mode: &str, tune: impl FnOnce(&mut bosun_host::Spec)) -> Harness {
@@ -179,6 +181,18 @@ fn malformed_metadata_is_refused() {
 }
 
 #[test]
+fn a_hundred_thousand_subscriptions_are_refused_at_load_naming_the_cap() {
+    let (spec, _, _) = spec(MapCache::with(&[]), "{}", Strategy::Fresh);
+    let err = Revision::load(&engine(), &source(GREEDY_METADATA), spec).expect_err("over the cap");
+    assert!(matches!(err.cause, Cause::Metadata(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("100000 subscriptions declared, over the cap of 64 subscriptions per plugin"),
+        "{err}"
+    );
+}
+
+#[test]
 fn log_floods_are_capped_per_call() {
     let h = hostile("log-flood", |s| s.limits.max_log_lines_per_call = 100);
     reconcile(&h).expect("logging is not an error");
@@ -261,4 +275,101 @@ fn warm_instances_are_reused_and_recycled() {
         (3..=4).contains(&instances),
         "{instances} instances for 12 warm calls"
     );
+}
+
+#[test]
+fn a_state_flood_is_stopped_at_the_per_plugin_cap() {
+    let state = Arc::new(MemoryState::with_caps(4 << 20, 10_000));
+    let h = hostile("state-flood", |s| s.services.state = state.clone());
+    reconcile(&h).expect("the refusal is data");
+    let logs: Vec<String> = h.logs.take().into_iter().map(|l| l.message).collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("state-flood: refused after 63:")
+                && l.contains("over the cap of 4194304 bytes per plugin")),
+        "{logs:?}"
+    );
+    let usage = h.revision.state_usage();
+    assert!(usage.bytes <= 4 << 20, "{usage:?}");
+    // Later calls are refused at once: the state does not grow.
+    reconcile(&h).expect("the refusal is data");
+    assert_eq!(h.revision.state_usage(), usage);
+}
+
+#[test]
+fn state_keys_are_capped_per_plugin() {
+    let state = Arc::new(MemoryState::with_caps(usize::MAX, 100));
+    let h = hostile("state-flood", |s| s.services.state = state.clone());
+    reconcile(&h).expect("the refusal is data");
+    let logs: Vec<String> = h.logs.take().into_iter().map(|l| l.message).collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("the cap of 100 keys per plugin")),
+        "{logs:?}"
+    );
+    assert_eq!(h.revision.state_usage().keys, 100);
+}
+
+#[test]
+fn state_sets_are_capped_per_call() {
+    let h = hostile("state-flood", |s| {
+        s.limits.max_state_sets_per_call = 50;
+        s.services.state = Arc::new(MemoryState::with_caps(usize::MAX, usize::MAX));
+    });
+    let err = reconcile(&h).expect_err("stopped");
+    assert!(
+        matches!(&err, Error::Limit { what, .. } if what.contains("more than 50 state-set calls")),
+        "{err}"
+    );
+    assert_eq!(h.revision.stats().limit_exceeded, 1);
+}
+
+#[test]
+fn a_plugin_spinning_on_list_objects_is_stopped_by_its_read_cap() {
+    // A deadline long enough that only the read cap can stop the call.
+    let h = hostile("list-spin", |s| {
+        s.limits.deadline = Duration::from_secs(60);
+        s.limits.max_read_bytes_per_call = 1 << 20;
+    });
+    let started = Instant::now();
+    let err = reconcile(&h).expect_err("stopped");
+    assert!(
+        matches!(&err, Error::Limit { what, .. } if what.contains("over the cap of 1048576 bytes per call")),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn out_of_memory_calls_are_counted() {
+    let h = hostile("alloc", |s| s.limits.memory_bytes = 16 << 20);
+    for _ in 0..3 {
+        let err = reconcile(&h).expect_err("runs out of memory");
+        assert!(matches!(err, Error::OutOfMemory { .. }), "{err}");
+    }
+    let stats = h.revision.stats();
+    assert_eq!(stats.out_of_memory, 3, "{stats:?}");
+}
+
+#[test]
+fn removing_a_plugin_frees_its_state() {
+    use bosun_host::host::cache::State;
+    let state = Arc::new(MemoryState::default());
+    let registry = bosun_host::Registry::new(engine());
+    let cache = MapCache::with(&[pod("web-0").node("node-1").build()]);
+    let (mut spec, _, _) = spec(cache, r#"{"mode":"state-flood"}"#, Strategy::Fresh);
+    spec.services.state = state.clone();
+    let revision = registry.load(&source(HOSTILE), spec, None).expect("loads");
+    revision
+        .reconcile(&request(pod_ref("web-0")))
+        .expect("the refusal is data");
+    assert!(
+        state.usage("hostile").bytes > 1 << 20,
+        "it filled its state"
+    );
+    let status = registry.status();
+    assert_eq!(status[0].state, Some(state.usage("hostile")));
+    assert!(registry.remove("hostile"));
+    assert_eq!(state.usage("hostile"), Default::default());
+    assert_eq!(state.get("hostile", "flood-0"), None);
 }

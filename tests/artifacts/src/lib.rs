@@ -8,7 +8,9 @@
 //! - [`CRD_WATCHER`]: `tests/plugins/crd-watcher`, a controller of a custom resource
 //!   (`example.com/v1` Widget);
 //! - [`BAD_METADATA`]: `tests/plugins/bad-metadata`, a controller whose metadata the
-//!   host must reject.
+//!   host must reject;
+//! - [`GREEDY_METADATA`]: `tests/plugins/greedy-metadata`, a controller declaring
+//!   100,000 subscriptions, over the host's cap.
 //!
 //! Depend on this crate from tests (`[dev-dependencies] bosun-test-artifacts`) and read
 //! the files at run time: `std::fs::read(bosun_test_artifacts::HOSTILE)`. Building it
@@ -24,4 +26,5 @@ pub const ALL: &[(&str, &str)] = &[
     ("HOSTILE", HOSTILE),
     ("CRD_WATCHER", CRD_WATCHER),
     ("BAD_METADATA", BAD_METADATA),
+    ("GREEDY_METADATA", GREEDY_METADATA),
 ];

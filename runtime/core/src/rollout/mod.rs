@@ -151,7 +151,11 @@ impl Rollouts {
     /// Gives `spec` state of its own (the plugin's state stays untouched), for a revision
     /// that is to run beside the stable one; the returned state goes into its [`Candidate`].
     pub fn isolate(&self, spec: &mut Spec) -> Arc<Scratch> {
-        let state = Arc::new(Scratch::new(spec.services.state.clone()));
+        let state = Arc::new(Scratch::with_caps(
+            spec.services.state.clone(),
+            spec.limits.max_state_bytes,
+            spec.limits.max_state_keys,
+        ));
         spec.services.state = state.clone();
         state
     }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bosun_host::host::cache::State;
+use bosun_host::host::cache::{State, Usage};
 
 /// Entries written (`Some`) or deleted (`None`) by one revision, by (plugin, key).
 type Own = BTreeMap<(String, String), Option<Vec<u8>>>;
@@ -20,6 +20,8 @@ pub struct Scratch {
     plugin: Arc<dyn State>,
     /// `None` once promoted: reads and writes go to the plugin's state.
     own: Mutex<Option<Own>>,
+    /// Caps of its own state (bytes, keys), deletions included, as the plugin's.
+    caps: (usize, usize),
 }
 
 impl std::fmt::Debug for Scratch {
@@ -33,9 +35,17 @@ impl std::fmt::Debug for Scratch {
 impl Scratch {
     /// Empty state of its own, beside the plugin's state `plugin`.
     pub fn new(plugin: Arc<dyn State>) -> Self {
+        let limits = bosun_host::limits::Limits::default();
+        Self::with_caps(plugin, limits.max_state_bytes, limits.max_state_keys)
+    }
+
+    /// Empty state of its own, capped at `max_bytes` in `max_keys` keys (deletions
+    /// count as keys until promoted), beside the plugin's state `plugin`.
+    pub fn with_caps(plugin: Arc<dyn State>, max_bytes: usize, max_keys: usize) -> Self {
         Scratch {
             plugin,
             own: Mutex::new(Some(Own::new())),
+            caps: (max_bytes, max_keys),
         }
     }
 
@@ -82,7 +92,28 @@ impl State for Scratch {
         let mut own = self.lock();
         match own.as_mut() {
             Some(own) => {
-                own.insert((plugin.to_owned(), key.to_owned()), Some(value));
+                let k = (plugin.to_owned(), key.to_owned());
+                let (max_bytes, max_keys) = self.caps;
+                let old = own
+                    .get(&k)
+                    .map(|v| key.len() + v.as_ref().map_or(0, Vec::len));
+                if old.is_none() && own.len() >= max_keys {
+                    return Err(format!(
+                        "plugin state holds {} keys, the cap of {max_keys} keys per plugin",
+                        own.len()
+                    ));
+                }
+                let held: usize = own
+                    .iter()
+                    .map(|((_, k), v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                    .sum();
+                let bytes = held - old.unwrap_or(0) + key.len() + value.len();
+                if bytes > max_bytes {
+                    return Err(format!(
+                        "plugin state would hold {bytes} bytes, over the cap of {max_bytes} bytes per plugin"
+                    ));
+                }
+                own.insert(k, Some(value));
                 Ok(())
             }
             None => self.plugin.set(plugin, key, value),
@@ -97,6 +128,27 @@ impl State for Scratch {
             }
             None => self.plugin.delete(plugin, key),
         }
+    }
+
+    fn usage(&self, plugin: &str) -> Usage {
+        let own = self.lock();
+        match own.as_ref() {
+            Some(own) => own
+                .iter()
+                .filter(|((p, _), v)| p == plugin && v.is_some())
+                .fold(Usage::default(), |u, ((_, k), v)| Usage {
+                    bytes: u.bytes + k.len() + v.as_ref().map_or(0, Vec::len),
+                    keys: u.keys + 1,
+                }),
+            None => self.plugin.usage(plugin),
+        }
+    }
+
+    fn clear(&self, plugin: &str) {
+        if let Some(own) = self.lock().as_mut() {
+            own.retain(|(p, _), _| p != plugin);
+        }
+        self.plugin.clear(plugin);
     }
 }
 
@@ -121,6 +173,23 @@ mod tests {
             Some(b"stable".to_vec()),
             "deleted it"
         );
+    }
+
+    #[test]
+    fn a_scratch_is_capped_like_the_plugins_state() {
+        let scratch = Scratch::with_caps(Arc::new(MemoryState::default()), 100, 2);
+        scratch.set("p", "a", vec![0; 60]).expect("fits");
+        let err = scratch
+            .set("p", "b", vec![0; 60])
+            .expect_err("over the bytes");
+        assert!(err.contains("cap of 100 bytes"), "{err}");
+        scratch
+            .set("p", "a", vec![0; 90])
+            .expect("a replacement counts once");
+        scratch.delete("p", "b");
+        let err = scratch.set("p", "c", vec![]).expect_err("over the keys");
+        assert!(err.contains("cap of 2 keys"), "{err}");
+        assert_eq!(scratch.usage("p").keys, 1);
     }
 
     #[test]

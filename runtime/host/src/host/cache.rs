@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::CallInfo;
 use crate::bindings::iface::cache::Host;
+use crate::call::LimitExceeded;
 use crate::contract::ObjectRef;
 use crate::limits::truncate;
 use crate::store::StoreState;
@@ -41,6 +42,22 @@ pub trait State: Send + Sync {
     fn set(&self, plugin: &str, key: &str, value: Vec<u8>) -> Result<(), String>;
     /// Removes `key`.
     fn delete(&self, plugin: &str, key: &str);
+    /// What `plugin` holds (for status and metrics).
+    fn usage(&self, _plugin: &str) -> Usage {
+        Usage::default()
+    }
+    /// Drops everything `plugin` holds (the plugin was removed).
+    fn clear(&self, _plugin: &str) {}
+}
+
+/// What one plugin's state holds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Bytes of keys plus values.
+    pub bytes: usize,
+    /// Keys.
+    pub keys: usize,
 }
 
 /// A cache with nothing in it.
@@ -56,29 +73,108 @@ impl Cache for Empty {
     }
 }
 
-/// Plugin state in memory.
-#[derive(Debug, Default)]
+/// Plugin state in memory, capped per plugin in bytes (keys plus values) and keys.
+#[derive(Debug)]
 pub struct MemoryState {
-    entries: Mutex<HashMap<(String, String), Vec<u8>>>,
+    max_bytes: usize,
+    max_keys: usize,
+    plugins: Mutex<HashMap<String, PluginState>>,
+}
+
+#[derive(Debug, Default)]
+struct PluginState {
+    entries: HashMap<String, Vec<u8>>,
+    bytes: usize,
+}
+
+impl Default for MemoryState {
+    fn default() -> Self {
+        let limits = crate::limits::Limits::default();
+        MemoryState::with_caps(limits.max_state_bytes, limits.max_state_keys)
+    }
+}
+
+impl MemoryState {
+    /// Empty state; each plugin may hold up to `max_bytes` (keys plus values) in up to
+    /// `max_keys` keys.
+    pub fn with_caps(max_bytes: usize, max_keys: usize) -> Self {
+        MemoryState {
+            max_bytes,
+            max_keys,
+            plugins: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PluginState>> {
+        self.plugins.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl State for MemoryState {
     fn get(&self, plugin: &str, key: &str) -> Option<Vec<u8>> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.get(&(plugin.to_owned(), key.to_owned())).cloned()
+        self.lock().get(plugin)?.entries.get(key).cloned()
     }
     fn set(&self, plugin: &str, key: &str, value: Vec<u8>) -> Result<(), String> {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.insert((plugin.to_owned(), key.to_owned()), value);
+        let mut plugins = self.lock();
+        let p = plugins.entry(plugin.to_owned()).or_default();
+        let old = p.entries.get(key).map(|v| key.len() + v.len());
+        if old.is_none() && p.entries.len() >= self.max_keys {
+            return Err(format!(
+                "plugin state holds {} keys, the cap of {} keys per plugin",
+                p.entries.len(),
+                self.max_keys
+            ));
+        }
+        let bytes = p.bytes - old.unwrap_or(0) + key.len() + value.len();
+        if bytes > self.max_bytes {
+            return Err(format!(
+                "plugin state would hold {bytes} bytes, over the cap of {} bytes per plugin",
+                self.max_bytes
+            ));
+        }
+        p.bytes = bytes;
+        p.entries.insert(key.to_owned(), value);
         Ok(())
     }
     fn delete(&self, plugin: &str, key: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.remove(&(plugin.to_owned(), key.to_owned()));
+        let mut plugins = self.lock();
+        if let Some(p) = plugins.get_mut(plugin)
+            && let Some(v) = p.entries.remove(key)
+        {
+            p.bytes -= key.len() + v.len();
+            if p.entries.is_empty() {
+                plugins.remove(plugin);
+            }
+        }
+    }
+    fn usage(&self, plugin: &str) -> Usage {
+        self.lock()
+            .get(plugin)
+            .map_or_else(Usage::default, |p| Usage {
+                bytes: p.bytes,
+                keys: p.entries.len(),
+            })
+    }
+    fn clear(&self, plugin: &str) {
+        self.lock().remove(plugin);
     }
 }
 
 impl StoreState {
+    /// Counts `bytes` copied into the guest against the call's cap; over it, the call
+    /// traps.
+    fn copied(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        let max = self.shared.limits.max_read_bytes_per_call;
+        self.counts.read_bytes = self.counts.read_bytes.saturating_add(bytes);
+        if self.counts.read_bytes > max {
+            return Err(wasmtime::Error::new(LimitExceeded(format!(
+                "reads copied {} bytes, over the cap of {max} bytes per call",
+                self.counts.read_bytes
+            ))));
+        }
+        Ok(())
+    }
+
     /// Reads are limited to the kinds the plugin declared; anything else reads as absent.
     fn readable(&self, api_version: &str, kind: &str) -> bool {
         let ok = self
@@ -102,12 +198,9 @@ impl Host for StoreState {
         if !self.readable(&target.api_version, &target.kind) {
             return Ok(None);
         }
-        Ok(self
-            .shared
-            .services
-            .cache
-            .get(&self.call, &target)
-            .map(|o| o.to_string()))
+        let object = self.shared.services.cache.get(&self.call, &target);
+        self.copied(object.as_ref().map_or(1, |o| o.len().max(1)))?;
+        Ok(object.map(|o| o.to_string()))
     }
 
     fn list_objects(
@@ -131,14 +224,25 @@ impl Host for StoreState {
             selector: selector.as_ref(),
         };
         let items = self.shared.services.cache.list(&self.call, &query);
+        // Each call counts at least one byte, so an empty list still costs something.
+        self.copied(items.iter().map(|o| o.len()).sum::<usize>().max(1))?;
         Ok(Ok(items.iter().map(|o| o.to_string()).collect()))
     }
 
     fn state_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(self.shared.services.state.get(&self.shared.name, &key))
+        let value = self.shared.services.state.get(&self.shared.name, &key);
+        self.copied(value.as_ref().map_or(0, Vec::len).max(1))?;
+        Ok(value)
     }
 
     fn state_set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        let max_sets = self.shared.limits.max_state_sets_per_call;
+        self.counts.state_sets += 1;
+        if self.counts.state_sets > max_sets {
+            return Err(wasmtime::Error::new(LimitExceeded(format!(
+                "more than {max_sets} state-set calls, the cap per call"
+            ))));
+        }
         let max = self.shared.limits.max_state_entry_bytes;
         if key.len() + value.len() > max {
             let msg = format!(
@@ -158,5 +262,36 @@ impl Host for StoreState {
     fn state_delete(&mut self, key: String) -> wasmtime::Result<()> {
         self.shared.services.state.delete(&self.shared.name, &key);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_state_accounts_per_plugin_and_frees_on_clear() {
+        let s = MemoryState::with_caps(100, 3);
+        s.set("a", "k1", vec![0; 40]).expect("fits");
+        s.set("a", "k1", vec![0; 50])
+            .expect("a replacement counts once");
+        assert_eq!(s.usage("a"), Usage { bytes: 52, keys: 1 });
+        let err = s.set("a", "k2", vec![0; 50]).expect_err("over the bytes");
+        assert!(
+            err.contains("over the cap of 100 bytes per plugin"),
+            "{err}"
+        );
+        s.set("b", "k2", vec![0; 50])
+            .expect("another plugin has its own cap");
+        s.set("a", "k2", vec![]).expect("fits");
+        s.set("a", "k3", vec![]).expect("fits");
+        let err = s.set("a", "k4", vec![]).expect_err("over the keys");
+        assert!(err.contains("the cap of 3 keys per plugin"), "{err}");
+        s.delete("a", "k1");
+        assert_eq!(s.usage("a"), Usage { bytes: 4, keys: 2 });
+        s.clear("a");
+        assert_eq!(s.usage("a"), Usage::default());
+        assert_eq!(s.get("a", "k2"), None);
+        assert_eq!(s.usage("b").keys, 1);
     }
 }

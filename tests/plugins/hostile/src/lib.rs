@@ -21,6 +21,9 @@
 //! | `reap`       | deletes its target pod when it has the label `reap=true` (and is not being deleted) |
 //! | `pod-command`| sends `{"action":"ping"}` to the pod-agent plugin `agent` in its target pod's sidecar, once; logs outcomes like `ok` |
 //! | `forbidden`  | submits an eviction of its target (a verb it did not declare) and logs the refusal |
+//! | `state-flood`| writes 64 KiB values under new state keys until one is refused, logs `state-flood: refused after N: REASON`, done |
+//! | `list-spin`  | lists pods forever                                                   |
+//! | `requeue-now`| asks to be called again at once (`requeue-after-ms: 0`)              |
 //!
 //! An unknown mode fails `init`.
 
@@ -52,6 +55,9 @@ enum Mode {
     Peek,
     Reap,
     PodCommand,
+    StateFlood,
+    ListSpin,
+    RequeueNow,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -223,6 +229,27 @@ impl Controller for Hostile {
                 }
                 Ok(Outcome::done())
             }
+            Mode::StateFlood => {
+                let value = vec![0x5A; 64 << 10];
+                let start = ctx
+                    .state_get("next")
+                    .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                    .map_or(0, u64::from_le_bytes);
+                for i in start.. {
+                    if let Err(e) = ctx.state_set(&format!("flood-{i}"), &value) {
+                        ctx.warn(format!("state-flood: refused after {i}: {e}"));
+                        return Ok(Outcome::done());
+                    }
+                    // Best effort: the next call goes on where this one stopped.
+                    let _ = ctx.state_set("next", &(i + 1).to_le_bytes());
+                }
+                Ok(Outcome::done())
+            }
+            Mode::ListSpin => loop {
+                let pods = ctx.list("v1", "Pod", None, None)?;
+                std::hint::black_box(pods);
+            },
+            Mode::RequeueNow => Ok(Outcome::requeue_after(Duration::ZERO)),
             Mode::Error => Err(Error::msg("hostile: reconcile failed on purpose")),
             Mode::Requeue => Ok(Outcome::requeue_after(Duration::from_millis(1500))),
             Mode::State => {
