@@ -159,9 +159,11 @@ impl Dispatcher {
             if !keep {
                 tracing::info!(plugin = %name, "plugin removed; its worker stops");
                 w.queue.shutdown();
+                self.parts.metrics.forget_plugin(name);
             }
             keep
         });
+        let mut needed = std::collections::HashSet::new();
         for name in names {
             let Some(revision) = registry.current(&name) else {
                 continue;
@@ -170,7 +172,8 @@ impl Dispatcher {
                 continue;
             }
             for kind in kinds_of(&revision) {
-                self.parts.informers.watch(kind);
+                self.parts.informers.watch_for_plugins(kind.clone());
+                needed.insert(kind);
             }
             let subs: Vec<Sub> = revision
                 .metadata()
@@ -208,6 +211,8 @@ impl Dispatcher {
                 }
             }
         }
+        // Informers no plugin needs any more (removed or replaced plugins) stop.
+        self.parts.informers.release_unused(&needed);
     }
 
     fn enqueue_all(&self, subs: &Mutex<Vec<Sub>>, queue: &Queue<ObjectRef>, event: EventKind) {

@@ -21,8 +21,6 @@ use crate::guardrail::View;
 
 /// How long the last state of a deleted object stays readable.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(300);
-/// How often a pending kind is looked up again.
-const PENDING_RETRY: Duration = Duration::from_secs(5);
 
 /// A kind, as plugins name it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,6 +107,12 @@ pub struct Informers {
     /// Kinds watched for the runtime's own use that a cluster may well not serve (a
     /// DaemonSet-less embedded cluster): their absence is logged at debug level.
     optional: RwLock<HashSet<Kind>>,
+    /// Kinds waiting to be served, looked for by one discovery refresh for all of them.
+    pending: Pending,
+    /// Kinds the runtime watches for itself: never released.
+    pinned: RwLock<HashSet<Kind>>,
+    /// Each kind's watch task.
+    handles: std::sync::Mutex<HashMap<Kind, tokio::task::AbortHandle>>,
     changes: mpsc::UnboundedSender<Change>,
     /// Other listeners (the Plugin-object controller), each for a few kinds.
     observers: RwLock<Vec<(HashSet<Kind>, mpsc::UnboundedSender<Change>)>>,
@@ -144,6 +148,9 @@ impl Informers {
             states: RwLock::default(),
             absent: RwLock::default(),
             optional: RwLock::default(),
+            pending: Pending::default(),
+            pinned: RwLock::default(),
+            handles: std::sync::Mutex::default(),
             changes,
             observers: RwLock::default(),
             resources: RwLock::default(),
@@ -176,8 +183,23 @@ impl Informers {
         Ok((ar, namespaced))
     }
 
-    /// Starts watching `kind` unless it is already watched or pending.
+    /// Starts watching `kind` for the runtime's own use (budgets, sidecars, Plugin
+    /// objects) unless it is already watched or pending: it is never released.
     pub fn watch(self: &Arc<Self>, kind: Kind) {
+        self.pinned
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kind.clone());
+        self.start(kind);
+    }
+
+    /// Starts watching `kind` for plugins unless it is already watched or pending: it is
+    /// released by [`release_unused`](Self::release_unused) once no plugin needs it.
+    pub fn watch_for_plugins(self: &Arc<Self>, kind: Kind) {
+        self.start(kind);
+    }
+
+    fn start(self: &Arc<Self>, kind: Kind) {
         {
             let mut states = self.states.write().unwrap_or_else(PoisonError::into_inner);
             if states.contains_key(&kind) {
@@ -195,11 +217,67 @@ impl Informers {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(kind.clone(), cache.clone());
         let this = self.clone();
-        let task = tokio::spawn(async move { this.run(kind, cache).await });
+        let task = tokio::spawn({
+            let kind = kind.clone();
+            async move { this.run(kind, cache).await }
+        });
+        self.handles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kind, task.abort_handle());
         self.tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(task.abort_handle());
+    }
+
+    /// Stops watching every kind watched for plugins that is not in `needed` (its
+    /// plugins were removed or replaced): its watch, its cache and its pending lookups
+    /// are dropped. Kinds the runtime watches for itself stay.
+    pub fn release_unused(&self, needed: &HashSet<Kind>) {
+        let pinned = self.pinned.read().unwrap_or_else(PoisonError::into_inner);
+        let unused: Vec<Kind> = self
+            .kinds
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .filter(|k| !pinned.contains(*k) && !needed.contains(*k))
+            .cloned()
+            .collect();
+        drop(pinned);
+        for kind in unused {
+            if let Some(h) = self
+                .handles
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&kind)
+            {
+                h.abort();
+            }
+            self.kinds
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&kind);
+            self.states
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&kind);
+            self.absent
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&kind);
+            self.pending
+                .kinds
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&kind);
+            tracing::info!(%kind, "no plugin needs this kind any more; its informer stops");
+        }
+        // Finished tasks' handles need not be kept for shutdown.
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|t| !t.is_finished());
     }
 
     /// Starts watching `kind` for the runtime's own use: a cluster that does not serve it
@@ -330,6 +408,7 @@ impl Informers {
                             absent.remove(&kind);
                         }
                     }
+                    let e = one_line(&e);
                     let reason = format!("the API server does not serve {kind} (yet): {e}");
                     if !matches!(
                         self.states
@@ -348,9 +427,11 @@ impl Informers {
                         } else {
                             tracing::warn!(parent: &span, %kind, error = %e, "kind not served; pending until it appears");
                         }
+                    } else {
+                        tracing::debug!(parent: &span, %kind, error = %e, "kind still not served");
                     }
                     self.set_state(&kind, KindState::Pending(reason));
-                    tokio::time::sleep(PENDING_RETRY).await;
+                    self.wait_until_served(&kind).await;
                 }
             }
         };
@@ -407,11 +488,50 @@ impl Informers {
                 }
                 Err(e) => {
                     // The watcher backs off and relists by itself; say so once per error.
-                    tracing::warn!(parent: &span, %kind, error = %e, "watch error; retrying");
+                    tracing::warn!(parent: &span, %kind, error = %one_line_watch(&e), "watch error; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         }
+    }
+
+    /// Waits until the shared discovery refresh finds `kind` served (or its discovery
+    /// fails in a way that is worth trying the kind's own again).
+    async fn wait_until_served(self: &Arc<Self>, kind: &Kind) {
+        let mut rounds = self.pending.round.subscribe();
+        self.pending
+            .kinds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kind.clone());
+        if !self.pending.started.swap(true, Ordering::AcqRel) {
+            let this = Arc::downgrade(self);
+            let task = tokio::spawn(refresh_pending(this));
+            self.tasks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(task.abort_handle());
+        }
+        loop {
+            if rounds.changed().await.is_err() {
+                // The refresher is gone (shutting down): wait to be aborted.
+                std::future::pending::<()>().await;
+            }
+            let found = self
+                .pending
+                .found
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(kind);
+            if found {
+                break;
+            }
+        }
+        self.pending
+            .kinds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(kind);
     }
 
     /// Swaps in a complete relist, emitting what changed against the previous contents.
@@ -547,6 +667,140 @@ impl Informers {
                 .collect(),
         }
     }
+}
+
+/// The kinds waiting for the API server to serve them, and what the last discovery
+/// refresh found.
+#[derive(Debug)]
+struct Pending {
+    kinds: std::sync::Mutex<HashSet<Kind>>,
+    /// The waiting kinds the last refresh found served.
+    found: RwLock<HashSet<Kind>>,
+    /// Bumped after each refresh.
+    round: tokio::sync::watch::Sender<u64>,
+    /// Whether the refresher runs.
+    started: AtomicBool,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            kinds: std::sync::Mutex::default(),
+            found: RwLock::default(),
+            round: tokio::sync::watch::channel(0).0,
+            started: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The first wait between discovery refreshes of pending kinds, and the longest: it
+/// doubles while nothing new appears.
+const PENDING_FIRST: Duration = Duration::from_secs(1);
+const PENDING_MAX: Duration = Duration::from_secs(10);
+
+/// One discovery refresh per interval for every pending kind together: the API groups
+/// (one request), then the resources of each group-version that a pending kind names and
+/// the server lists (none while their groups do not exist), however many kinds wait.
+async fn refresh_pending(informers: std::sync::Weak<Informers>) {
+    let mut wait = PENDING_FIRST;
+    loop {
+        tokio::time::sleep(wait).await;
+        let Some(this) = informers.upgrade() else {
+            return;
+        };
+        let waiting: Vec<Kind> = this
+            .pending
+            .kinds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        if waiting.is_empty() {
+            wait = PENDING_FIRST;
+            continue;
+        }
+        let span = tracing::debug_span!("bosun.informer.discover", pending = waiting.len());
+        let found = tracing::Instrument::instrument(served_of(&this.client, &waiting), span).await;
+        let any = !found.is_empty();
+        *this
+            .pending
+            .found
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = found;
+        this.pending.round.send_modify(|r| *r += 1);
+        wait = if any {
+            PENDING_FIRST
+        } else {
+            (wait * 2).min(PENDING_MAX)
+        };
+    }
+}
+
+/// Which of `waiting` the API server serves now. A discovery request that fails counts
+/// as "not served yet".
+async fn served_of(client: &Client, waiting: &[Kind]) -> HashSet<Kind> {
+    let mut versions: BTreeMap<String, Vec<&Kind>> = BTreeMap::new();
+    for kind in waiting {
+        versions
+            .entry(kind.api_version.clone())
+            .or_default()
+            .push(kind);
+    }
+    let mut groups: HashSet<String> = HashSet::new();
+    if versions.keys().any(|v| v.contains('/')) {
+        match client.list_api_groups().await {
+            Ok(list) => {
+                for g in list.groups {
+                    for v in g.versions {
+                        groups.insert(v.group_version);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %one_line(&e), "discovery of API groups failed");
+                return HashSet::new();
+            }
+        }
+    }
+    let mut found = HashSet::new();
+    for (api_version, kinds) in versions {
+        let resources = if api_version.contains('/') {
+            if !groups.contains(&api_version) {
+                continue;
+            }
+            client.list_api_group_resources(&api_version).await
+        } else {
+            client.list_core_api_resources(&api_version).await
+        };
+        let Ok(resources) = resources else {
+            continue;
+        };
+        for kind in kinds {
+            if resources.resources.iter().any(|r| r.kind == kind.kind) {
+                found.insert(kind.clone());
+            }
+        }
+    }
+    found
+}
+
+/// A watcher error on one line.
+fn one_line_watch(e: &watcher::Error) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An API error on one line: `404 NotFound: the server could not find the requested
+/// resource`, not a `Status { … }` dump.
+fn one_line(e: &kube::Error) -> String {
+    let text = match e {
+        kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
+        other => other.to_string(),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The cache entry of an object; list responses omit apiVersion and kind per item, so
