@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bosun_runtime::Config;
-use bosun_test_support::embedded::{Env, source};
+use bosun_test_support::embedded::{Env, admin_get, source};
 use bosun_test_support::eventually;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, PostParams};
@@ -124,21 +124,6 @@ struct Seen {
     records: Vec<bosun_runtime::audit::Record>,
     status: Value,
     metrics: String,
-}
-
-fn admin_get(rt: &bosun_runtime::Runtime, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(rt.admin_addr()).expect("admin");
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
 }
 
 /// Runs the rampage plugin for [`RAMPAGE`] under `config`, sampling readiness every

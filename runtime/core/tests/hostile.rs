@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use bosun_runtime::{Config, Runtime};
-use bosun_test_support::embedded::{Env, source};
+use bosun_test_support::embedded::{Env, admin_get, source};
 use bosun_test_support::eventually;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
@@ -70,21 +70,6 @@ async fn a_plugin_requeueing_at_once_is_held_to_its_rate() {
     );
     rt.shutdown().await;
     env.cluster.shutdown().await;
-}
-
-fn admin_get(rt: &Runtime, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(rt.admin_addr()).expect("admin");
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
 }
 
 /// The `/plugins` entry of `name`, as `bosun status` reads it.
@@ -189,8 +174,18 @@ fn cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// How long a measurement lasts: `BOSUN_MEASURE_SECONDS`, 10 s by default.
+fn measured() -> Duration {
+    Duration::from_secs(
+        std::env::var("BOSUN_MEASURE_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10),
+    )
+}
+
 /// Figures, not assertions: the requeue-now plugin's reconciles and this process's CPU
-/// (runtime and embedded cluster) over 10 s, with the queue's limits off (as before
+/// (runtime and embedded cluster) over the measured time, with the queue's limits off (as before
 /// they existed) and on, and zone-labeler's latency to label a new pod meanwhile.
 /// `cargo test -p bosun-runtime --test hostile -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +202,7 @@ async fn measure_requeue_now() {
         rt.install(&source(bosun_test_artifacts::ZONE_LABELER), "{}")
             .expect("zone-labeler");
         let (before, cpu0, t0) = (reconciles(&rt, "hostile"), cpu(), Instant::now());
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::time::sleep(measured()).await;
         let n = reconciles(&rt, "hostile") - before;
         let cpu_share = (cpu() - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
         let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
@@ -227,8 +222,9 @@ async fn measure_requeue_now() {
             latencies.push(t.elapsed());
         }
         println!(
-            "limits {}: {n} reconciles in 10 s, CPU {:.0}% of a core, zone-labeler latency {latencies:?}",
+            "limits {}: {n} reconciles in {:?}, CPU {:.0}% of a core, zone-labeler latency {latencies:?}",
             if limited { "on " } else { "off" },
+            measured(),
             cpu_share * 100.0
         );
         rt.shutdown().await;
@@ -247,7 +243,7 @@ fn rss_mib() -> u64 {
 }
 
 /// Figures, not assertions: this process's memory after the `state-flood` plugin ran
-/// for 10 s with the state caps off (as before they existed) and on.
+/// for the measured time with the state caps off (as before they existed) and on.
 /// `cargo test -p bosun-runtime --test hostile measure_state_flood -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; prints figures"]
@@ -269,7 +265,7 @@ async fn measure_state_flood() {
         for i in 0..6 {
             pod(&env, &format!("web-{i}")).await;
         }
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::time::sleep(measured()).await;
         let state = status_of(&rt, "hostile").expect("status")["pluginState"].clone();
         println!(
             "state caps {}: RSS {before} MiB -> {} MiB, plugin state {state}",

@@ -13,6 +13,7 @@ use bosun_api::plugin::Plugin;
 use bosun_host::contract::Verdict;
 use bosun_runtime::Runtime;
 use bosun_test_support::embedded::Env;
+use bosun_test_support::embedded::admin_get;
 use bosun_test_support::eventually;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -563,21 +564,6 @@ async fn bad_plugins_are_degraded_with_the_reason_and_never_serve() {
     degraded(&env, &v1, "SourceNotAllowed", "plugins folder").await;
     rt.shutdown().await;
     env.cluster.shutdown().await;
-}
-
-fn admin_get(rt: &Runtime, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(rt.admin_addr()).expect("admin");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

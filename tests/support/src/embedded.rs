@@ -93,6 +93,23 @@ impl Env {
     }
 }
 
+/// The body of a GET of `path` on the runtime's admin endpoint (`/plugins` is what
+/// `bosun status` reads, `/metrics` the Prometheus text).
+pub fn admin_get(rt: &Runtime, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(rt.admin_addr()).expect("admin");
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
 /// A built test artifact as a plugin source.
 pub fn source(path: &str) -> Source {
     Source::file(Path::new(path)).expect("artifact")
