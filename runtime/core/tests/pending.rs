@@ -44,7 +44,7 @@ async fn a_thousand_pending_kinds_cost_one_discovery_call_per_interval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_ends_within_its_grace_while_a_plugin_loops() {
+async fn shutdown_ends_within_its_grace_while_a_plugin_loops_and_kinds_wait() {
     let env = Env::start(1).await;
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(env.client.clone(), "default");
@@ -63,6 +63,11 @@ async fn shutdown_ends_within_its_grace_while_a_plugin_loops() {
         r#"{"mode":"loop"}"#,
     )
     .expect("hostile");
+    // A thousand kinds nobody serves wait meanwhile.
+    for i in 0..1000 {
+        rt.informers()
+            .watch(Kind::new(&format!("g{i}.example.com/v1"), "Thing"));
+    }
     // Let it spin into a few deadlines.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let start = Instant::now();
