@@ -30,10 +30,21 @@ fn scaled(v: &Value, total: usize) -> usize {
     }
 }
 
+/// A budget's pod selector; `None` when it has none: in policy/v1 a null selector
+/// selects no pod (an empty one selects every pod of the namespace).
+fn selector_of(pdb: &Value) -> Option<LabelSelector> {
+    meta::path(pdb, "spec.selector")
+        .filter(|s| !s.is_null())
+        .map(LabelSelector::from_object)
+}
+
 /// How many more pods a budget lets go: `(healthy, desired healthy, expected)`.
 pub(crate) fn budget(store: &Store, pdb: &Value) -> Option<(usize, usize, usize)> {
     let pods_rt = store.resolve("", "v1", "pods")?;
-    let sel = LabelSelector::from_object(meta::path(pdb, "spec.selector").unwrap_or(&Value::Null));
+    let Some(sel) = selector_of(pdb) else {
+        let desired = meta::path(pdb, "spec.minAvailable").map_or(0, |min| scaled(min, 0));
+        return Some((0, desired, 0));
+    };
     let pods: Vec<Value> = store
         .list(
             &pods_rt,
@@ -73,10 +84,7 @@ pub(crate) fn evict(store: &Store, ns: &str, name: &str, opts: &DeleteOptions) -
             &LabelSelector::default(),
             &FieldSelector::default(),
         ) {
-            let sel = LabelSelector::from_object(
-                meta::path(&pdb, "spec.selector").unwrap_or(&Value::Null),
-            );
-            if !sel.matches(&pod) {
+            if !selector_of(&pdb).is_some_and(|sel| sel.matches(&pod)) {
                 continue;
             }
             let Some((healthy, desired, _)) = budget(store, &pdb) else {

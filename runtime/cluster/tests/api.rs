@@ -489,6 +489,15 @@ async fn eviction_honours_disruption_budgets() -> anyhow::Result<()> {
         }))?,
     )
     .await?;
+    // policy/v1: a budget without a selector selects no pod, so it protects none.
+    pdbs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "nothing"},
+            "spec": {"minAvailable": 5}
+        }))?,
+    )
+    .await?;
     pods.evict("a", &EvictParams::default()).await?;
     assert_eq!(code(&pods.get("a").await.expect_err("evicted")), 404);
     let err = pods
@@ -496,6 +505,11 @@ async fn eviction_honours_disruption_budgets() -> anyhow::Result<()> {
         .await
         .expect_err("budget spent");
     assert_eq!(code(&err), 429);
+    let message = match &err {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    };
+    assert!(message.contains("budget web "), "{message}");
     assert!(pods.get("b").await.is_ok());
     c.shutdown().await;
     Ok(())
