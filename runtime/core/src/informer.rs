@@ -787,10 +787,12 @@ async fn served_of(client: &Client, waiting: &[Kind]) -> HashSet<Kind> {
 
 /// A watcher error on one line.
 fn one_line_watch(e: &watcher::Error) -> String {
-    e.to_string()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    collapse(&e.to_string())
+}
+
+/// Text with every run of whitespace, line breaks included, as one space.
+fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// An API error on one line: `404 NotFound: the server could not find the requested
@@ -800,7 +802,7 @@ fn one_line(e: &kube::Error) -> String {
         kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
         other => other.to_string(),
     };
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    collapse(&text)
 }
 
 /// The cache entry of an object; list responses omit apiVersion and kind per item, so

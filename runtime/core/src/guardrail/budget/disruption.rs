@@ -81,19 +81,22 @@ enum Change<'c> {
 }
 
 impl<'c> Change<'c> {
-    fn of(cmd: &'c Command) -> Option<Self> {
+    /// The change `cmd` makes, if it is a patch or an apply of an object `wanted`
+    /// accepts; a patch of anything else is not parsed at all.
+    fn of(cmd: &'c Command, wanted: fn(&ObjectRef) -> bool) -> Option<Self> {
         match cmd {
-            Command::MergePatch(p) => Some(Change::Merge(
+            Command::MergePatch(p) if wanted(&p.target) => Some(Change::Merge(
                 &p.target,
                 serde_json::from_str(&p.patch).ok()?,
             )),
-            Command::JsonPatch(p) => Some(Change::Json(
+            Command::JsonPatch(p) if wanted(&p.target) => Some(Change::Json(
                 &p.target,
                 serde_json::from_str(&p.patch).ok()?,
             )),
             Command::Apply(body) => {
                 let object: Value = serde_json::from_str(body).ok()?;
-                Some(Change::Apply(ObjectRef::of(&object)?, object))
+                let target = ObjectRef::of(&object).filter(wanted)?;
+                Some(Change::Apply(target, object))
             }
             _ => None,
         }
@@ -174,11 +177,8 @@ pub(crate) fn disrupted_node(cmd: &Command, view: &dyn View) -> Option<String> {
         Command::Cordon(node) => Some(node.clone()),
         Command::Taint(t) if hard(t.taint.effect.as_k8s()) => Some(t.node.clone()),
         _ => {
-            let change = Change::of(cmd)?;
+            let change = Change::of(cmd, is_node)?;
             let target = change.target();
-            if !is_node(target) {
-                return None;
-            }
             let before = view
                 .get(target)
                 .and_then(|json| serde_json::from_str(&json).ok())
@@ -242,11 +242,8 @@ pub(crate) fn disrupted_pod(cmd: &Command, view: &dyn View) -> Option<Disruption
             },
         }),
         Command::MergePatch(_) | Command::JsonPatch(_) | Command::Apply(_) => {
-            let change = Change::of(cmd)?;
+            let change = Change::of(cmd, is_pod)?;
             let target = change.target();
-            if !is_pod(target) {
-                return None;
-            }
             let before: Value = serde_json::from_str(&view.get(target)?).ok()?;
             let after = change.applied_to(&before)?;
             let images = changed_images(&before, &after);
