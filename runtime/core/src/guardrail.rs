@@ -604,7 +604,10 @@ impl Guardrails {
             } else {
                 None
             };
-            if refusal.is_none() {
+            // Budgets concern what takes capacity out (and an uncordon, which gives a
+            // node back): any other command, most of them, is not judged again by each.
+            let budgeted = is_destructive || matches!(cmd, Command::Uncordon(_));
+            if refusal.is_none() && budgeted {
                 refusal = budgets.iter().find_map(|budget| {
                     budget
                         .check(plugin, cmd, view, now)
@@ -620,8 +623,10 @@ impl Guardrails {
                 if is_destructive {
                     destructive.admitted(plugin, cmd, &limits, now);
                 }
-                for budget in budgets.iter() {
-                    budget.admitted(plugin, cmd, view, now);
+                if budgeted {
+                    for budget in budgets.iter() {
+                        budget.admitted(plugin, cmd, view, now);
+                    }
                 }
             }
             refusal

@@ -119,6 +119,10 @@ pub trait View: Send + Sync {
 }
 
 /// A disruption budget: refuses commands that would take too much out of service.
+///
+/// [`Guardrails`](super::Guardrails) asks budgets only about destructive commands (a
+/// deletion or eviction, or a patch or apply that takes a pod or a node out of service,
+/// as [`disruption`] judges it) and uncordons; other commands pass them untouched.
 pub trait Budget: Send + Sync {
     /// The budget's name (`max-unavailable`), used in refusal messages.
     fn name(&self) -> &str;
