@@ -1,13 +1,19 @@
 //! Figures for the embedded cluster: pod create throughput, list latency, watch fan-out
 //! to 10 watchers (events/s and create-to-delivery latency), and the process's RSS (the
-//! server runs in this process) before and after loading the pods.
+//! server runs in this process) before and after loading the pods; pod creates with one
+//! admission webhook (a loopback HTTPS server in this process), through the API and by
+//! a ReplicaSet.
 //!
 //! `cargo bench -p bosun-cluster` (set `BOSUN_BENCH_PODS` to change the 10 000 pods).
 
 use futures::{StreamExt, TryStreamExt, stream};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -32,6 +38,193 @@ async fn create_pods(api: &Api<Pod>, range: std::ops::Range<usize>) -> anyhow::R
         .try_collect::<Vec<()>>()
         .await?;
     Ok(start.elapsed())
+}
+
+/// Creates pods `range` (32 in flight); the time each create took, sorted.
+async fn create_pods_latencies(
+    api: &Api<Pod>,
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<(Duration, Vec<Duration>)> {
+    let start = Instant::now();
+    let mut latencies: Vec<Duration> = stream::iter(range)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let t = Instant::now();
+                api.create(&PostParams::default(), &pod(i)?).await?;
+                anyhow::Ok(t.elapsed())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await?;
+    let took = start.elapsed();
+    latencies.sort();
+    Ok((took, latencies))
+}
+
+type Counter = Arc<std::sync::atomic::AtomicUsize>;
+
+/// A mutating webhook on loopback HTTPS (self-signed for 127.0.0.1, keep-alive) that
+/// labels every pod `admitted=yes`; its port, its CA, and a count of the TLS
+/// connections it accepted.
+async fn start_webhook() -> anyhow::Result<(u16, String, Counter)> {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])?;
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key.into())?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let conns = Counter::default();
+    let counted = conns.clone();
+    let patch = k8s_openapi::ByteString(
+        json!([{"op": "add", "path": "/metadata/labels/admitted", "value": "yes"}])
+            .to_string()
+            .into_bytes(),
+    );
+    let patch = serde_json::to_value(patch)?;
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (acceptor, patch) = (acceptor.clone(), patch.clone());
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    let patch = patch.clone();
+                    async move {
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let review: Value = serde_json::from_slice(&body).unwrap_or_default();
+                        let out = json!({
+                            "apiVersion": "admission.k8s.io/v1",
+                            "kind": "AdmissionReview",
+                            "response": {
+                                "uid": review["request"]["uid"],
+                                "allowed": true,
+                                "patchType": "JSONPatch",
+                                "patch": patch,
+                            },
+                        });
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from(out.to_string()),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    Ok((port, ck.cert.pem(), conns))
+}
+
+/// Registers the webhook of [`start_webhook`] for pod creates.
+async fn register_webhook(client: &kube::Client, port: u16, ca: &str) -> anyhow::Result<()> {
+    let config: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "bench"},
+        "webhooks": [{
+            "name": "bench.bosun.test",
+            "clientConfig": {
+                "url": format!("https://127.0.0.1:{port}/mutate"),
+                "caBundle": k8s_openapi::ByteString(ca.as_bytes().to_vec()),
+            },
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+        }],
+    }))?;
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await?;
+    Ok(())
+}
+
+fn print_creates(what: &str, n: usize, took: Duration, latencies: &[Duration]) {
+    println!(
+        "{what}: {n} pods in {took:.2?} = {:.0} pods/s; per create p50 {:.2?}, p99 {:.2?}",
+        per_sec(n, took),
+        percentile(latencies, 0.5),
+        percentile(latencies, 0.99)
+    );
+}
+
+/// Pod creates without and with one mutating webhook, through the API (32 in flight),
+/// then by a ReplicaSet (until its pods exist, labelled by the webhook).
+async fn webhook_figures(n: usize) -> anyhow::Result<()> {
+    println!("admission webhook ({n} pods per figure, 1 simulated node)");
+    let c = bosun_cluster::start(bosun_cluster::Config {
+        nodes: 1,
+        sim: bosun_cluster::sim::Config {
+            max_pods_per_workload: n,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await?;
+    let client = c.client().await?;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let (took, lat) = create_pods_latencies(&pods, 0..n).await?;
+    print_creates("create, no webhook (32 in flight)", n, took, &lat);
+    let (port, ca, conns) = start_webhook().await?;
+    register_webhook(&client, port, &ca).await?;
+    let (took, lat) = create_pods_latencies(&pods, n..2 * n).await?;
+    let opened = conns.load(std::sync::atomic::Ordering::Relaxed);
+    print_creates("create, one mutating webhook (32 in flight)", n, took, &lat);
+    println!("  webhook TLS connections opened: {opened}");
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "bench-rs"},
+        "spec": {
+            "replicas": n,
+            "selector": {"matchLabels": {"app": "bench-rs"}},
+            "template": {
+                "metadata": {"labels": {"app": "bench-rs"}},
+                "spec": {"containers": [{"name": "app", "image": "app:v1"}]},
+            },
+        },
+    }))?;
+    let start = Instant::now();
+    Api::<ReplicaSet>::default_namespaced(client.clone())
+        .create(&PostParams::default(), &rs)
+        .await?;
+    let selector = ListParams::default().labels("app=bench-rs");
+    loop {
+        let made = pods.list(&selector).await?.items;
+        if made.len() >= n || start.elapsed() > Duration::from_secs(120) {
+            let took = start.elapsed();
+            let admitted = made
+                .iter()
+                .filter(|p| {
+                    p.metadata
+                        .labels
+                        .as_ref()
+                        .is_some_and(|l| l.contains_key("admitted"))
+                })
+                .count();
+            println!(
+                "ReplicaSet of {n}: {} pods created by the controller in {took:.2?} = {:.0} pods/s, {admitted} of them through the webhook ({} more TLS connections)",
+                made.len(),
+                per_sec(made.len(), took),
+                conns.load(std::sync::atomic::Ordering::Relaxed) - opened
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.shutdown().await;
+    Ok(())
 }
 
 /// `VmRSS` of this process (server, client and bench together), in MiB.
@@ -89,6 +282,9 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     println!("bosun-cluster bench ({pods_n} pods, API only, no simulated nodes)");
+    if std::env::var_os("BOSUN_BENCH_WEBHOOK_ONLY").is_some() {
+        return webhook_figures((pods_n / 5).max(100)).await;
+    }
 
     let c = bosun_cluster::start(bosun_cluster::Config {
         nodes: 0,
@@ -254,5 +450,6 @@ async fn main() -> anyhow::Result<()> {
         per_sec(n, took)
     );
     c.shutdown().await;
-    Ok(())
+
+    webhook_figures((pods_n / 5).max(100)).await
 }

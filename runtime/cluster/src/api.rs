@@ -1,5 +1,6 @@
 //! The REST API: parses Kubernetes paths and verbs and answers like kube-apiserver.
 
+use crate::admission::{Attributes, Hooks, Operation, Warnings};
 use crate::discovery;
 use crate::eviction;
 use crate::meta;
@@ -12,7 +13,7 @@ use crate::watch;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub(crate) struct AppState {
     pub requests: Arc<crate::requests::Counter>,
     /// Flips at shutdown: watches end.
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// The admission webhooks.
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 /// The API router (everything is dispatched by path, as the apiserver's mux does).
@@ -50,15 +53,37 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     st.requests.count(&method, req.uri().query());
+    let fields = crate::fieldvalidation::Request::new(
+        method.as_str(),
+        req.uri().query(),
+        &header_str(req.headers(), header::CONTENT_TYPE, ""),
+    );
     let span = tracing::debug_span!("bosun.cluster.request", %method, %path);
     async move {
-        match dispatch(st, req).await {
+        let (out, dropped) = crate::fieldvalidation::scope(fields, dispatch(st, req)).await;
+        let mut resp = match out {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(code = e.code, reason = e.reason, "refused");
                 e.into_response()
             }
+        };
+        // Dropped fields are decoded, so warned about, before webhooks are asked.
+        if !dropped.is_empty() {
+            let headers = resp.headers_mut();
+            let later: Vec<HeaderValue> =
+                headers.get_all(header::WARNING).iter().cloned().collect();
+            headers.remove(header::WARNING);
+            for w in dropped {
+                if let Ok(v) = HeaderValue::from_bytes(warning_header(&w).as_bytes()) {
+                    headers.append(header::WARNING, v);
+                }
+            }
+            for v in later {
+                headers.append(header::WARNING, v);
+            }
         }
+        resp
     }
     .instrument(span)
     .await
@@ -219,8 +244,41 @@ async fn dispatch(st: AppState, req: Request) -> Result<Response> {
         target,
         query,
         body,
+        warnings: Warnings::default(),
     };
-    serve(&call).instrument(span).await
+    let out = serve(&call).instrument(span).await;
+    let warnings = call.warnings.take();
+    if warnings.is_empty() {
+        return out;
+    }
+    // Webhooks' warnings go to the client whatever the answer, as kube-apiserver's.
+    let mut resp = out.unwrap_or_else(|e| {
+        tracing::debug!(code = e.code, reason = e.reason, "refused");
+        e.into_response()
+    });
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_bytes(warning_header(&w).as_bytes()) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// `299 - "TEXT"`, as kube-apiserver writes a warning (control characters dropped).
+fn warning_header(text: &str) -> String {
+    let mut out = String::from("299 - \"");
+    for ch in text.chars() {
+        match ch {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A header as text; absent or not ASCII reads as `default`, as the handlers expect.
@@ -309,8 +367,11 @@ fn parse_body(body: &[u8], ct: &str) -> Result<Value> {
         serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid YAML in the request body: {e}")))?
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))?
+        let v = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))?;
+        // Repeated fields are reported as the request's fieldValidation asks.
+        crate::fieldvalidation::note_body(body);
+        v
     };
     if !v.is_object() {
         return Err(ApiError::bad_request("the request body must be an object"));
@@ -356,6 +417,8 @@ struct Call {
     /// `Accept`, empty when absent.
     accept: String,
     body: axum::body::Bytes,
+    /// What webhooks warned about, for the `Warning` headers.
+    warnings: Warnings,
 }
 
 impl Call {
@@ -374,6 +437,28 @@ impl Call {
     fn dry_run(&self) -> bool {
         self.query.dry_run()
     }
+
+    /// The webhooks that may see this request's `ops` on the URL's (sub)resource; `None`
+    /// when none can: the write goes straight to the store.
+    fn hooks(&self, ops: &[Operation]) -> Option<Arc<Hooks>> {
+        let sub = self.target.sub.as_deref().unwrap_or("");
+        self.st
+            .admission
+            .hooks(&self.st.store)
+            .filter(|h| h.may_apply(self.rt(), sub, ops))
+    }
+
+    /// `CreateOptions` or `UpdateOptions`, as webhooks get them.
+    fn options(&self, kind: &str) -> Value {
+        let mut o = json!({"kind": kind, "apiVersion": "meta.k8s.io/v1"});
+        if self.dry_run() {
+            o["dryRun"] = json!(["All"]);
+        }
+        if let Some(m) = self.query.get("fieldManager") {
+            o["fieldManager"] = json!(m);
+        }
+        o
+    }
 }
 
 /// Picks the verb handler for a resource request, as kube-apiserver's REST handlers are
@@ -384,17 +469,19 @@ async fn serve(c: &Call) -> Result<Response> {
         (&Method::GET, Some(name), None | Some("status")) => get(c, name),
         (&Method::GET, Some(name), Some("log")) => get_log(c, name),
         (&Method::GET, Some(name), Some("scale")) => get_scale(c, name),
-        (&Method::POST, None, None) => create(c),
+        (&Method::POST, None, None) => create(c).await,
         (&Method::POST, Some(name), Some("eviction")) => evict(c, name).await,
-        (&Method::POST, Some(name), Some("binding")) => create_binding(c, name),
-        (&Method::PUT, Some(name), None | Some("status") | Some("finalize")) => update(c, name),
-        (&Method::PUT, Some(name), Some("scale")) => update_scale(c, name),
-        (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
-            patch_object(c, name, sub == Some("status"))
+        (&Method::POST, Some(name), Some("binding")) => create_binding(c, name).await,
+        (&Method::PUT, Some(name), None | Some("status") | Some("finalize")) => {
+            update(c, name).await
         }
-        (&Method::PATCH, Some(name), Some("scale")) => patch_scale(c, name),
-        (&Method::DELETE, Some(name), None) => delete(c, name),
-        (&Method::DELETE, None, None) => delete_collection(c),
+        (&Method::PUT, Some(name), Some("scale")) => update_scale(c, name).await,
+        (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
+            patch_object(c, name, sub == Some("status")).await
+        }
+        (&Method::PATCH, Some(name), Some("scale")) => patch_scale(c, name).await,
+        (&Method::DELETE, Some(name), None) => delete(c, name).await,
+        (&Method::DELETE, None, None) => delete_collection(c).await,
         (method, _, _) => Err(ApiError::method_not_allowed(format!(
             "{method} is not supported on this path"
         ))),
@@ -486,15 +573,44 @@ fn get_scale(c: &Call, name: &str) -> Result<Response> {
 }
 
 /// POST on a collection: creates the object of the body (201).
-fn create(c: &Call) -> Result<Response> {
+async fn create(c: &Call) -> Result<Response> {
     let obj = parse_body(&c.body, &c.content_type)?;
-    let out = c.store().create(c.rt(), c.ns(), obj, c.dry_run())?;
+    let out = match c.hooks(&[Operation::Create]) {
+        None => c.store().create(c.rt(), c.ns(), obj, c.dry_run())?,
+        Some(hooks) => admit_create(c, &hooks, obj).await?,
+    };
     Ok(json_response(StatusCode::CREATED, &out))
 }
 
 /// `pods/eviction`: deletes the pod unless a PodDisruptionBudget forbids it (429).
 async fn evict(c: &Call, name: &str) -> Result<Response> {
     let opts = eviction_options(c, name)?;
+    if let Some(hooks) = c.hooks(&[Operation::Create]) {
+        let eviction = json!({
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": c.ns()},
+            "deleteOptions": delete_options_object(&opts),
+        });
+        let mut attrs = Attributes::new(
+            c.rt(),
+            "eviction",
+            Operation::Create,
+            c.ns(),
+            name,
+            opts.dry_run,
+            c.options("CreateOptions"),
+        );
+        attrs.kind = ("policy", "v1", "Eviction");
+        // The Eviction's delete options were read above: what a mutating webhook
+        // changes in it is not applied.
+        let eviction = hooks
+            .mutate(c.store(), &attrs, Some(eviction), None, &c.warnings)
+            .await?;
+        hooks
+            .validate(c.store(), &attrs, eviction.as_ref(), None, &c.warnings)
+            .await?;
+    }
     let _guard = c.st.evictions.lock().await;
     // A dry run is checked against the budgets too; the store then deletes nothing.
     eviction::evict(c.store(), c.ns(), name, &opts)?;
@@ -528,8 +644,31 @@ fn eviction_options(c: &Call, name: &str) -> Result<DeleteOptions> {
 }
 
 /// `pods/binding`: what a scheduler posts to assign a pod to a node.
-fn create_binding(c: &Call, name: &str) -> Result<Response> {
-    let b = parse_body(&c.body, &c.content_type)?;
+async fn create_binding(c: &Call, name: &str) -> Result<Response> {
+    let mut b = parse_body(&c.body, &c.content_type)?;
+    if let Some(hooks) = c.hooks(&[Operation::Create]) {
+        if let Some(m) = b.as_object_mut() {
+            m.entry("apiVersion").or_insert(json!("v1"));
+            m.entry("kind").or_insert(json!("Binding"));
+        }
+        let mut attrs = Attributes::new(
+            c.rt(),
+            "binding",
+            Operation::Create,
+            c.ns(),
+            name,
+            c.dry_run(),
+            c.options("CreateOptions"),
+        );
+        attrs.kind = ("", "v1", "Binding");
+        b = hooks
+            .mutate(c.store(), &attrs, Some(b), None, &c.warnings)
+            .await?
+            .unwrap_or(Value::Null);
+        hooks
+            .validate(c.store(), &attrs, Some(&b), None, &c.warnings)
+            .await?;
+    }
     let node = meta::str_at(&b, "target.name").to_string();
     if node.is_empty() {
         return Err(ApiError::invalid(
@@ -543,32 +682,52 @@ fn create_binding(c: &Call, name: &str) -> Result<Response> {
 }
 
 /// PUT on an object, its status or a namespace's finalize: replaces it with the body.
-fn update(c: &Call, name: &str) -> Result<Response> {
+async fn update(c: &Call, name: &str) -> Result<Response> {
     let obj = parse_body(&c.body, &c.content_type)?;
-    let status_only = c.target.sub.as_deref() == Some("status");
-    Ok(ok(&c.store().update(
-        c.rt(),
-        c.ns(),
-        name,
-        obj,
-        status_only,
-        c.dry_run(),
-    )?))
+    let sub = c.target.sub.as_deref().unwrap_or("");
+    let status_only = sub == "status";
+    let Some(hooks) = c.hooks(&[Operation::Update]) else {
+        return Ok(ok(&c.store().update(
+            c.rt(),
+            c.ns(),
+            name,
+            obj,
+            status_only,
+            c.dry_run(),
+        )?));
+    };
+    // Without a resourceVersion the update is unconditional: a concurrent write while
+    // webhooks were asked is retried with the new current object.
+    let unconditional = meta::str_at(&obj, "metadata.resourceVersion").is_empty();
+    let mut last = None;
+    for _ in 0..RETRIES {
+        let old = c.store().get(c.rt(), c.ns(), name)?;
+        let r = admit_update(c, &hooks, sub, name, obj.clone(), &old).await;
+        match r {
+            Err(e) if unconditional && is_stale(&e) => last = Some(e),
+            r => return Ok(ok(&r?)),
+        }
+    }
+    Err(last.unwrap_or_else(|| stale(c.rt(), name)))
 }
 
 /// PUT on the `scale` subresource: sets `spec.replicas` from the Scale of the body.
-fn update_scale(c: &Call, name: &str) -> Result<Response> {
-    let scale = parse_body(&c.body, &c.content_type)?;
+async fn update_scale(c: &Call, name: &str) -> Result<Response> {
+    let mut scale = parse_body(&c.body, &c.content_type)?;
+    if let Some(hooks) = c.hooks(&[Operation::Update]) {
+        let current = c.store().get(c.rt(), c.ns(), name)?;
+        scale = admit_scale(c, &hooks, name, scale, &current).await?;
+    }
     let out = set_replicas(c.store(), c.rt(), c.ns(), name, &scale, c.dry_run())?;
     Ok(ok(&scale_of(&out)))
 }
 
 /// PATCH on an object or its status: server-side apply (which needs a field manager) or
 /// one of the JSON, merge and strategic-merge patches.
-fn patch_object(c: &Call, name: &str, status_only: bool) -> Result<Response> {
+async fn patch_object(c: &Call, name: &str, status_only: bool) -> Result<Response> {
     let (rt, ns, dry_run, body) = (c.rt(), c.ns(), c.dry_run(), &c.body[..]);
     let kind = PatchKind::from_content_type(&c.content_type)?;
-    let out = if kind == PatchKind::Apply {
+    let applied = if kind == PatchKind::Apply {
         let manager = c.query.get("fieldManager").unwrap_or("").to_string();
         if manager.is_empty() {
             return Err(ApiError::bad_request(
@@ -577,10 +736,26 @@ fn patch_object(c: &Call, name: &str, status_only: bool) -> Result<Response> {
         }
         let mut applied = patch::parse_applied(body)?;
         check_applied_identity(rt, ns, name, &mut applied)?;
-        let force = c.query.flag("force");
+        Some((applied, manager, c.query.flag("force")))
+    } else {
+        None
+    };
+    if let Some(hooks) = c.hooks(&[Operation::Update, Operation::Create]) {
+        return Ok(ok(&admit_patch(
+            c,
+            &hooks,
+            name,
+            status_only,
+            kind,
+            applied.as_ref(),
+        )
+        .await?));
+    }
+    let out = if let Some((applied, manager, force)) = &applied {
+        let force = *force;
         c.store()
             .mutate(rt, ns, name, status_only, dry_run, |cur| {
-                patch::server_side_apply(cur, &applied, &manager, force)
+                patch::server_side_apply(cur, applied, manager, force)
             })?
     } else {
         c.store()
@@ -593,34 +768,47 @@ fn patch_object(c: &Call, name: &str, status_only: bool) -> Result<Response> {
 }
 
 /// PATCH on the `scale` subresource: patches the current Scale, then sets its replicas.
-fn patch_scale(c: &Call, name: &str) -> Result<Response> {
+async fn patch_scale(c: &Call, name: &str) -> Result<Response> {
     let (rt, ns, body) = (c.rt(), c.ns(), &c.body[..]);
     let kind = PatchKind::from_content_type(&c.content_type)?;
-    let current = scale_of(&c.store().get(rt, ns, name)?);
-    let patched = if kind == PatchKind::Apply {
+    let object = c.store().get(rt, ns, name)?;
+    let current = scale_of(&object);
+    let mut patched = if kind == PatchKind::Apply {
         patch::server_side_apply(Some(&current), &patch::parse_applied(body)?, "scale", true)?
     } else {
         patch::patch(kind, &current, body)?
     };
+    if let Some(hooks) = c.hooks(&[Operation::Update]) {
+        patched = admit_scale(c, &hooks, name, patched, &object).await?;
+    }
     let out = set_replicas(c.store(), rt, ns, name, &patched, c.dry_run())?;
     Ok(ok(&scale_of(&out)))
 }
 
 /// DELETE on one object, with the DeleteOptions of the query and body.
-fn delete(c: &Call, name: &str) -> Result<Response> {
+async fn delete(c: &Call, name: &str) -> Result<Response> {
     let opts = delete_options(&c.query, &c.body)?;
-    Ok(ok(&c.store().delete(c.rt(), c.ns(), name, &opts)?))
+    Ok(ok(&match c.hooks(&[Operation::Delete]) {
+        None => c.store().delete(c.rt(), c.ns(), name, &opts)?,
+        Some(hooks) => admit_delete(c, &hooks, c.ns(), name, &opts).await?,
+    }))
 }
 
 /// DELETE on a collection (deletecollection): deletes what the selectors match and
 /// answers with the list of deleted objects.
-fn delete_collection(c: &Call) -> Result<Response> {
+async fn delete_collection(c: &Call) -> Result<Response> {
     let (rt, store) = (c.rt(), c.store());
     let opts = delete_options(&c.query, &c.body)?;
     let (labels, fields) = selectors(&c.query)?;
+    let hooks = c.hooks(&[Operation::Delete]);
     let mut deleted = Vec::new();
     for obj in store.list(rt, c.ns(), &labels, &fields) {
-        match store.delete(rt, meta::namespace(&obj), meta::name(&obj), &opts) {
+        let (ns, name) = (meta::namespace(&obj), meta::name(&obj));
+        let r = match &hooks {
+            None => store.delete(rt, ns, name, &opts),
+            Some(hooks) => admit_delete(c, hooks, ns, name, &opts).await,
+        };
+        match r {
             Ok(o) => deleted.push(o),
             // Deleted concurrently: that is what was asked.
             Err(e) if e.code == 404 => {}
@@ -849,6 +1037,260 @@ fn set_replicas(
         meta::object_mut(&mut o, "spec").insert("replicas".into(), json!(replicas));
         Ok(o)
     })
+}
+
+// Admitted writes: the object is computed, admitted (which awaits webhooks), then written
+// with a resource-version precondition; a write that lost a race is computed again, as
+// kube-apiserver's GuaranteedUpdate does.
+
+/// How often an admitted write is computed again after losing a race.
+const RETRIES: usize = 5;
+
+/// A write refused because the object changed since it was read.
+fn is_stale(e: &ApiError) -> bool {
+    e.code == 409 && e.reason == "Conflict" && e.message.contains("has been modified")
+}
+
+fn stale(rt: &ResourceType, name: &str) -> ApiError {
+    ApiError::conflict(
+        &rt.qualified(),
+        name,
+        "the object has been modified; please apply your changes to the latest version and try again",
+    )
+}
+
+/// The namespace webhooks are told: a Namespace's own name, "" for cluster-scoped.
+fn request_namespace<'a>(rt: &ResourceType, ns: &'a str, name: &'a str) -> &'a str {
+    if rt.group.is_empty() && rt.plural == "namespaces" {
+        name
+    } else if rt.namespaced {
+        ns
+    } else {
+        ""
+    }
+}
+
+/// The body as webhooks see it: its type, and its namespace when it names none.
+fn typed(rt: &ResourceType, ns: &str, mut obj: Value) -> Value {
+    let Some(m) = obj.as_object_mut() else {
+        return obj;
+    };
+    m.entry("apiVersion")
+        .or_insert_with(|| json!(rt.api_version()));
+    m.entry("kind").or_insert_with(|| json!(rt.kind));
+    if rt.namespaced && !ns.is_empty() {
+        let md = meta::metadata_mut(&mut obj);
+        if md
+            .get("namespace")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            md.insert("namespace".into(), json!(ns));
+        }
+    }
+    obj
+}
+
+/// Mutating webhooks, the store's defaults and validation (a dry run), validating
+/// webhooks, then the write.
+async fn admit_create(c: &Call, hooks: &Hooks, obj: Value) -> Result<Value> {
+    let (rt, store) = (c.rt(), c.store());
+    let obj = typed(rt, c.ns(), obj);
+    let name = meta::name(&obj).to_string();
+    let ns = if rt.namespaced {
+        meta::namespace(&obj).to_string()
+    } else {
+        String::new()
+    };
+    let attrs = Attributes::new(
+        rt,
+        "",
+        Operation::Create,
+        &ns,
+        &name,
+        c.dry_run(),
+        c.options("CreateOptions"),
+    );
+    let obj = hooks
+        .mutate(store, &attrs, Some(obj), None, &c.warnings)
+        .await?
+        .unwrap_or(Value::Null);
+    let prepared = store.create(rt, c.ns(), obj, true)?;
+    hooks
+        .validate(store, &attrs, Some(&prepared), None, &c.warnings)
+        .await?;
+    if c.dry_run() {
+        return Ok(prepared);
+    }
+    store.create_prepared(rt, c.ns(), prepared)
+}
+
+/// An update of `old` (the object, its status or a namespace's finalize), admitted.
+async fn admit_update(
+    c: &Call,
+    hooks: &Hooks,
+    sub: &str,
+    name: &str,
+    obj: Value,
+    old: &Value,
+) -> Result<Value> {
+    let (rt, store) = (c.rt(), c.store());
+    let status_only = sub == "status";
+    let attrs = Attributes::new(
+        rt,
+        sub,
+        Operation::Update,
+        request_namespace(rt, c.ns(), name),
+        name,
+        c.dry_run(),
+        c.options("UpdateOptions"),
+    );
+    let obj = typed(rt, c.ns(), obj);
+    let mut obj = hooks
+        .mutate(store, &attrs, Some(obj), Some(old), &c.warnings)
+        .await?
+        .unwrap_or(Value::Null);
+    // The write must replace the object the webhooks were shown.
+    if obj.is_object() && meta::str_at(&obj, "metadata.resourceVersion").is_empty() {
+        let rv = meta::str_at(old, "metadata.resourceVersion").to_string();
+        meta::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv));
+    }
+    let prepared = store.update(rt, c.ns(), name, obj, status_only, true)?;
+    hooks
+        .validate(store, &attrs, Some(&prepared), Some(old), &c.warnings)
+        .await?;
+    if c.dry_run() {
+        return Ok(prepared);
+    }
+    store.update(rt, c.ns(), name, prepared, status_only, false)
+}
+
+/// A patch (an update, or a create for a server-side apply of a missing object),
+/// admitted; computed again from the new current object when it lost a race.
+async fn admit_patch(
+    c: &Call,
+    hooks: &Hooks,
+    name: &str,
+    status_only: bool,
+    kind: PatchKind,
+    applied: Option<&(Value, String, bool)>,
+) -> Result<Value> {
+    let (rt, store) = (c.rt(), c.store());
+    let sub = if status_only { "status" } else { "" };
+    let mut last = None;
+    for _ in 0..RETRIES {
+        let current = match store.get(rt, c.ns(), name) {
+            Ok(o) => Some(o),
+            Err(e) if e.code == 404 => None,
+            Err(e) => return Err(e),
+        };
+        let patched = match (applied, &current) {
+            (Some((applied, manager, force)), cur) => {
+                patch::server_side_apply(cur.as_ref(), applied, manager, *force)?
+            }
+            (None, Some(cur)) => patch::patch(kind, cur, &c.body)?,
+            (None, None) => return Err(ApiError::not_found(&rt.qualified(), name)),
+        };
+        let r = match &current {
+            None => admit_create(c, hooks, patched).await,
+            Some(cur) => admit_update(c, hooks, sub, name, patched, cur).await,
+        };
+        match r {
+            Err(e) if is_stale(&e) || (current.is_none() && e.reason == "AlreadyExists") => {
+                last = Some(e);
+            }
+            r => return r,
+        }
+    }
+    Err(last.unwrap_or_else(|| stale(rt, name)))
+}
+
+/// `DeleteOptions`, as webhooks get them.
+fn delete_options_object(opts: &DeleteOptions) -> Value {
+    let mut o = json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"});
+    if opts.dry_run {
+        o["dryRun"] = json!(["All"]);
+    }
+    if let Some(p) = &opts.propagation {
+        o["propagationPolicy"] = json!(p);
+    }
+    if let Some(uid) = &opts.uid {
+        o["preconditions"]["uid"] = json!(uid);
+    }
+    if let Some(rv) = &opts.resource_version {
+        o["preconditions"]["resourceVersion"] = json!(rv);
+    }
+    o
+}
+
+/// A delete, admitted with the current object as `oldObject`.
+async fn admit_delete(
+    c: &Call,
+    hooks: &Hooks,
+    ns: &str,
+    name: &str,
+    opts: &DeleteOptions,
+) -> Result<Value> {
+    let (rt, store) = (c.rt(), c.store());
+    let mut last = None;
+    for _ in 0..RETRIES {
+        let old = store.get(rt, ns, name)?;
+        let attrs = Attributes::new(
+            rt,
+            "",
+            Operation::Delete,
+            request_namespace(rt, ns, name),
+            name,
+            opts.dry_run,
+            delete_options_object(opts),
+        );
+        hooks
+            .mutate(store, &attrs, None, Some(&old), &c.warnings)
+            .await?;
+        hooks
+            .validate(store, &attrs, None, Some(&old), &c.warnings)
+            .await?;
+        let mut precondition = opts.clone();
+        if precondition.resource_version.is_none() {
+            precondition.resource_version =
+                Some(meta::str_at(&old, "metadata.resourceVersion").to_string());
+        }
+        match store.delete(rt, ns, name, &precondition) {
+            Err(e) if e.code == 409 && opts.resource_version.is_none() => last = Some(e),
+            r => return r,
+        }
+    }
+    Err(last.unwrap_or_else(|| stale(rt, name)))
+}
+
+/// A Scale written through `/scale`, admitted as `autoscaling/v1` Scale; the store
+/// then checks and applies it.
+async fn admit_scale(
+    c: &Call,
+    hooks: &Hooks,
+    name: &str,
+    scale: Value,
+    current: &Value,
+) -> Result<Value> {
+    let old = scale_of(current);
+    let mut attrs = Attributes::new(
+        c.rt(),
+        "scale",
+        Operation::Update,
+        c.ns(),
+        name,
+        c.dry_run(),
+        c.options("UpdateOptions"),
+    );
+    attrs.kind = ("autoscaling", "v1", "Scale");
+    let scale = hooks
+        .mutate(c.store(), &attrs, Some(scale), Some(&old), &c.warnings)
+        .await?
+        .unwrap_or(Value::Null);
+    hooks
+        .validate(c.store(), &attrs, Some(&scale), Some(&old), &c.warnings)
+        .await?;
+    Ok(scale)
 }
 
 #[cfg(test)]

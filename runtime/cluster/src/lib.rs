@@ -20,19 +20,25 @@
 //! # Layout
 //! `store` (objects, versions, history, redb), `api` (paths and verbs), `watch`,
 //! `patch`, `selector`, `discovery` (+ OpenAPI stubs), `table` (kubectl get), `eviction`
-//! (PodDisruptionBudgets), `gc` (garbage collector and namespace controller, always on),
-//! `sim/` (nodes, scheduler, kubelet, StatefulSet, ReplicaSet, Deployment controllers,
-//! fault injection and its admin endpoints).
+//! (PodDisruptionBudgets), `admission` (webhook configurations and calls), `gc` (garbage
+//! collector and namespace controller, always on), `sim/` (nodes, scheduler, kubelet,
+//! StatefulSet, ReplicaSet, Deployment controllers, fault injection and its admin
+//! endpoints).
 //!
 //! # What is simplified
-//! - No authentication or authorization; no admission webhooks. Bodies are JSON (YAML is
+//! - No authentication or authorization (webhooks see every request as `system:admin`).
+//!   Admission webhooks (`admissionregistration.k8s.io/v1`) are called for writes through
+//!   the API, as kube-apiserver calls them, over HTTPS to a URL or to a Service resolved
+//!   through its Endpoints; the in-process controllers' writes are not admitted, and CEL
+//!   `matchConditions` are refused. Bodies are JSON (YAML is
 //!   accepted too); protobuf request bodies are decoded for Namespace, ConfigMap and
 //!   Deployment only (what `kubectl create namespace|configmap|deployment` sends) and for
 //!   evictions (`kubectl drain`: metadata and deleteOptions; the pod is the URL's, and
 //!   PodDisruptionBudgets apply as for JSON); responses are always JSON.
 //! - All versions of a custom resource share one stored form; there is no conversion.
-//!   Unknown fields are kept (not pruned); validation checks types, `required`, `enum`,
-//!   `minimum`/`maximum` against `openAPIV3Schema`. `/scale` reads and writes
+//!   Custom resources are pruned, defaulted and validated against `openAPIV3Schema` as
+//!   apiextensions-apiserver does (see `schema`), except CEL rules
+//!   (`x-kubernetes-validations`). `/scale` reads and writes
 //!   `spec.replicas` (the CRD's `specReplicasPath` is not read).
 //! - Pods are removed at once on delete (no graceful termination), unless finalizers
 //!   remain. `Foreground` propagation behaves as `Background`. Pod spec updates are not
@@ -42,7 +48,8 @@
 //! - See [`patch`] for the strategic merge and server-side apply simplifications.
 //! - The aggregated discovery form is answered with the plain form (clients fall back).
 //!   OpenAPI: only `/openapi/v3`, without schemas; it tells kubectl to leave validation to
-//!   the server (`fieldValidation`), which ignores it (unknown fields are kept).
+//!   the server (`fieldValidation`: unknown or repeated fields of custom resources fail a
+//!   `Strict` write, and are dropped with a warning for `Warn`).
 //! - `kubectl get` Tables have columns for pods, nodes, namespaces, deployments,
 //!   statefulsets and replicasets, NAME/AGE for the rest; watches send one-row Tables
 //!   when asked (`kubectl get -w`).
@@ -53,9 +60,11 @@
 
 #![warn(missing_docs)]
 
+pub mod admission;
 mod api;
 mod discovery;
 mod eviction;
+mod fieldvalidation;
 mod gc;
 pub mod kubeconfig;
 mod meta;
@@ -63,6 +72,7 @@ pub mod patch;
 mod protobuf;
 pub mod requests;
 pub mod resource;
+mod schema;
 pub mod selector;
 pub mod sim;
 pub mod status;
@@ -207,6 +217,7 @@ pub async fn start(config: Config) -> Result<Cluster> {
         bookmark_interval: config.bookmark_interval,
         evictions: Arc::default(),
         stop: stop_rx.clone(),
+        admission: Arc::default(),
     };
     let router = api::router(state).merge(sim::admin_router(sim.clone()));
     let mut shutdown_rx = stop_rx.clone();

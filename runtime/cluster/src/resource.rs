@@ -26,7 +26,7 @@ pub struct ResourceType {
     pub scale: bool,
     /// kubectl short names.
     pub short_names: Vec<String>,
-    /// openAPIV3Schema of a custom resource version, for basic validation.
+    /// openAPIV3Schema of a custom resource version: pruning, defaults and validation.
     pub schema: Option<Value>,
     /// Whether a CustomResourceDefinition defines it.
     pub custom: bool,
@@ -97,6 +97,16 @@ const BUILTINS: &[Builtin] = &[
     ("", "v1", "Secret", "secrets", true, false, false, &[]),
     ("", "v1", "Event", "events", true, false, false, &["ev"]),
     ("", "v1", "Service", "services", true, true, false, &["svc"]),
+    (
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        true,
+        false,
+        false,
+        &["ep"],
+    ),
     (
         "",
         "v1",
@@ -186,6 +196,26 @@ const BUILTINS: &[Builtin] = &[
         true,
         false,
         &["crd", "crds"],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        false,
+        false,
+        false,
+        &[],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        false,
+        false,
+        false,
+        &[],
     ),
 ];
 

@@ -13,6 +13,8 @@ pub struct ApiError {
     pub reason: &'static str,
     /// Human-readable message.
     pub message: String,
+    /// The Status `details` (name, group, kind, causes), when the answer has them.
+    pub details: Option<Value>,
 }
 
 /// Result of a store or API operation.
@@ -24,6 +26,7 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
+            details: None,
         }
     }
 
@@ -63,6 +66,51 @@ impl ApiError {
             format!("{kind} \"{name}\" is invalid: {}", why.as_ref()),
         )
     }
+    /// 422 with the causes, as `NewInvalid` words it: `Kind.group "name" is invalid: ...`
+    /// (one error alone, several in brackets), `details` naming the object.
+    pub(crate) fn invalid_fields(
+        group: &str,
+        kind: &str,
+        name: &str,
+        errors: &[crate::schema::FieldError],
+    ) -> Self {
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let message = if errors.is_empty() {
+            format!("{qualified} \"{name}\" is invalid")
+        } else {
+            format!(
+                "{qualified} \"{name}\" is invalid: {}",
+                crate::schema::field::aggregate(errors)
+            )
+        };
+        let mut details = serde_json::Map::new();
+        if !name.is_empty() {
+            details.insert("name".into(), json!(name));
+        }
+        if !group.is_empty() {
+            details.insert("group".into(), json!(group));
+        }
+        if !kind.is_empty() {
+            details.insert("kind".into(), json!(kind));
+        }
+        details.insert(
+            "causes".into(),
+            Value::Array(
+                errors
+                    .iter()
+                    .map(crate::schema::FieldError::cause)
+                    .collect(),
+            ),
+        );
+        Self {
+            details: Some(Value::Object(details)),
+            ..Self::new(422, "Invalid", message)
+        }
+    }
     /// 400: the request could not be understood.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
@@ -100,9 +148,10 @@ impl ApiError {
         Self::new(500, "InternalError", message)
     }
 
-    /// The `Status` object.
+    /// The `Status` object (without `reason` when it has none, as some of
+    /// kube-apiserver's 500s).
     pub fn to_status(&self) -> Value {
-        json!({
+        let mut s = json!({
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
@@ -110,7 +159,16 @@ impl ApiError {
             "message": self.message,
             "reason": self.reason,
             "code": self.code,
-        })
+        });
+        if let Some(m) = s.as_object_mut() {
+            if self.reason.is_empty() {
+                m.remove("reason");
+            }
+            if let Some(d) = &self.details {
+                m.insert("details".into(), d.clone());
+            }
+        }
+        s
     }
 }
 

@@ -285,6 +285,13 @@ impl Store {
         inner.create(self, rt, ns, obj, dry_run)
     }
 
+    /// Stores an object a dry-run [`Store::create`] prepared (and admission accepted),
+    /// keeping the uid and creation time it was shown with.
+    pub(crate) fn create_prepared(&self, rt: &ResourceType, ns: &str, obj: Value) -> Result<Value> {
+        let mut inner = self.lock();
+        inner.create_with(self, rt, ns, obj, false, true)
+    }
+
     /// Replaces an object (or only its status when `status_only`).
     pub fn update(
         &self,
@@ -475,9 +482,16 @@ impl Store {
     }
 }
 
-/// Sets `apiVersion` to the version asked for (all versions share one stored form).
+/// Sets `apiVersion` to the version asked for (all versions share one stored form); a
+/// custom resource is pruned and defaulted by its current schema, as upstream decodes
+/// what it reads from storage.
 fn with_version(obj: &Value, rt: &ResourceType) -> Value {
     let mut o = obj.clone();
+    if rt.custom
+        && let Some(schema) = &rt.schema
+    {
+        crate::schema::on_read(&mut o, schema);
+    }
     if rt.custom
         && let Some(m) = o.as_object_mut()
     {
@@ -678,8 +692,21 @@ impl Inner {
         store: &Store,
         rt: &ResourceType,
         ns: &str,
+        obj: Value,
+        dry_run: bool,
+    ) -> Result<Value> {
+        self.create_with(store, rt, ns, obj, dry_run, false)
+    }
+
+    /// `keep_identity`: an object prepared by a dry run keeps its uid and creation time.
+    fn create_with(
+        &mut self,
+        store: &Store,
+        rt: &ResourceType,
+        ns: &str,
         mut obj: Value,
         dry_run: bool,
+        keep_identity: bool,
     ) -> Result<Value> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
@@ -738,8 +765,10 @@ impl Inner {
             String::new()
         };
         m.insert("name".into(), Value::String(name.clone()));
-        m.insert("uid".into(), Value::String(meta::uid()));
-        m.insert("creationTimestamp".into(), Value::String(meta::now()));
+        if !(keep_identity && m.get("uid").is_some_and(Value::is_string)) {
+            m.insert("uid".into(), Value::String(meta::uid()));
+            m.insert("creationTimestamp".into(), Value::String(meta::now()));
+        }
         m.insert("generation".into(), json!(1));
         for k in [
             "resourceVersion",
@@ -751,6 +780,8 @@ impl Inner {
         }
         validate::name(rt, &name)?;
         validate::prepare_create(rt, &mut obj)?;
+        crate::admission::config::prepare(rt, &mut obj)?;
+        label_namespace_name(rt, &mut obj);
         let key = rt.storage_key();
         if self.get_obj(&key, &ns, &name).is_some() {
             return Err(ApiError::already_exists(&rt.qualified(), &name));
@@ -855,8 +886,14 @@ impl Inner {
         {
             m.insert("managedFields".into(), mf.clone());
         }
+        // Ratcheting compares with the old object as a read shows it.
+        let old_read = with_version(&old, rt);
         if !status_only {
-            validate::prepare_update(rt, &mut obj)?;
+            validate::prepare_update(rt, &mut obj, Some(&old_read))?;
+            crate::admission::config::prepare(rt, &mut obj)?;
+            label_namespace_name(rt, &mut obj);
+        } else {
+            validate::prepare_status(rt, &mut obj, &old_read)?;
         }
         if !same_spec(&obj, &old) {
             let g = meta::path(&old, "metadata.generation")
@@ -981,6 +1018,22 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// kube-apiserver labels every namespace with its name, on create and update
+/// (`kubernetes.io/metadata.name`): webhooks' namespace selectors rely on it.
+fn label_namespace_name(rt: &ResourceType, obj: &mut Value) {
+    if !(rt.group.is_empty() && rt.plural == "namespaces") {
+        return;
+    }
+    let name = meta::name(obj).to_string();
+    let labels = meta::metadata_mut(obj)
+        .entry("labels")
+        .or_insert_with(|| json!({}));
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    labels["kubernetes.io/metadata.name"] = Value::String(name);
 }
 
 /// Rejects a body whose `apiVersion`/`kind` name another type; fills them in when missing.

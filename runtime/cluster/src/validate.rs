@@ -1,7 +1,10 @@
-//! Per-kind defaults and validation, and basic openAPIV3Schema checks for custom resources.
+//! Per-kind defaults and validation; custom resources are checked against their schema
+//! (see [`crate::schema`]).
 
+use crate::fieldvalidation::{self, Directive, Verb};
 use crate::meta;
 use crate::resource::ResourceType;
+use crate::schema;
 use crate::selector::LabelSelector;
 use crate::status::{ApiError, Result};
 use serde_json::{Value, json};
@@ -52,11 +55,16 @@ pub(crate) fn prepare_create(rt: &ResourceType, obj: &mut Value) -> Result<()> {
         }
         _ => {}
     }
-    prepare_update(rt, obj)
+    prepare_update(rt, obj, None)
 }
 
-/// Defaults and checks on every write of the main resource.
-pub(crate) fn prepare_update(rt: &ResourceType, obj: &mut Value) -> Result<()> {
+/// Defaults and checks on every write of the main resource; `old` is the stored object
+/// an update replaces.
+pub(crate) fn prepare_update(
+    rt: &ResourceType,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<()> {
     let name = meta::name(obj).to_string();
     let invalid = |why: String| ApiError::invalid(&rt.kind, &name, why);
     match (rt.group.as_str(), rt.kind.as_str()) {
@@ -117,6 +125,24 @@ pub(crate) fn prepare_update(rt: &ResourceType, obj: &mut Value) -> Result<()> {
                 _ => {}
             }
         }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            let check = schema::check_crd(obj);
+            // An update is only warned about what it brings.
+            let before = old
+                .map(|o| schema::check_crd(o).warnings)
+                .unwrap_or_default();
+            for w in check.warnings.into_iter().filter(|w| !before.contains(w)) {
+                fieldvalidation::warn(w);
+            }
+            if !check.errors.is_empty() {
+                return Err(ApiError::invalid_fields(
+                    &rt.group,
+                    &rt.kind,
+                    &name,
+                    &check.errors,
+                ));
+            }
+        }
         ("policy", "PodDisruptionBudget") => {
             let at = |f: &str| format!("spec.{f}");
             for f in ["minAvailable", "maxUnavailable"] {
@@ -133,31 +159,103 @@ pub(crate) fn prepare_update(rt: &ResourceType, obj: &mut Value) -> Result<()> {
         }
         _ => {}
     }
-    if let Some(schema) = &rt.schema {
-        let mut errors = Vec::new();
-        if let (Some(m), Some(props)) = (
-            obj.as_object(),
-            schema.get("properties").and_then(Value::as_object),
-        ) {
-            for (k, v) in m {
-                if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
-                    continue;
-                }
-                if let Some(s) = props.get(k) {
-                    check_schema(v, s, k, &mut errors);
-                }
+    custom_resource(rt, obj, old, false)
+}
+
+/// Checks on a write through the status subresource (`obj`: the stored object with the
+/// new status): a custom resource's status against its schema.
+pub(crate) fn prepare_status(rt: &ResourceType, obj: &mut Value, old: &Value) -> Result<()> {
+    custom_resource(rt, obj, Some(old), true)
+}
+
+/// A custom resource as apiextensions-apiserver decodes and validates it: unknown fields
+/// dropped (and reported as the request's `fieldValidation` asks), defaults applied, then
+/// the schema's checks (only the status's through the status subresource).
+fn custom_resource(
+    rt: &ResourceType,
+    obj: &mut Value,
+    old: Option<&Value>,
+    status_only: bool,
+) -> Result<()> {
+    let Some(schema) = rt.schema.as_ref().filter(|_| rt.custom) else {
+        return Ok(());
+    };
+    let (directive, verb) = fieldvalidation::current()?;
+    let patched = (directive == Directive::Strict && verb == Verb::Patch).then(|| obj.clone());
+    let duplicates = fieldvalidation::take_duplicates();
+    let mut unknown = schema::coerce(obj, schema);
+    if status_only {
+        // Only the status comes from the request; the rest is the stored object.
+        unknown.retain(|u| u == "status" || u.starts_with("status.") || u.starts_with("status["));
+    }
+    if let Some(first) = unknown.first()
+        && verb == Verb::Apply
+    {
+        // Server-side apply types the applied configuration first, whatever the
+        // directive: a field the schema lacks fails the request.
+        return Err(ApiError {
+            reason: "",
+            ..ApiError::internal(format!(
+                "failed to create typed patch object ({}/{}; {}, Kind={}): .{first}: field not declared in schema",
+                meta::namespace(obj),
+                meta::name(obj),
+                rt.api_version(),
+                rt.kind
+            ))
+        });
+    }
+    if !duplicates.is_empty() || !unknown.is_empty() {
+        // As Go's strict decoding: repeated fields first, then unknown ones.
+        let texts: Vec<String> = duplicates
+            .iter()
+            .map(|d| format!("duplicate field {}", schema::field::go_quote(d)))
+            .chain(
+                unknown
+                    .iter()
+                    .map(|u| format!("unknown field {}", schema::field::go_quote(u))),
+            )
+            .collect();
+        match directive {
+            Directive::Ignore => {}
+            Directive::Warn => texts.into_iter().for_each(fieldvalidation::warn),
+            Directive::Strict => {
+                let why = format!("strict decoding error: {}", texts.join(", "));
+                return Err(match patched {
+                    Some(p) => ApiError::invalid_fields(
+                        "",
+                        "",
+                        "",
+                        &[schema::FieldError::invalid(
+                            "patch",
+                            schema::field::GoValue::Str(schema::field::go_json(&p)),
+                            why,
+                        )],
+                    ),
+                    None => ApiError::bad_request(format!(
+                        "{kind} in version {version:?} cannot be handled as a {kind}: {why}",
+                        kind = rt.kind,
+                        version = rt.version,
+                    )),
+                });
             }
-            for r in required(schema) {
-                if !m.contains_key(&r) {
-                    errors.push(format!("{r}: Required value"));
-                }
-            }
-        }
-        if !errors.is_empty() {
-            return Err(invalid(errors.join(", ")));
         }
     }
-    Ok(())
+    schema::default(obj, schema);
+    let errors = if status_only {
+        schema::validate_status(obj, old, schema)
+    } else {
+        schema::validate(obj, old, schema)
+    };
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_fields(
+            &rt.group,
+            &rt.kind,
+            meta::name(obj),
+            &errors,
+        ))
+    }
 }
 
 /// Why a number in a spec (a workload's, a budget's, a Scale's) was refused.
@@ -277,106 +375,6 @@ fn workload_numbers(kind: &str, obj: &Value) -> Result<(), NumberError> {
     Ok(())
 }
 
-fn required(schema: &Value) -> Vec<String> {
-    schema
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Checks types, required fields, enums and numeric bounds; unknown fields are kept
-/// (the real server prunes them).
-fn check_schema(v: &Value, s: &Value, at: &str, errors: &mut Vec<String>) {
-    if v.is_null() && s.get("nullable").and_then(Value::as_bool) == Some(true) {
-        return;
-    }
-    if s.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
-        if !(v.is_i64() || v.is_u64() || v.is_string()) {
-            errors.push(format!(
-                "{at}: Invalid value: must be an integer or a string"
-            ));
-        }
-        return;
-    }
-    let ty = meta::str_at(s, "type");
-    let ok = match ty {
-        "object" => v.is_object(),
-        "array" => v.is_array(),
-        "string" => v.is_string(),
-        "integer" => v.is_i64() || v.is_u64(),
-        "number" => v.is_number(),
-        "boolean" => v.is_boolean(),
-        _ => true,
-    };
-    if !ok {
-        errors.push(format!(
-            "{at}: Invalid value: \"{}\": {at} in body must be of type {ty}",
-            json_kind(v)
-        ));
-        return;
-    }
-    if let Some(allowed) = s.get("enum").and_then(Value::as_array)
-        && !allowed.contains(v)
-    {
-        errors.push(format!("{at}: Unsupported value: {v}"));
-    }
-    if let (Some(n), Some(min)) = (v.as_f64(), s.get("minimum").and_then(Value::as_f64))
-        && n < min
-    {
-        errors.push(format!(
-            "{at}: Invalid value: {n}: should be greater than or equal to {min}"
-        ));
-    }
-    if let (Some(n), Some(max)) = (v.as_f64(), s.get("maximum").and_then(Value::as_f64))
-        && n > max
-    {
-        errors.push(format!(
-            "{at}: Invalid value: {n}: should be less than or equal to {max}"
-        ));
-    }
-    match v {
-        Value::Object(m) => {
-            let props = s.get("properties").and_then(Value::as_object);
-            for (k, child) in m {
-                if let Some(cs) = props.and_then(|p| p.get(k)) {
-                    check_schema(child, cs, &format!("{at}.{k}"), errors);
-                } else if let Some(ap) = s.get("additionalProperties").filter(|a| a.is_object()) {
-                    check_schema(child, ap, &format!("{at}.{k}"), errors);
-                }
-            }
-            for r in required(s) {
-                if !m.contains_key(&r) {
-                    errors.push(format!("{at}.{r}: Required value"));
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(is) = s.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    check_schema(item, is, &format!("{at}[{i}]"), errors);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 /// A definition's name is `plural.group`; it is accepted and established at once.
 fn crd(obj: &mut Value) -> Result<()> {
     let name = meta::name(obj).to_string();
@@ -400,6 +398,14 @@ fn crd(obj: &mut Value) -> Result<()> {
     {
         return Err(invalid("spec.versions: Required value"));
     }
+    // The defaults upstream gives a definition.
+    let spec = meta::object_mut(obj, "spec");
+    spec.entry("conversion")
+        .or_insert(json!({"strategy": "None"}));
+    if let Some(n) = spec.get_mut("names").and_then(Value::as_object_mut) {
+        n.entry("singular").or_insert(json!(kind.to_lowercase()));
+        n.entry("listKind").or_insert(json!(format!("{kind}List")));
+    }
     let names = meta::path(obj, "spec.names").cloned().unwrap_or(json!({}));
     let now = meta::now();
     if let Some(m) = obj.as_object_mut() {
@@ -418,39 +424,4 @@ fn crd(obj: &mut Value) -> Result<()> {
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schema_types_and_required() {
-        let s = json!({"type": "object", "required": ["size"], "properties": {
-            "size": {"type": "integer", "minimum": 1},
-            "mode": {"type": "string", "enum": ["a", "b"]},
-            "tags": {"type": "array", "items": {"type": "string"}}
-        }});
-        let mut errs = Vec::new();
-        check_schema(
-            &json!({"size": 2, "mode": "a", "tags": ["x"]}),
-            &s,
-            "spec",
-            &mut errs,
-        );
-        assert!(errs.is_empty(), "{errs:?}");
-        check_schema(
-            &json!({"size": "2", "mode": "c", "tags": [1]}),
-            &s,
-            "spec",
-            &mut errs,
-        );
-        assert_eq!(errs.len(), 3, "{errs:?}");
-        errs.clear();
-        check_schema(&json!({"size": 0}), &s, "spec", &mut errs);
-        assert_eq!(errs.len(), 1, "{errs:?}");
-        errs.clear();
-        check_schema(&json!({}), &s, "spec", &mut errs);
-        assert_eq!(errs, vec!["spec.size: Required value".to_string()]);
-    }
 }

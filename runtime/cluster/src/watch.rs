@@ -151,6 +151,12 @@ fn render(st: &State, e: &Event) -> Option<Bytes> {
     }
     let mut object = Value::clone(&e.object);
     if st.rt.custom
+        && let Some(schema) = &st.rt.schema
+    {
+        // Pruned and defaulted by the schema, as reads are.
+        crate::schema::on_read(&mut object, schema);
+    }
+    if st.rt.custom
         && let Some(m) = object.as_object_mut()
     {
         m.insert("apiVersion".into(), Value::String(st.rt.api_version()));

@@ -352,20 +352,32 @@ async fn a_failing_canary_is_rolled_back_with_the_reason_and_a_good_one_promoted
             "analysis": {"maxErrorRate": 0.2, "minSamples": 10, "windowSeconds": 60}}}),
     )
     .await;
-    eventually(
-        "the canary is rolled back with the reason",
-        Duration::from_secs(60),
-        || async {
+    // The rate is 100% of the canary's reconciles unless one of them timed out on a
+    // loaded machine (a timeout counts as a trap, not an error): any rate over the limit.
+    let last = std::sync::Mutex::new(None);
+    let rolled_back = tokio::time::timeout(Duration::from_secs(90), async {
+        loop {
             let s = status(&env, "hostile").await;
             let (st, reason, message) = condition(&s, "Degraded");
-            st == "True"
+            let done = st == "True"
                 && reason == "CanaryRolledBack"
-                && message.contains("error rate 100.0% over the limit 20.0%")
+                && message.contains("error rate")
+                && message.contains("over the limit 20.0%")
                 && s.canary_revision.is_none()
-                && s.stable_revision.as_deref() == Some(digest(&v1).as_str())
-        },
-    )
+                && s.stable_revision.as_deref() == Some(digest(&v1).as_str());
+            *last.lock().expect("last") = Some(s);
+            if done {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
     .await;
+    assert!(
+        rolled_back.is_ok(),
+        "the canary was not rolled back with the reason; last status: {:#?}",
+        last.lock().expect("last")
+    );
     let breach_to_rollback = started.elapsed();
     let history = status(&env, "hostile").await.history;
     assert!(
@@ -749,16 +761,17 @@ async fn an_unreadable_plugin_is_degraded_and_the_others_serve() {
         "default",
         &kube::api::ApiResource::erase::<Plugin>(&()),
     );
-    let broken: kube::api::DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
-        "metadata": {"name": "broken", "namespace": "default"},
-        "spec": {"source": {"file": {"path": "/x.wasm"}, "configMap": {"name": "c", "key": "k", "sha256": "sha256:0"}},
-                 "world": "controller"}
-    }))
-    .expect("object");
-    raw.create(&PostParams::default(), &broken)
-        .await
-        .expect("stored");
+    // Stored under an older CRD: today's schema refuses it, as the API server does.
+    bosun_test_support::embedded::store_plugin_unchecked(
+        &env.client,
+        json!({
+            "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
+            "metadata": {"name": "broken", "namespace": "default"},
+            "spec": {"source": {"file": {"path": "/x.wasm"}, "configMap": {"name": "c", "key": "k", "sha256": "sha256:0"}},
+                     "world": "controller"}
+        }),
+    )
+    .await;
     let v1 = hostile(None);
     let cm1 = push_configmap(&env, &v1, None).await;
     apply_plugin(

@@ -114,3 +114,40 @@ pub fn admin_get(rt: &Runtime, path: &str) -> String {
 pub fn source(path: &str) -> Source {
     Source::file(Path::new(path)).expect("artifact")
 }
+
+/// Stores a Plugin object that today's CRD schema refuses, as one stored under an older,
+/// laxer CRD would be: `spec` is made schemaless for the moment of the create, then the
+/// CRD is put back. What a runtime meets after a CRD upgrade.
+pub async fn store_plugin_unchecked(client: &kube::Client, object: serde_json::Value) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{DynamicObject, PostParams};
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = "plugins.bosun.dev";
+    let original = crds.get(name).await.expect("the Plugin CRD is installed");
+    let mut lax = serde_json::to_value(&original).expect("crd");
+    lax["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] =
+        serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    let lax: CustomResourceDefinition = serde_json::from_value(lax).expect("lax crd");
+    let lax = crds
+        .replace(name, &PostParams::default(), &lax)
+        .await
+        .expect("relax the CRD");
+    let namespace = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default")
+        .to_owned();
+    let raw: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &namespace,
+        &kube::api::ApiResource::erase::<bosun_api::plugin::Plugin>(&()),
+    );
+    let object: DynamicObject = serde_json::from_value(object).expect("object");
+    raw.create(&PostParams::default(), &object)
+        .await
+        .expect("stored under the lax CRD");
+    let mut back = original;
+    back.metadata.resource_version = lax.metadata.resource_version;
+    crds.replace(name, &PostParams::default(), &back)
+        .await
+        .expect("restore the CRD");
+}
