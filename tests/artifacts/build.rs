@@ -70,11 +70,18 @@ const PLUGINS: &[Plugin] = &[
 
 /// Plugins with a workspace of their own (pod-agent crates: cargo would unify their
 /// bosun-sdk world feature with the controllers' in the main workspace), by directory.
-const STANDALONE: &[Plugin] = &[Plugin {
-    constant: "TEST_AGENT",
-    package: "tests/plugins/pod-agent",
-    world: "pod-agent",
-}];
+const STANDALONE: &[Plugin] = &[
+    Plugin {
+        constant: "TEST_AGENT",
+        package: "tests/plugins/pod-agent",
+        world: "pod-agent",
+    },
+    Plugin {
+        constant: "TEST_ADMISSION",
+        package: "tests/plugins/admission",
+        world: "admission",
+    },
+];
 
 /// Directories (relative to the workspace root) whose changes rebuild the plugins.
 const WATCHED: &[&str] = &[

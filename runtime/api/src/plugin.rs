@@ -52,6 +52,10 @@ pub struct PluginSpec {
     /// Audit commands without executing them.
     #[serde(default)]
     pub dry_run: bool,
+    /// Admission plugins: which API requests reach the plugin through the runtime's
+    /// webhook, and what the API server does when it cannot answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<Webhook>,
 }
 
 /// Where a component comes from: exactly one of the fields.
@@ -315,14 +319,141 @@ pub struct HistoryEntry {
     pub reason: Option<String>,
 }
 
+/// How the API server calls an admission plugin: the plugin's webhook in the runtime's
+/// Mutating- or ValidatingWebhookConfiguration (`admissionregistration.k8s.io/v1`; the
+/// fields keep their names and meanings there). Every field has a default.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    /// A mutating webhook (its answers may carry a JSON patch); validating when false.
+    #[serde(default)]
+    pub mutating: bool,
+    /// Which requests: default CREATE and UPDATE of the kinds the plugin's metadata
+    /// subscribes to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<WebhookRule>,
+    /// Namespaces whose requests are sent (their labels); the runtime's own namespace and
+    /// `kube-system` are never sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<FullLabelSelector>,
+    /// Objects whose requests are sent (their labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_selector: Option<FullLabelSelector>,
+    /// `Ignore` (the default: the request proceeds when the plugin cannot answer) or
+    /// `Fail` (it is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_policy: Option<FailurePolicy>,
+    /// How long the API server waits, 1 to 30 seconds; default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 30))]
+    pub timeout_seconds: Option<u32>,
+    /// `Never` (default) or `IfNeeded`: call the plugin again when a later mutating
+    /// webhook changed the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reinvocation_policy: Option<ReinvocationPolicy>,
+}
+
+/// Which requests a webhook is sent (`admissionregistration.k8s.io/v1` RuleWithOperations).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookRule {
+    /// CREATE, UPDATE, DELETE, CONNECT or `*`.
+    pub operations: Vec<String>,
+    /// API groups (`""` is the core group), or `*`.
+    pub api_groups: Vec<String>,
+    /// API versions, or `*`.
+    pub api_versions: Vec<String>,
+    /// Resources (plural, `pods/status` for a subresource), or `*`.
+    pub resources: Vec<String>,
+    /// `Cluster`, `Namespaced` or `*` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// A label selector with expressions (`metav1.LabelSelector`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FullLabelSelector {
+    /// Labels that must be present with these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    /// Requirements (all must hold).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelRequirement>,
+}
+
+/// One requirement of a [`FullLabelSelector`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelRequirement {
+    /// The label key.
+    pub key: String,
+    /// In, NotIn, Exists or DoesNotExist.
+    pub operator: String,
+    /// Values for In and NotIn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+/// What the API server does when a webhook cannot answer.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum FailurePolicy {
+    /// The request proceeds.
+    Ignore,
+    /// The request is refused.
+    Fail,
+}
+
+/// Whether a mutating webhook is called again after later webhooks changed the object.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ReinvocationPolicy {
+    /// Once.
+    Never,
+    /// Again when needed.
+    IfNeeded,
+}
+
 fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// Removes the `format`s the API server does not know (schemars writes `uint64` for a
+/// `u64`; apiextensions-apiserver warns "unrecognized format" for each). The bounds
+/// stay: `minimum: 0` says what `uint` said.
+fn drop_unknown_formats(v: &mut serde_json::Value) {
+    const KNOWN: [&str; 8] = [
+        "int32",
+        "int64",
+        "float",
+        "double",
+        "byte",
+        "date",
+        "date-time",
+        "uuid",
+    ];
+    match v {
+        serde_json::Value::Object(m) => {
+            if m.get("format")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|f| {
+                    f.starts_with("uint") || (f.starts_with("int") && !KNOWN.contains(&f))
+                })
+            {
+                m.remove("format");
+            }
+            m.values_mut().for_each(drop_unknown_formats);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(drop_unknown_formats),
+        _ => {}
+    }
 }
 
 /// The CRD as YAML, as checked in under `deploy/crds/plugin.yaml`.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     use kube::CustomResourceExt;
-    let body = serde_yaml::to_string(&Plugin::crd())?;
+    let mut crd = serde_json::to_value(Plugin::crd()).unwrap_or_default();
+    drop_unknown_formats(&mut crd);
+    let body = serde_yaml::to_string(&crd)?;
     Ok(format!(
         "# Generated from runtime/api/src/plugin.rs — do not edit; see that file.\n{body}"
     ))

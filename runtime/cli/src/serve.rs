@@ -78,8 +78,8 @@ pub struct ClusterArgs {
 /// Flags of `bosun status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The runtime's admin endpoint.
-    #[arg(long, default_value = "127.0.0.1:9464")]
+    /// The runtime's admin endpoint (BOSUN_ADMIN_ADDR sets it, as it sets `bosun up`'s).
+    #[arg(long, env = "BOSUN_ADMIN_ADDR", default_value = "127.0.0.1:9464")]
     pub admin: SocketAddr,
     /// Print the JSON as served.
     #[arg(long)]
@@ -379,6 +379,36 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     for (i, line) in v["guardrails"].as_array().into_iter().flatten().enumerate() {
         let label = if i == 0 { "guardrails:" } else { "  " };
         println!("{label} {}", line.as_str().unwrap_or("?"));
+    }
+    if let Some(hook) = v["webhook"].as_object() {
+        let plugins: Vec<String> = hook["plugins"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                format!(
+                    "{} ({}, {})",
+                    p["name"].as_str().unwrap_or("?"),
+                    if p["mutating"] == true {
+                        "mutating"
+                    } else {
+                        "validating"
+                    },
+                    p["failurePolicy"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        println!(
+            "admission webhook {} (called at {}), certificate expires {}: {}",
+            hook["address"].as_str().unwrap_or("?"),
+            hook["calledAt"].as_str().unwrap_or("?"),
+            hook["certificateExpires"].as_str().unwrap_or("?"),
+            if plugins.is_empty() {
+                "no admission plugins".to_owned()
+            } else {
+                plugins.join(", ")
+            }
+        );
     }
     if let Some(link) = v["sidecars"].as_object() {
         let connected = link["connected"].as_array().cloned().unwrap_or_default();

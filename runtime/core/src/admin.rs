@@ -45,6 +45,8 @@ pub struct Parts {
     pub sidecars: Option<(Arc<Sidecars>, SocketAddr)>,
     /// Whether this runtime leads.
     pub leading: watch::Receiver<bool>,
+    /// The admission webhook, when configured.
+    pub webhooks: Option<Arc<crate::webhook::Webhooks>>,
 }
 
 impl std::fmt::Debug for Parts {
@@ -183,6 +185,7 @@ pub fn plugins_json(rt: &Parts) -> serde_json::Value {
             "inFlight": s.in_flight(),
             "connected": s.status(),
         })),
+        "webhook": rt.webhooks.as_ref().map(|w| w.status()),
     })
 }
 

@@ -42,6 +42,8 @@ pub struct Config {
     pub plugin_namespace: Option<String>,
     /// The audit trail: file rotation and per-plugin volume of refused commands.
     pub audit: crate::audit::Config,
+    /// The admission webhook that serves admission plugins (off unless `listen` is set).
+    pub webhook: crate::webhook::Config,
 }
 
 /// The sidecar link (gRPC), off unless `listen` is set.
@@ -107,6 +109,7 @@ impl Default for Config {
             plugin_objects: true,
             plugin_namespace: None,
             audit: crate::audit::Config::default(),
+            webhook: crate::webhook::Config::default(),
         }
     }
 }

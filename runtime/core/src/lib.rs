@@ -12,7 +12,7 @@
 //!
 //! Beside that flow: [`rollout`] turns `Plugin` objects into serving revisions (direct,
 //! canary, shadow) and judges canaries; [`sidecars`] is the sidecar link, where
-//! pod-commands go down to pods; [`admin`] serves metrics, health and status; [`leader`]
+//! pod-commands go down to pods; [`webhook`] serves admission plugins to the API server; [`admin`] serves metrics, health and status; [`leader`]
 //! elects one runtime to act. [`runtime`] only assembles the parts and hands each the
 //! narrow handles it needs. `bosun up`'s embedded mode lives in the `bosun-dev` crate,
 //! and the types every part agrees on in `bosun-api`.
@@ -34,6 +34,7 @@ pub mod record;
 pub mod rollout;
 pub mod runtime;
 pub mod sidecars;
+pub mod webhook;
 
 pub use config::Config;
 pub use runtime::Runtime;

@@ -116,6 +116,8 @@ struct Inner {
     state_bytes: Family<PluginLabels, Gauge>,
     state_keys: Family<PluginLabels, Gauge>,
     leader: Gauge,
+    admissions: Family<ReconcileLabels, Counter>,
+    admission_duration: HistogramFamily<RevisionLabels>,
     /// Last total reported per plugin by [`Metrics::undeclared_reads`].
     undeclared_totals: Mutex<HashMap<String, u64>>,
 }
@@ -209,6 +211,19 @@ impl Metrics {
             "1 while this replica is the leader",
             leader.clone(),
         );
+        let admissions = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "bosun_admission_reviews",
+            "AdmissionReviews answered by plugin, revision and result (allowed, patched, denied, error, timeout, excluded)",
+            admissions.clone(),
+        );
+        let admission_duration: HistogramFamily<RevisionLabels> =
+            Family::new_with_constructor(duration_histogram as fn() -> Histogram);
+        registry.register(
+            "bosun_admission_review_duration_seconds",
+            "Time from an AdmissionReview's arrival to its answer",
+            admission_duration.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -223,6 +238,8 @@ impl Metrics {
                 state_bytes,
                 state_keys,
                 leader,
+                admissions,
+                admission_duration,
                 undeclared_totals: Mutex::default(),
             }),
         }
@@ -242,6 +259,27 @@ impl Metrics {
             .inc();
         self.inner
             .reconcile_duration
+            .get_or_create(&RevisionLabels {
+                plugin: plugin.to_owned(),
+                revision: revision.to_owned(),
+            })
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Counts an AdmissionReview answered by `plugin`'s `revision` and observes how long
+    /// it took. `result` is `allowed`, `patched`, `denied`, `error`, `timeout` or
+    /// `excluded` (the namespace is never sent to plugins).
+    pub fn admission(&self, plugin: &str, revision: &str, result: &str, duration: Duration) {
+        self.inner
+            .admissions
+            .get_or_create(&ReconcileLabels {
+                plugin: plugin.to_owned(),
+                revision: revision.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+        self.inner
+            .admission_duration
             .get_or_create(&RevisionLabels {
                 plugin: plugin.to_owned(),
                 revision: revision.to_owned(),

@@ -52,6 +52,9 @@ pub enum Error {
     /// The sidecar link could not start.
     #[error(transparent)]
     Sidecars(#[from] crate::sidecars::Error),
+    /// The admission webhook could not start.
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::Error),
     /// The admin endpoint could not listen.
     #[error("admin endpoint {addr}: {source}")]
     Admin {
@@ -80,6 +83,7 @@ pub struct Runtime {
     admin_addr: std::net::SocketAddr,
     sidecars: Option<(Arc<Sidecars>, std::net::SocketAddr)>,
     rollouts: Arc<Rollouts>,
+    webhooks: Option<Arc<crate::webhook::Webhooks>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     folder_stop: Option<std::sync::mpsc::Sender<()>>,
 }
@@ -186,6 +190,33 @@ impl Runtime {
             )));
         }
 
+        let webhooks = match config.webhook.listen {
+            Some(_) => {
+                let (w, mut started) = crate::webhook::Webhooks::start(
+                    config.webhook.clone(),
+                    crate::webhook::Parts {
+                        registry: registry.clone(),
+                        rollouts: rollouts.clone(),
+                        informers: informers.clone(),
+                        metrics: metrics.clone(),
+                        audit: audit.clone(),
+                        client: client.clone(),
+                        leading: leading.clone(),
+                        namespace: rollout::controller::namespace(
+                            config.plugin_namespace.as_deref(),
+                            &client,
+                        ),
+                        pod_namespace: crate::webhook::pod_namespace(),
+                        data_dir: config.data_dir.clone(),
+                    },
+                )
+                .await?;
+                tasks.append(&mut started);
+                Some(w)
+            }
+            None => None,
+        };
+
         let (listener, admin_addr) = bind_admin(config.admin_addr).await?;
         let admin = Arc::new(admin::Parts {
             registry: registry.clone(),
@@ -198,6 +229,7 @@ impl Runtime {
             recorder,
             sidecars: sidecars.clone(),
             leading: leading.clone(),
+            webhooks: webhooks.clone(),
         });
         // The admin endpoint answers until the runtime is dropped (then 503).
         tokio::spawn(admin::serve(listener, Arc::downgrade(&admin)));
@@ -216,6 +248,7 @@ impl Runtime {
             admin_addr,
             sidecars,
             rollouts,
+            webhooks,
             tasks,
             folder_stop: None,
         };
@@ -318,6 +351,11 @@ impl Runtime {
     /// Metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The admission webhook, when `webhook.listen` is set.
+    pub fn webhooks(&self) -> Option<&Arc<crate::webhook::Webhooks>> {
+        self.webhooks.as_ref()
     }
 
     /// The admin endpoint's address.

@@ -103,6 +103,12 @@ impl Up {
             config.sidecars.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
             config.sidecars.tls = true;
         }
+        if config.webhook.listen.is_none() {
+            // The embedded cluster calls admission plugins at the runtime's own loopback
+            // port, trusting the CA the runtime writes into the configurations.
+            config.webhook.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+            config.webhook.url = Some("https://127.0.0.1:0".to_owned());
+        }
         // The folder publishes where the runtime reads Plugins.
         let plugin_namespace = bosun_runtime::rollout::controller::namespace(
             config.plugin_namespace.as_deref(),

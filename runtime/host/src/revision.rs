@@ -394,7 +394,8 @@ impl Revision {
     ) -> Result<R, Error> {
         let counters = &self.shared.counters;
         counters.calls.fetch_add(1, Ordering::Relaxed);
-        if op == "reconcile" {
+        // A review is an admission plugin's reconcile: a canary is judged on either.
+        if op == "reconcile" || op == "review" {
             counters.reconciles.fetch_add(1, Ordering::Relaxed);
         }
         instance.calls += 1;

@@ -10,7 +10,9 @@
 //! - [`BAD_METADATA`]: `tests/plugins/bad-metadata`, a controller whose metadata the
 //!   host must reject;
 //! - [`GREEDY_METADATA`]: `tests/plugins/greedy-metadata`, a controller declaring
-//!   100,000 subscriptions, over the host's cap.
+//!   100,000 subscriptions, over the host's cap;
+//! - [`TEST_ADMISSION`]: `tests/plugins/admission`, an admission plugin that requires a
+//!   label, adds labels or misbehaves as its init config says (see its crate docs).
 //!
 //! Depend on this crate from tests (`[dev-dependencies] bosun-test-artifacts`) and read
 //! the files at run time: `std::fs::read(bosun_test_artifacts::HOSTILE)`. Building it
@@ -27,4 +29,5 @@ pub const ALL: &[(&str, &str)] = &[
     ("CRD_WATCHER", CRD_WATCHER),
     ("BAD_METADATA", BAD_METADATA),
     ("GREEDY_METADATA", GREEDY_METADATA),
+    ("TEST_ADMISSION", TEST_ADMISSION),
 ];

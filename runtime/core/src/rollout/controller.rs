@@ -717,6 +717,7 @@ async fn drive(parts: &Parts, p: &Plugin, seen: &mut Seen, applies: &mut Applies
     );
     // What the Plugin grants now bounds a promotion, even before its spec is applied.
     rollouts.grant(&name, Grants::new(&p.spec.permissions));
+    rollouts.declare_webhook(&name, p.spec.admission.clone());
     let first = !seen.looked;
     seen.looked = true;
     let retry = seen.retry.is_some_and(|(at, _)| at <= Instant::now());

@@ -20,6 +20,27 @@ use super::controller::API_VERSION;
 /// The field manager of the Plugin objects the folder publishes.
 pub const FIELD_MANAGER: &str = "bosun-plugins-folder";
 
+/// An admission plugin's webhook settings beside its file (`NAME.admission.json`, a
+/// Plugin's `spec.admission`), when there are readable ones.
+fn admission_file(wasm: &std::path::Path) -> Option<serde_json::Value> {
+    let path = wasm.with_extension("admission.json");
+    let text = std::fs::read_to_string(&path).ok()?;
+    let read = serde_json::from_str::<serde_json::Value>(&text)
+        .map_err(|e| e.to_string())
+        .and_then(|v| {
+            serde_json::from_value::<bosun_api::plugin::Webhook>(v.clone())
+                .map(|_| v)
+                .map_err(|e| e.to_string())
+        });
+    match read {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "the admission settings do not read as a Plugin's spec.admission; the defaults apply");
+            None
+        }
+    }
+}
+
 /// Embedded mode: every plugin the plugins folder loaded is published as a `Plugin`
 /// object (a `file` source), so `bosun plugin status|push|promote|rollback` see and
 /// manage folder plugins like any other. A plugin whose serving revision did not come
@@ -89,7 +110,7 @@ pub async fn mirror_folder(
                 keys::FOLDER_DIGEST_ANNOTATION.to_owned(),
                 serde_json::Value::from(r.digest()),
             )]);
-            let plugin = serde_json::json!({
+            let mut plugin = serde_json::json!({
                 "apiVersion": API_VERSION, "kind": "Plugin",
                 "metadata": {"name": name, "namespace": namespace,
                     "labels": labels, "annotations": annotations},
@@ -101,6 +122,9 @@ pub async fn mirror_folder(
                     "rollout": {"strategy": "direct"},
                 }
             });
+            if let Some(webhook) = admission_file(&path) {
+                plugin["spec"]["admission"] = webhook;
+            }
             // The folder's new file takes the source over from a push (one source at a time).
             let _ = api
                 .patch(

@@ -113,6 +113,8 @@ pub struct Rollouts {
     /// What each plugin's Plugin object grants now (plugins not declared by a Plugin
     /// object have none: their metadata is all there is).
     grants: Mutex<HashMap<String, Grants>>,
+    /// What each admission plugin's Plugin object says about its webhook.
+    admission: Mutex<HashMap<String, bosun_api::plugin::Webhook>>,
     resync: Box<dyn Fn(Resync) + Send + Sync>,
     changed: watch::Sender<u64>,
 }
@@ -138,6 +140,7 @@ impl Rollouts {
             spec,
             judgements: Mutex::default(),
             grants: Mutex::default(),
+            admission: Mutex::default(),
             resync,
             changed: watch::channel(0).0,
         }
@@ -186,6 +189,32 @@ impl Rollouts {
     /// What `plugin`'s Plugin object grants, when one was recorded.
     pub fn grants(&self, plugin: &str) -> Option<Grants> {
         self.grants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(plugin)
+            .cloned()
+    }
+
+    /// Records how `plugin`'s Plugin object wants its webhook called (`None`: the
+    /// defaults); the webhook configurations follow.
+    pub fn declare_webhook(&self, plugin: &str, webhook: Option<bosun_api::plugin::Webhook>) {
+        let mut all = self
+            .admission
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let changed = match webhook {
+            Some(w) => all.insert(plugin.to_owned(), w.clone()).as_ref() != Some(&w),
+            None => all.remove(plugin).is_some(),
+        };
+        drop(all);
+        if changed {
+            self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// How `plugin`'s webhook is to be called, when its Plugin object says.
+    pub fn webhook(&self, plugin: &str) -> Option<bosun_api::plugin::Webhook> {
+        self.admission
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(plugin)

@@ -175,7 +175,7 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 /// Writes `contents` to `path` with [`create_private`].
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut file = create_private(path)?;
     file.write_all(contents)?;
