@@ -37,8 +37,8 @@ pub struct RecordArgs {
     #[arg(long, default_value_t = DEFAULT_SECONDS,
           value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     pub seconds: u64,
-    /// The runtime's admin endpoint.
-    #[arg(long, default_value = "127.0.0.1:9464")]
+    /// The runtime's admin endpoint (BOSUN_ADMIN_ADDR sets it, as it sets `bosun up`'s).
+    #[arg(long, env = "BOSUN_ADMIN_ADDR", default_value = "127.0.0.1:9464")]
     pub admin: SocketAddr,
 }
 

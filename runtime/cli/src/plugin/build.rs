@@ -83,7 +83,10 @@ fn repo_dir() -> PathBuf {
 }
 
 fn build_rust(dir: &Path, verbose: bool) -> anyhow::Result<PathBuf> {
+    // Canonical: cargo finds a workspace by walking up the path it is given, which
+    // fails for a plugin inside a workspace reached through a symlinked folder.
     let manifest = dir.join("Cargo.toml");
+    let manifest = manifest.canonicalize().unwrap_or(manifest);
     if verbose {
         eprintln!("building {} (cargo, wasm32-wasip2)…", dir.display());
     }
@@ -120,7 +123,6 @@ fn build_rust(dir: &Path, verbose: bool) -> anyhow::Result<PathBuf> {
         bail!("the build failed (see above)");
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let manifest = manifest.canonicalize().unwrap_or(manifest);
     let manifest = manifest.to_str();
     let wasm = stdout
         .lines()

@@ -54,8 +54,8 @@ pub enum Command {
 pub struct DiffArgs {
     /// The plugin.
     pub name: String,
-    /// The runtime's admin endpoint.
-    #[arg(long, default_value = "127.0.0.1:9464")]
+    /// The runtime's admin endpoint (BOSUN_ADMIN_ADDR sets it, as it sets `bosun up`'s).
+    #[arg(long, env = "BOSUN_ADMIN_ADDR", default_value = "127.0.0.1:9464")]
     pub admin: std::net::SocketAddr,
     /// Print the JSON as served.
     #[arg(long)]

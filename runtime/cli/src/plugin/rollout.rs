@@ -602,6 +602,42 @@ async fn apply_plugin(
     .kube_context(|| format!("cannot apply Plugin {ns}/{name}"))
 }
 
+/// The merge patch that takes a Plugin over in one step: `source` replacing any other
+/// kind of source, and every other field of `owned` (a spec from [`owned_spec`]) as it
+/// is there, `current`'s keys that `owned` lacks removed (an old canary's selector, say).
+fn take_over_patch(source: &crd::Source, current: &Value, owned: &Value) -> Value {
+    let mut patch = source.take_over_patch();
+    for (key, value) in owned.as_object().into_iter().flatten() {
+        if key != "source" {
+            patch["spec"][key] = replacing(&current[key], value);
+        }
+    }
+    patch
+}
+
+/// A JSON merge patch that turns `old` into `new`: objects are patched key by key (a key
+/// only `old` has is removed), anything else is replaced.
+fn replacing(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(old), Value::Object(new)) => {
+            let mut patch: serde_json::Map<String, Value> = old
+                .keys()
+                .filter(|k| !new.contains_key(*k))
+                .map(|k| (k.clone(), Value::Null))
+                .collect();
+            for (k, v) in new {
+                let v = match old.get(k) {
+                    Some(o) => replacing(o, v),
+                    None => v.clone(),
+                };
+                patch.insert(k.clone(), v);
+            }
+            Value::Object(patch)
+        }
+        _ => new.clone(),
+    }
+}
+
 fn owned_spec(
     source: &crd::Source,
     world: crd::World,
@@ -755,19 +791,22 @@ pub fn push(args: &PushArgs) -> anyhow::Result<ExitCode> {
             key: keys::CONFIGMAP_KEY.to_owned(),
             sha256: digest.clone(),
         };
-        if existing.is_some() {
+        let spec = owned_spec(&source, world, config.as_ref(), &permissions, &rollout)?;
+        if let Some(existing) = &existing {
             // The push takes the source over (the plugins folder's file source, say):
-            // a Plugin has one source, whoever wrote the other.
+            // a Plugin has one source, whoever wrote the other. The same patch sets the
+            // rest of the spec: the runtime acts on every version it sees, and a new
+            // source under the old rollout or grants would be rolled out directly, or
+            // refused, before the apply below.
             plugins
                 .patch(
                     &name,
                     &PatchParams::default(),
-                    &Patch::Merge(source.take_over_patch()),
+                    &Patch::Merge(take_over_patch(&source, &existing.data["spec"], &spec)),
                 )
                 .await
                 .kube_context(|| format!("cannot take over the source of Plugin {ns}/{name}"))?;
         }
-        let spec = owned_spec(&source, world, config.as_ref(), &permissions, &rollout)?;
         apply_plugin(&plugins, &ns, &name, spec).await?;
         Ok((ns, cm_name, cm_existed, existing.is_some()))
     })?;
@@ -980,6 +1019,81 @@ pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_push_takes_the_plugin_over_in_one_patch() {
+        // The plugins folder's Plugin: a file source, a direct rollout, an old canary
+        // block left by an admin, fewer grants.
+        let current = json!({
+            "source": {"file": {"path": "zone-labeler.wasm"}},
+            "world": "controller",
+            "permissions": [{"apiVersion": "v1", "kind": "Pod", "verbs": ["read"]}],
+            "rollout": {"strategy": "direct", "canary": {"selector": {"matchLabels": {"a": "b"}}}},
+            "config": {"label": "x"},
+            "limits": {"deadlineMs": 500},
+        });
+        let source = crd::Source::ConfigMap {
+            name: "bosun-plugin-zone-labeler-0123456789ab".to_owned(),
+            key: keys::CONFIGMAP_KEY.to_owned(),
+            sha256: format!("sha256:{}", "0".repeat(64)),
+        };
+        let rollout = Rollout {
+            strategy: Strategy::Canary,
+            canary: Some(Canary {
+                share: Some(20),
+                ..Canary::default()
+            }),
+        };
+        let permissions = [crd::Permission {
+            api_version: "v1".to_owned(),
+            kind: "Pod".to_owned(),
+            verbs: vec!["read".to_owned(), "patch".to_owned()],
+        }];
+        let owned = owned_spec(
+            &source,
+            crd::World::Controller,
+            None,
+            &permissions,
+            &rollout,
+        )
+        .expect("spec");
+        let patch = take_over_patch(&source, &current, &owned);
+        let mut merged = json!({"spec": current});
+        json_merge(&mut merged, &patch);
+        let spec = &merged["spec"];
+        assert_eq!(spec["source"], owned["source"], "{patch}");
+        assert_eq!(spec["rollout"], owned["rollout"], "{patch}");
+        assert_eq!(spec["permissions"], owned["permissions"], "{patch}");
+        assert_eq!(
+            spec["config"],
+            json!({"label": "x"}),
+            "kept without --config"
+        );
+        assert_eq!(
+            spec["limits"],
+            json!({"deadlineMs": 500}),
+            "not the push's field"
+        );
+    }
+
+    /// RFC 7386.
+    fn json_merge(target: &mut Value, patch: &Value) {
+        let Value::Object(patch) = patch else {
+            *target = patch.clone();
+            return;
+        };
+        if !target.is_object() {
+            *target = json!({});
+        }
+        let target = target.as_object_mut().expect("an object");
+        for (k, v) in patch {
+            if v.is_null() {
+                target.remove(k);
+            } else {
+                json_merge(target.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
 
     #[test]
     fn shares_are_whole_percentages_from_1_to_100() {
