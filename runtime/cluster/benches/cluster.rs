@@ -4,7 +4,8 @@
 //! admission webhook (a loopback HTTPS server in this process), through the API and by
 //! a ReplicaSet.
 //!
-//! `cargo bench -p bosun-cluster` (set `BOSUN_BENCH_PODS` to change the 10 000 pods).
+//! `cargo bench -p bosun-cluster` (set `BOSUN_BENCH_PODS` to change the 10 000 pods; the
+//! webhook figures use a fifth of them; `BOSUN_BENCH_WEBHOOK_ONLY=1` runs only those).
 
 use futures::{StreamExt, TryStreamExt, stream};
 use http_body_util::{BodyExt, Full};

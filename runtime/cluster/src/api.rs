@@ -1,6 +1,6 @@
 //! The REST API: parses Kubernetes paths and verbs and answers like kube-apiserver.
 
-use crate::admission::{Attributes, Hooks, Operation, Warnings};
+use crate::admission::{Attributes, Hooks, Operation, User, Warnings};
 use crate::discovery;
 use crate::eviction;
 use crate::meta;
@@ -1091,38 +1091,21 @@ fn typed(rt: &ResourceType, ns: &str, mut obj: Value) -> Value {
     obj
 }
 
-/// Mutating webhooks, the store's defaults and validation (a dry run), validating
-/// webhooks, then the write.
+/// A create through the API, admitted (see [`Hooks::create`]).
 async fn admit_create(c: &Call, hooks: &Hooks, obj: Value) -> Result<Value> {
-    let (rt, store) = (c.rt(), c.store());
-    let obj = typed(rt, c.ns(), obj);
-    let name = meta::name(&obj).to_string();
-    let ns = if rt.namespaced {
-        meta::namespace(&obj).to_string()
-    } else {
-        String::new()
-    };
-    let attrs = Attributes::new(
-        rt,
-        "",
-        Operation::Create,
-        &ns,
-        &name,
-        c.dry_run(),
-        c.options("CreateOptions"),
-    );
-    let obj = hooks
-        .mutate(store, &attrs, Some(obj), None, &c.warnings)
-        .await?
-        .unwrap_or(Value::Null);
-    let prepared = store.create(rt, c.ns(), obj, true)?;
+    let obj = typed(c.rt(), c.ns(), obj);
     hooks
-        .validate(store, &attrs, Some(&prepared), None, &c.warnings)
-        .await?;
-    if c.dry_run() {
-        return Ok(prepared);
-    }
-    store.create_prepared(rt, c.ns(), prepared)
+        .create(
+            c.store(),
+            c.rt(),
+            c.ns(),
+            obj,
+            c.dry_run(),
+            c.options("CreateOptions"),
+            User::Admin,
+            &c.warnings,
+        )
+        .await
 }
 
 /// An update of `old` (the object, its status or a namespace's finalize), admitted.

@@ -26,10 +26,12 @@
 //! endpoints).
 //!
 //! # What is simplified
-//! - No authentication or authorization (webhooks see every request as `system:admin`).
-//!   Admission webhooks (`admissionregistration.k8s.io/v1`) are called for writes through
-//!   the API, as kube-apiserver calls them, over HTTPS to a URL or to a Service resolved
-//!   through its Endpoints; the in-process controllers' writes are not admitted, and CEL
+//! - No authentication or authorization (webhooks see every API request as
+//!   `system:admin`). Admission webhooks (`admissionregistration.k8s.io/v1`) are called for
+//!   writes through the API, as kube-apiserver calls them, over HTTPS (kept-alive
+//!   connections) to a URL or to a Service resolved through its Endpoints, and for the
+//!   pods the ReplicaSet and StatefulSet controllers create (as their service accounts);
+//!   the in-process controllers' other writes are not admitted, and CEL
 //!   `matchConditions` are refused. Bodies are JSON (YAML is
 //!   accepted too); protobuf request bodies are decoded for Namespace, ConfigMap and
 //!   Deployment only (what `kubectl create namespace|configmap|deployment` sends) and for
@@ -210,6 +212,7 @@ pub async fn start(config: Config) -> Result<Cluster> {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let sim = sim::Control::new(config.sim.clone());
     let requests = Arc::<requests::Counter>::default();
+    let admission = Arc::<admission::Admission>::default();
     let state = api::AppState {
         requests: requests.clone(),
         store: store.clone(),
@@ -217,7 +220,7 @@ pub async fn start(config: Config) -> Result<Cluster> {
         bookmark_interval: config.bookmark_interval,
         evictions: Arc::default(),
         stop: stop_rx.clone(),
-        admission: Arc::default(),
+        admission: admission.clone(),
     };
     let router = api::router(state).merge(sim::admin_router(sim.clone()));
     let mut shutdown_rx = stop_rx.clone();
@@ -233,6 +236,7 @@ pub async fn start(config: Config) -> Result<Cluster> {
     tasks.extend(sim::spawn(
         store.clone(),
         sim.clone(),
+        admission,
         config.nodes,
         stop_rx,
     ));

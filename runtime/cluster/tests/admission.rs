@@ -38,6 +38,8 @@ struct Webhook {
     port: u16,
     ca_pem: String,
     seen: Arc<Mutex<Vec<(String, Value)>>>,
+    /// Connections accepted.
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -51,6 +53,17 @@ impl Webhook {
     async fn start(
         names: &[&str],
         delay: Duration,
+        handler: impl Fn(&Value) -> Value + Send + Sync + 'static,
+    ) -> anyhow::Result<Self> {
+        Self::start_closing(names, delay, None, handler).await
+    }
+
+    /// As [`Webhook::start`]; with `close_after`, each connection is cut that long after
+    /// it was accepted, without a word to the client (as a server closing idle ones).
+    async fn start_closing(
+        names: &[&str],
+        delay: Duration,
+        close_after: Option<Duration>,
         handler: impl Fn(&Value) -> Value + Send + Sync + 'static,
     ) -> anyhow::Result<Self> {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
@@ -68,8 +81,11 @@ impl Webhook {
         let handler: Arc<Handler> = Arc::new(handler);
         let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
         let seen2 = seen.clone();
+        let accepted: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let counted = accepted.clone();
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let (acceptor, handler, seen) = (acceptor.clone(), handler.clone(), seen2.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
@@ -104,9 +120,12 @@ impl Webhook {
                             )))
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
+                    let serve = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc);
+                    match close_after {
+                        Some(d) => drop(tokio::time::timeout(d, serve).await),
+                        None => drop(serve.await),
+                    }
                 });
             }
         });
@@ -114,6 +133,7 @@ impl Webhook {
             port,
             ca_pem: ck.cert.pem(),
             seen,
+            accepted,
             task,
         })
     }
@@ -131,6 +151,11 @@ impl Webhook {
 
     fn ca_bundle(&self) -> Value {
         b64(self.ca_pem.as_bytes())
+    }
+
+    /// Connections accepted so far.
+    fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every request so far: `(path and query, AdmissionReview)`.
@@ -299,10 +324,12 @@ async fn a_validating_webhook_guards_the_namespaces_it_selects() -> anyhow::Resu
 
     let (code, _, out) = create_pod(&c, "guarded", pod("p1", json!({}))).await?;
     assert_eq!(code, 403, "{out}");
-    assert_eq!(out["reason"], "Forbidden");
+    // webhookerrors.ToStatusErr: the webhook's code, no reason it did not give, no
+    // resource prefix (kubectl: `Error from server: admission webhook ... denied ...`).
+    assert!(out.get("reason").is_none(), "{out}");
     assert_eq!(
         out["message"],
-        "pods \"p1\" is forbidden: admission webhook \"require-team.bosun.test\" denied the request: pods need a team label"
+        "admission webhook \"require-team.bosun.test\" denied the request: pods need a team label"
     );
     let (code, _, _) = http(&c, "GET", "/api/v1/namespaces/guarded/pods/p1", None).await?;
     assert_eq!(code, 404, "a denied pod is not stored");
@@ -547,9 +574,9 @@ async fn subresources_match_only_rules_that_name_them() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(code, 422, "{out}");
-    assert_eq!(
-        out["reason"], "Forbidden",
-        "no reason given: Forbidden, with the webhook's code"
+    assert!(
+        out.get("reason").is_none(),
+        "no reason given: none, with the webhook's code: {out}"
     );
     let r = &status.reviews()[0];
     assert_eq!(r["subResource"], "status");
@@ -1226,6 +1253,292 @@ async fn kubectl_prints_denials_and_warnings() -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("pod/k2 created"));
+    c.shutdown().await;
+    Ok(())
+}
+
+/// A cluster whose simulated controllers run, for the pods they create.
+async fn with_controllers() -> anyhow::Result<Cluster> {
+    common::with(bosun_cluster::Config {
+        nodes: 2,
+        sim: bosun_cluster::sim::Config {
+            speed: 10.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+}
+
+/// A Deployment, ReplicaSet or StatefulSet of `replicas` pods labelled `app: NAME`.
+fn workload(kind: &str, name: &str, replicas: u32) -> Value {
+    let mut w = json!({
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "app:v1"}]},
+            },
+        },
+    });
+    if kind == "StatefulSet" {
+        w["spec"]["serviceName"] = json!(name);
+    }
+    w
+}
+
+async fn create_workload(c: &Cluster, kind: &str, name: &str, replicas: u32) -> anyhow::Result<()> {
+    let plural = format!("{}s", kind.to_lowercase());
+    let (code, _, out) = http(
+        c,
+        "POST",
+        &format!("/apis/apps/v1/namespaces/default/{plural}"),
+        Some(workload(kind, name, replicas)),
+    )
+    .await?;
+    anyhow::ensure!(code == 201, "{kind} {name}: {code} {out}");
+    Ok(())
+}
+
+/// The pods labelled `app: APP` in `default`.
+async fn pods_of(c: &Cluster, app: &str) -> anyhow::Result<Vec<Value>> {
+    let (code, _, out) = http(
+        c,
+        "GET",
+        &format!("/api/v1/namespaces/default/pods?labelSelector=app%3D{app}"),
+        None,
+    )
+    .await?;
+    anyhow::ensure!(code == 200, "{code} {out}");
+    Ok(out["items"].as_array().cloned().unwrap_or_default())
+}
+
+/// The Warning Events `reason` on the object named `name` in `default`.
+async fn events_on(c: &Cluster, name: &str, reason: &str) -> anyhow::Result<Vec<Value>> {
+    let (code, _, out) = http(c, "GET", "/api/v1/namespaces/default/events", None).await?;
+    anyhow::ensure!(code == 200, "{code} {out}");
+    Ok(out["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["involvedObject"]["name"] == name && e["reason"] == reason)
+        .cloned()
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_the_controllers_create_go_through_mutating_webhooks() -> anyhow::Result<()> {
+    let c = with_controllers().await?;
+    let server = Webhook::local(|_| {
+        patch(json!([{"op": "add", "path": "/metadata/labels/injected", "value": "sidecar"}]))
+    })
+    .await?;
+    register(
+        &c,
+        "MutatingWebhookConfiguration",
+        "injector",
+        vec![hook("injector.bosun.test").url(&server, "/inject").build()],
+    )
+    .await?;
+    create_workload(&c, "Deployment", "web", 2).await?;
+    create_workload(&c, "StatefulSet", "db", 2).await?;
+    for (app, n) in [("web", 2), ("db", 2)] {
+        let pods = common::eventually(30, || async {
+            let pods = pods_of(&c, app).await.ok()?;
+            (pods.len() == n).then_some(pods)
+        })
+        .await?;
+        for p in &pods {
+            assert_eq!(
+                p["metadata"]["labels"]["injected"], "sidecar",
+                "{app}: {}",
+                p["metadata"]
+            );
+        }
+    }
+    let (_, _, db1) = http(&c, "GET", "/api/v1/namespaces/default/pods/db-1", None).await?;
+    assert_eq!(db1["metadata"]["labels"]["injected"], "sidecar");
+
+    let reviews = server.reviews();
+    let by = |kind: &str| {
+        reviews
+            .iter()
+            .filter(|r| r["object"]["metadata"]["ownerReferences"][0]["kind"] == kind)
+            .collect::<Vec<_>>()
+    };
+    let (from_rs, from_sts) = (by("ReplicaSet"), by("StatefulSet"));
+    assert_eq!(from_rs.len(), 2, "one call per pod of the ReplicaSet");
+    assert_eq!(from_sts.len(), 2, "one call per pod of the StatefulSet");
+    for (reviews, sa) in [
+        (&from_rs, "replicaset-controller"),
+        (&from_sts, "statefulset-controller"),
+    ] {
+        for r in reviews {
+            assert_eq!(r["operation"], "CREATE");
+            assert_eq!(r["namespace"], "default");
+            assert_eq!(
+                r["userInfo"]["username"],
+                format!("system:serviceaccount:kube-system:{sa}")
+            );
+            assert_eq!(
+                r["userInfo"]["groups"],
+                json!([
+                    "system:serviceaccounts",
+                    "system:serviceaccounts:kube-system",
+                    "system:authenticated"
+                ])
+            );
+        }
+    }
+    assert_eq!(from_sts[0]["name"], "db-0");
+    assert!(
+        from_rs[0]["object"]["metadata"]["generateName"]
+            .as_str()
+            .is_some_and(|g| g.starts_with("web-")),
+        "{}",
+        from_rs[0]["object"]["metadata"]
+    );
+    c.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_controller_pod_is_a_failed_create_retried_with_backoff() -> anyhow::Result<()> {
+    let c = with_controllers().await?;
+    let allow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let allowed = allow.clone();
+    let server = Webhook::local(move |_| {
+        if allowed.load(std::sync::atomic::Ordering::SeqCst) {
+            json!({"allowed": true})
+        } else {
+            deny(403, "not yet")
+        }
+    })
+    .await?;
+    register(
+        &c,
+        "ValidatingWebhookConfiguration",
+        "gate",
+        vec![hook("gate.bosun.test").url(&server, "/gate").build()],
+    )
+    .await?;
+    create_workload(&c, "ReplicaSet", "gated", 3).await?;
+    create_workload(&c, "StatefulSet", "gated-db", 1).await?;
+
+    // Retried: the Event is counted again.
+    let rs_events = common::eventually(30, || async {
+        let events = events_on(&c, "gated", "FailedCreate").await.ok()?;
+        events
+            .iter()
+            .any(|e| e["count"].as_i64() >= Some(2))
+            .then_some(events)
+    })
+    .await?;
+    assert_eq!(rs_events.len(), 1, "repeats are counted on one Event");
+    let e = &rs_events[0];
+    assert_eq!(e["type"], "Warning");
+    assert_eq!(e["involvedObject"]["kind"], "ReplicaSet");
+    assert_eq!(e["source"]["component"], "replicaset-controller");
+    let message = e["message"].as_str().unwrap_or("");
+    assert!(message.starts_with("Error creating: "), "{message}");
+    assert!(
+        message.ends_with("admission webhook \"gate.bosun.test\" denied the request: not yet"),
+        "{message}"
+    );
+    let sts_events = common::eventually(30, || async {
+        let events = events_on(&c, "gated-db", "FailedCreate").await.ok()?;
+        (!events.is_empty()).then_some(events)
+    })
+    .await?;
+    let message = sts_events[0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.starts_with("create Pod gated-db-0 in StatefulSet gated-db failed error: ")
+            && message.ends_with("denied the request: not yet"),
+        "{message}"
+    );
+    assert_eq!(
+        sts_events[0]["source"]["component"],
+        "statefulset-controller"
+    );
+    assert!(
+        pods_of(&c, "gated").await?.is_empty(),
+        "no pod while denied"
+    );
+    assert!(
+        pods_of(&c, "gated-db").await?.is_empty(),
+        "no pod while denied"
+    );
+
+    // Backoff: a refused owner is not retried on every change of the cluster (its own
+    // Events are changes), and one refusal stops its creates for the pass (slow start).
+    let before = server.requests().len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = server.requests().len() - before;
+    assert!(
+        calls < 40,
+        "{calls} webhook calls in a second: retried without backoff"
+    );
+
+    allow.store(true, std::sync::atomic::Ordering::SeqCst);
+    common::eventually(40, || async {
+        let rs = pods_of(&c, "gated").await.ok()?;
+        let sts = pods_of(&c, "gated-db").await.ok()?;
+        (rs.len() == 3 && sts.len() == 1).then_some(())
+    })
+    .await?;
+    c.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn connections_to_a_webhook_are_kept_alive_and_replaced_once_closed() -> anyhow::Result<()> {
+    let c = common::api_only().await?;
+    let server = Webhook::local(|_| json!({"allowed": true})).await?;
+    register(
+        &c,
+        "ValidatingWebhookConfiguration",
+        "kept",
+        vec![hook("kept.bosun.test").url(&server, "/").build()],
+    )
+    .await?;
+    for i in 0..5 {
+        let (code, _, out) = create_pod(&c, "default", pod(&format!("k{i}"), json!({}))).await?;
+        assert_eq!(code, 201, "{out}");
+    }
+    assert_eq!(server.requests().len(), 5);
+    assert_eq!(server.connections(), 1, "one connection for every call");
+
+    // A server that closes its connections: the next call opens a new one.
+    let closing = Webhook::start_closing(
+        &["127.0.0.1"],
+        Duration::ZERO,
+        Some(Duration::from_millis(200)),
+        |_| json!({"allowed": true}),
+    )
+    .await?;
+    register(
+        &c,
+        "ValidatingWebhookConfiguration",
+        "closing",
+        vec![hook("closing.bosun.test").url(&closing, "/").build()],
+    )
+    .await?;
+    let (code, _, out) = create_pod(&c, "default", pod("c1", json!({}))).await?;
+    assert_eq!(code, 201, "{out}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (code, _, out) = create_pod(&c, "default", pod("c2", json!({}))).await?;
+    assert_eq!(code, 201, "a closed connection is not reused: {out}");
+    assert_eq!(closing.requests().len(), 2);
+    assert_eq!(closing.connections(), 2);
+    assert_eq!(
+        server.connections(),
+        1,
+        "the first server's connection is still used"
+    );
     c.shutdown().await;
     Ok(())
 }

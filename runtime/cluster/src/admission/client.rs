@@ -284,7 +284,7 @@ async fn connect(key: &Key, tls: Arc<rustls::ClientConfig>) -> Result<Conn, Stri
             _ => format!("dial tcp {addr}: {e}"),
         })?;
     // Go's dialer sets TCP_NODELAY: a request is one write, not worth delaying.
-    if std::env::var_os("BOSUN_NO_POOL").is_none() { let _ = tcp.set_nodelay(true); }
+    let _ = tcp.set_nodelay(true);
     let tls = tokio_rustls::TlsConnector::from(tls)
         .connect(key.server_name.clone(), tcp)
         .await
@@ -348,7 +348,6 @@ impl Pool {
 
     /// The most recently used idle connection to `key` that is still open.
     fn take(&self, key: &Key) -> Option<Conn> {
-        if std::env::var_os("BOSUN_NO_POOL").is_some() { return None; }
         let mut idle = self.lock();
         let now = Instant::now();
         let list = idle.conns.get_mut(key)?;
@@ -379,29 +378,33 @@ impl Pool {
     /// Keeps `conn` for the next call to `key` once it is ready for one (at once after
     /// a whole answer was read, unless the server closes it).
     fn put(&self, key: Key, mut conn: Conn) {
-        if std::env::var_os("BOSUN_NO_POOL").is_some() { return; }
+        if conn.sender.is_ready() {
+            keep(&self.idle, key, conn);
+            return;
+        }
         let pool = Arc::downgrade(&self.idle);
         tokio::spawn(async move {
             let ready = tokio::time::timeout(Duration::from_secs(1), conn.sender.ready()).await;
-            if !matches!(ready, Ok(Ok(()))) {
-                return;
-            }
-            let Some(idle) = pool.upgrade() else {
-                return;
-            };
-            let mut guard = idle.lock().unwrap_or_else(|e| e.into_inner());
-            let full = guard.total >= IDLE_TOTAL;
-            let list = guard.conns.entry(key).or_default();
-            if full || list.len() >= IDLE_PER_KEY {
-                return;
-            }
-            list.push((conn, Instant::now()));
-            guard.total += 1;
-            if !guard.reaping {
-                guard.reaping = true;
-                tokio::spawn(reap(pool));
+            if let (Ok(Ok(())), Some(idle)) = (ready, pool.upgrade()) {
+                keep(&idle, key, conn);
             }
         });
+    }
+}
+
+/// Adds a ready connection to the idle ones, unless there are enough.
+fn keep(idle: &Arc<Mutex<Idle>>, key: Key, conn: Conn) {
+    let mut guard = idle.lock().unwrap_or_else(|e| e.into_inner());
+    let full = guard.total >= IDLE_TOTAL;
+    let list = guard.conns.entry(key).or_default();
+    if full || list.len() >= IDLE_PER_KEY {
+        return;
+    }
+    list.push((conn, Instant::now()));
+    guard.total += 1;
+    if !guard.reaping {
+        guard.reaping = true;
+        tokio::spawn(reap(Arc::downgrade(idle)));
     }
 }
 

@@ -17,6 +17,15 @@
 //! Webhook configurations themselves are never sent to webhooks. With no configuration
 //! stored, a write costs two store lookups (under the store's lock) more than without
 //! admission; a write no webhook's rules name takes the same direct path.
+//!
+//! The built-in controllers' pod creates are admitted too ([`Admission::create_as`]), as
+//! kube-apiserver admits kube-controller-manager's: the ReplicaSet and StatefulSet
+//! controllers' pods reach mutating webhooks (sidecar injection) and may be refused
+//! (see `sim::creates`); webhooks see them made by
+//! `system:serviceaccount:kube-system:NAME-controller`. The controllers' other writes
+//! (status, scale, revisions, ReplicaSets made by the Deployment controller, deletes,
+//! Events) and the garbage collector's and namespace controller's deletes go straight to
+//! the store.
 
 mod client;
 pub(crate) mod config;
@@ -54,6 +63,16 @@ pub fn loopback_service(namespace: &str, name: &str, port: u16) -> (Value, Value
         "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": port}]}],
     });
     (service, endpoints)
+}
+
+/// Who makes a request, as webhooks see it in `userInfo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum User {
+    /// A client of the API: there is no authentication, every client is an administrator.
+    Admin,
+    /// A built-in controller, by the name of its service account in `kube-system`
+    /// (`replicaset-controller`), as kube-controller-manager runs them.
+    Controller(&'static str),
 }
 
 /// What a request does to its object.
@@ -94,6 +113,8 @@ pub(crate) struct Attributes<'a> {
     pub dry_run: bool,
     /// `CreateOptions`, `UpdateOptions` or `DeleteOptions`.
     pub options: Value,
+    /// Who asks.
+    pub user: User,
 }
 
 impl<'a> Attributes<'a> {
@@ -116,6 +137,7 @@ impl<'a> Attributes<'a> {
             name,
             dry_run,
             options,
+            user: User::Admin,
         }
     }
 
@@ -394,6 +416,36 @@ impl Admission {
     }
 }
 
+impl Admission {
+    /// Creates an object for a built-in controller, admitted as a create by `user`
+    /// through the API would be ([`Hooks::create`]); straight to the store when no
+    /// webhook's rules name it. Webhooks' warnings go to the log.
+    pub(crate) async fn create_as(
+        &self,
+        store: &Store,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        obj: Value,
+        user: User,
+    ) -> Result<Value> {
+        let Some(hooks) = self
+            .hooks(store)
+            .filter(|h| h.may_apply(rt, "", &[Operation::Create]))
+        else {
+            return store.create(rt, ns, obj, false);
+        };
+        let warnings = Warnings::default();
+        let options = serde_json::json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"});
+        let out = hooks
+            .create(store, rt, ns, obj, false, options, user, &warnings)
+            .await;
+        for w in warnings.take() {
+            tracing::debug!(user = ?user, warning = %w, "admission webhook warning");
+        }
+        out
+    }
+}
+
 /// Why a call did not give a verdict.
 enum CallError {
     /// Calling failed (`ErrCallingWebhook`): the webhook's `failurePolicy` decides.
@@ -461,6 +513,43 @@ impl Hooks {
             }
         }
         Some(inv)
+    }
+
+    /// A create, admitted: the mutating webhooks, the store's defaults and validation
+    /// (a dry run), the validating webhooks, then the write (unless `dry_run`).
+    /// `obj` carries its `apiVersion`, `kind` and namespace; `ns` is the request's.
+    #[expect(clippy::too_many_arguments, reason = "one create's inputs")]
+    pub(crate) async fn create(
+        &self,
+        store: &Store,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        obj: Value,
+        dry_run: bool,
+        options: Value,
+        user: User,
+        warnings: &Warnings,
+    ) -> Result<Value> {
+        let name = meta::name(&obj).to_string();
+        let obj_ns = if rt.namespaced {
+            meta::namespace(&obj).to_string()
+        } else {
+            String::new()
+        };
+        let mut attrs =
+            Attributes::new(rt, "", Operation::Create, &obj_ns, &name, dry_run, options);
+        attrs.user = user;
+        let obj = self
+            .mutate(store, &attrs, Some(obj), None, warnings)
+            .await?
+            .unwrap_or(Value::Null);
+        let prepared = store.create(rt, ns, obj, true)?;
+        self.validate(store, &attrs, Some(&prepared), None, warnings)
+            .await?;
+        if dry_run {
+            return Ok(prepared);
+        }
+        store.create_prepared(rt, ns, prepared)
     }
 
     /// Runs the mutating webhooks; returns the object they leave.

@@ -1,15 +1,28 @@
 //! `admission.k8s.io` AdmissionReview: the request kube-apiserver sends, the checks it
 //! makes on the answer, and how a denial becomes a client's error.
 
-use super::{Attributes, Invocation};
+use super::{Attributes, Invocation, User};
 use crate::status::ApiError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// The user every request is attributed to: the embedded cluster has no authentication
-/// and grants everything, as to a cluster administrator.
-fn user_info() -> Value {
-    json!({"username": "system:admin", "groups": ["system:masters", "system:authenticated"]})
+/// `userInfo`: the embedded cluster has no authentication and grants everything, so an
+/// API client is a cluster administrator; a built-in controller is its service account,
+/// as kube-controller-manager's controllers authenticate.
+fn user_info(user: User) -> Value {
+    match user {
+        User::Admin => {
+            json!({"username": "system:admin", "groups": ["system:masters", "system:authenticated"]})
+        }
+        User::Controller(name) => json!({
+            "username": format!("system:serviceaccount:kube-system:{name}"),
+            "groups": [
+                "system:serviceaccounts",
+                "system:serviceaccounts:kube-system",
+                "system:authenticated",
+            ],
+        }),
+    }
 }
 
 /// The AdmissionReview for one call (`v1` or `v1beta1`, the webhook's first known).
@@ -37,7 +50,7 @@ pub(crate) fn request(
         "requestKind": gvk(rg, rv, rk),
         "requestResource": gvr(&rt.group, &rt.version, &rt.plural),
         "operation": attrs.op.as_str(),
-        "userInfo": user_info(),
+        "userInfo": user_info(attrs.user),
         "object": object,
         "oldObject": old,
         "dryRun": attrs.dry_run,
@@ -199,16 +212,15 @@ const REASONS: &[&str] = &[
     "ServiceUnavailable",
 ];
 
-/// A denial as `webhookerrors.ToStatusErr` renders it: the webhook's code (403 when it
-/// gives none) and reason, and `RESOURCE "NAME" is forbidden: admission webhook "HOOK"
-/// denied the request: MESSAGE`.
-pub(crate) fn denied(attrs: &Attributes<'_>, hook: &str, s: &Status) -> ApiError {
-    // kube-apiserver passes any code through; a code that is not an error would turn a
-    // denial into a success, so those read as 403.
-    let code = u16::try_from(s.code)
-        .ok()
-        .filter(|c| (400..=599).contains(c))
-        .unwrap_or(403);
+/// A denial as `webhookerrors.ToStatusErr` renders it: the webhook's code (400 when it
+/// gives less), its reason when it is one of the API's, and the message
+/// `admission webhook "HOOK" denied the request: MESSAGE` — no resource prefix (kubectl
+/// prints `Error from server: admission webhook "HOOK" denied the request: ...`).
+pub(crate) fn denied(_attrs: &Attributes<'_>, hook: &str, s: &Status) -> ApiError {
+    // kube-apiserver raises a code under 400 to 400; one over 599 cannot be sent as an
+    // HTTP status and reads as 500.
+    let code = u16::try_from(s.code).unwrap_or(400).clamp(400, 600);
+    let code = if code == 600 { 500 } else { code };
     let denied_by = format!("admission webhook {hook:?} denied the request");
     let message = if !s.message.is_empty() {
         format!("{denied_by}: {}", s.message)
@@ -217,29 +229,15 @@ pub(crate) fn denied(attrs: &Attributes<'_>, hook: &str, s: &Status) -> ApiError
     } else {
         format!("{denied_by} without explanation")
     };
-    let name = if attrs.name.is_empty() {
-        "Unknown"
-    } else {
-        attrs.name
-    };
-    let prefix = if code == 500 {
-        "Internal error occurred".to_string()
-    } else {
-        format!("{} {name:?} is forbidden", attrs.rt.qualified())
-    };
     let reason = REASONS
         .iter()
         .find(|r| **r == s.reason)
         .copied()
-        .unwrap_or(if code == 500 {
-            "InternalError"
-        } else {
-            "Forbidden"
-        });
+        .unwrap_or("");
     ApiError {
         code,
         reason,
-        message: format!("{prefix}: {message}"),
+        message,
         details: None,
     }
 }

@@ -7,7 +7,11 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 /// One pass over every Deployment.
-pub(crate) fn reconcile(ctx: &Ctx, _: &super::Wake) -> Option<Instant> {
+pub(crate) fn reconcile(
+    ctx: &Ctx,
+    _: &super::Wake,
+    _: &mut super::creates::Creates,
+) -> Option<Instant> {
     let deployments = ctx.store.all(&ctx.kinds.deployments.storage_key());
     if deployments.is_empty() {
         return None;

@@ -7,7 +7,11 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 /// One pass over every PodDisruptionBudget.
-pub(crate) fn reconcile(ctx: &Ctx, _: &super::Wake) -> Option<Instant> {
+pub(crate) fn reconcile(
+    ctx: &Ctx,
+    _: &super::Wake,
+    _: &mut super::creates::Creates,
+) -> Option<Instant> {
     let rt = ctx.store.resolve("policy", "v1", "poddisruptionbudgets")?;
     for pdb in ctx.store.all(&rt.storage_key()) {
         let Some((healthy, desired, expected)) = crate::eviction::budget(&ctx.store, &pdb) else {

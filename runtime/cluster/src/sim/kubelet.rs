@@ -59,7 +59,11 @@ pub(crate) fn interest(ctx: &Ctx, e: &Event) -> Interest {
 
 /// Brings pods on simulated nodes to their simulated state: every pod on a full pass,
 /// otherwise the pods that changed and those whose timer is due.
-pub(crate) fn reconcile(ctx: &Ctx, wake: &Wake) -> Option<Instant> {
+pub(crate) fn reconcile(
+    ctx: &Ctx,
+    wake: &Wake,
+    _: &mut super::creates::Creates,
+) -> Option<Instant> {
     let nodes: HashSet<String> = ctx
         .store
         .all(&ctx.kinds.nodes.storage_key())

@@ -6,6 +6,9 @@
 //! (10,000 by default), whatever its `spec.replicas` (the API accepts up to 2^31-1, as
 //! kube-apiserver does); over that, it gets a `ReplicasCapped` warning Event, once.
 //!
+//! The pods the ReplicaSet and StatefulSet controllers create go through admission, as
+//! an API create would (see `creates`); their other writes go straight to the store.
+//!
 //! Every delay is divided by [`Config::speed`]. Faults are injected through [`Control`]
 //! or the admin endpoints:
 //! - `POST /admin/v1/node-ready?node=NAME&ready=false|true`
@@ -14,6 +17,7 @@
 //! - `POST /admin/v1/pod-pull-failure?namespace=NS&pod=NAME&image=IMAGE&seconds=N`
 //!   (pulls of IMAGE by that pod fail for N simulated seconds from the first attempt)
 
+mod creates;
 mod deployment;
 mod disruption;
 mod kubelet;
@@ -22,6 +26,7 @@ mod replicaset;
 mod scheduler;
 mod statefulset;
 
+use crate::admission::Admission;
 use crate::meta;
 use crate::resource::ResourceType;
 use crate::status::ApiError;
@@ -35,6 +40,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Timing and capacity of the simulation.
 #[derive(Debug, Clone)]
@@ -324,6 +330,10 @@ pub(crate) struct Ctx {
     pub kubelet: Mutex<kubelet::State>,
     /// The workloads (uid, replicas) already told that their replicas are capped.
     pub capped: Mutex<HashSet<(String, usize)>>,
+    /// The webhooks the controllers' pod creates go through.
+    pub admission: Arc<Admission>,
+    /// The owners whose pods could not be created, waiting to try again.
+    pub backoffs: creates::Backoffs,
 }
 
 /// Writes `status` through /status when it differs; a conflict is retried on the next
@@ -367,7 +377,8 @@ pub(crate) struct Wake {
 }
 
 /// A reconcile function: one pass, returning when it wants to run again at the latest.
-type Reconcile = fn(&Ctx, &Wake) -> Option<Instant>;
+/// The pods it queues in [`creates::Creates`] are created after the pass.
+type Reconcile = fn(&Ctx, &Wake, &mut creates::Creates) -> Option<Instant>;
 
 /// What a change means to a controller.
 pub(crate) enum Interest {
@@ -409,6 +420,7 @@ impl Wake {
 pub(crate) fn spawn(
     store: Arc<Store>,
     control: Arc<Control>,
+    admission: Arc<Admission>,
     nodes: usize,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
@@ -424,6 +436,8 @@ pub(crate) fn spawn(
         kinds,
         kubelet: Mutex::default(),
         capped: Mutex::default(),
+        admission,
+        backoffs: creates::Backoffs::default(),
     });
     node::register(&ctx, nodes);
     let loops: [(&'static str, Reconcile, Filter); 7] = [
@@ -457,6 +471,7 @@ async fn run(
         ..Wake::default()
     };
     let mut last_full = Instant::now();
+    let mut creates = creates::Creates::default();
     loop {
         let began = Instant::now();
         if wake.full {
@@ -464,18 +479,33 @@ async fn run(
         }
         let next = {
             let _span = tracing::trace_span!("bosun.cluster.sim", controller = name).entered();
-            reconcile(&ctx, &std::mem::take(&mut wake))
+            reconcile(&ctx, &std::mem::take(&mut wake), &mut creates)
+        };
+        // No lock is held here: the creates may wait for webhooks (shutdown does not).
+        let flush = creates::flush(&ctx, &mut creates).instrument(tracing::trace_span!(
+            "bosun.cluster.sim.create",
+            controller = name
+        ));
+        let retry = tokio::select! {
+            _ = stop.changed() => return,
+            retry = flush => retry,
         };
         // Under a stream of writes, wait twice as long as the pass took, so a controller
         // whose passes are long never takes more than a third of the time.
         let pause = (began.elapsed() * 2).clamp(Duration::from_millis(2), Duration::from_secs(1));
         let resync_at = last_full + resync;
-        let deadline = next.map_or(resync_at, |n| n.min(resync_at));
+        let deadline = [next, retry]
+            .into_iter()
+            .flatten()
+            .fold(resync_at, Instant::min);
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
                 () = tokio::time::sleep_until(deadline) => {
-                    wake.full |= Instant::now() >= resync_at;
+                    // A backoff's end is a pass over everything: the controllers that
+                    // pass over what changed would not look at the waiting owner.
+                    let now = Instant::now();
+                    wake.full |= now >= resync_at || retry.is_some_and(|r| now >= r);
                     break;
                 }
                 () = ctx.control.poke.notified() => {

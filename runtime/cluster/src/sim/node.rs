@@ -74,7 +74,11 @@ fn ready_condition(ready: bool, heartbeat: &str) -> Value {
 }
 
 /// Heartbeats: refreshes each simulated node's Ready condition.
-pub(crate) fn reconcile(ctx: &Ctx, _: &super::Wake) -> Option<Instant> {
+pub(crate) fn reconcile(
+    ctx: &Ctx,
+    _: &super::Wake,
+    _: &mut super::creates::Creates,
+) -> Option<Instant> {
     let interval = ctx.control.config.scaled(ctx.control.config.heartbeat);
     for node in ctx.store.all(&ctx.kinds.nodes.storage_key()) {
         if !is_simulated(&node) {

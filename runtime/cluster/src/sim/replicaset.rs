@@ -1,5 +1,7 @@
 //! The ReplicaSet controller: keeps `spec.replicas` pods, deleting unready and newest first.
+//! Its pods are created through admission (see `creates`).
 
+use super::creates::{Controller, Creates, Owner};
 use super::{Ctx, by_owner, pod_from_template, pod_ready, pods_wanted};
 use crate::meta;
 use crate::store::DeleteOptions;
@@ -7,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 /// One pass over every ReplicaSet.
-pub(crate) fn reconcile(ctx: &Ctx, _: &super::Wake) -> Option<Instant> {
+pub(crate) fn reconcile(ctx: &Ctx, _: &super::Wake, creates: &mut Creates) -> Option<Instant> {
     let sets = ctx.store.all(&ctx.kinds.replicasets.storage_key());
     if sets.is_empty() {
         return None;
@@ -25,10 +27,11 @@ pub(crate) fn reconcile(ctx: &Ctx, _: &super::Wake) -> Option<Instant> {
         let want = pods_wanted(ctx, rs);
         let ns = meta::namespace(rs);
         if owned.len() < want {
-            for _ in owned.len()..want {
-                let pod = pod_from_template(rs, None, &[]);
-                if let Err(e) = ctx.store.create(&ctx.kinds.pods, ns, pod, false) {
-                    tracing::warn!(replicaset = meta::name(rs), error = %e, "cannot create pod");
+            if creates.allowed(ctx, rs) {
+                let owner = Owner::of(rs);
+                for _ in owned.len()..want {
+                    let pod = pod_from_template(rs, None, &[]);
+                    creates.push(Controller::ReplicaSet, &owner, pod);
                 }
             }
         } else if owned.len() > want {

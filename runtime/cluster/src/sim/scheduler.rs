@@ -75,7 +75,11 @@ pub(crate) fn interest(ctx: &Ctx, e: &crate::store::Event) -> super::Interest {
 }
 
 /// Binds every pending pod it can.
-pub(crate) fn reconcile(ctx: &Ctx, _: &super::Wake) -> Option<Instant> {
+pub(crate) fn reconcile(
+    ctx: &Ctx,
+    _: &super::Wake,
+    _: &mut super::creates::Creates,
+) -> Option<Instant> {
     let pods = ctx.store.all(&ctx.kinds.pods.storage_key());
     let pending: Vec<&Value> = pods
         .iter()

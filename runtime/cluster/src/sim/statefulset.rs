@@ -3,6 +3,7 @@
 //! and recreated from the highest ordinal down, one at a time, while all are ready),
 //! OnDelete, and currentRevision/updateRevision through ControllerRevisions.
 
+use super::creates::{Controller, Creates, Owner};
 use super::{
     Ctx, Interest, Wake, by_owner, pod_from_template, pod_ready, pods_wanted, template_hash,
 };
@@ -34,7 +35,7 @@ pub(crate) fn interest(ctx: &Ctx, e: &crate::store::Event) -> Interest {
 }
 
 /// One pass over every StatefulSet (or those that changed).
-pub(crate) fn reconcile(ctx: &Ctx, wake: &Wake) -> Option<Instant> {
+pub(crate) fn reconcile(ctx: &Ctx, wake: &Wake, creates: &mut Creates) -> Option<Instant> {
     let sets = ctx.store.all(&ctx.kinds.statefulsets.storage_key());
     if sets.is_empty() {
         return None;
@@ -55,15 +56,16 @@ pub(crate) fn reconcile(ctx: &Ctx, wake: &Wake) -> Option<Instant> {
             pods_of.get(uid).unwrap_or(&none),
             revisions_of.get(uid).unwrap_or(&none),
         );
-        sync(ctx, sts, pods, revisions);
+        sync(ctx, sts, pods, revisions, creates);
     }
     None
 }
 
 const HASH_LABEL: &str = "controller-revision-hash";
 
-/// `pods` and `revisions`: those `sts` owns.
-fn sync(ctx: &Ctx, sts: &Value, pods: &[&Value], revisions: &[&Value]) {
+/// `pods` and `revisions`: those `sts` owns. Its pods are created through admission
+/// (see `creates`).
+fn sync(ctx: &Ctx, sts: &Value, pods: &[&Value], revisions: &[&Value], creates: &mut Creates) {
     let (ns, name) = (meta::namespace(sts), meta::name(sts));
     let template = meta::path(sts, "spec.template")
         .cloned()
@@ -120,6 +122,7 @@ fn sync(ctx: &Ctx, sts: &Value, pods: &[&Value], revisions: &[&Value]) {
 
     // Create what is missing, in order.
     let mut busy = false;
+    let mut owner = None;
     for i in 0..want {
         match by_ordinal.get(&i) {
             Some(p) => {
@@ -129,17 +132,21 @@ fn sync(ctx: &Ctx, sts: &Value, pods: &[&Value], revisions: &[&Value]) {
                 }
             }
             None => {
+                if !creates.allowed(ctx, sts) {
+                    busy |= ordered;
+                    break;
+                }
                 let rev = if rolling && i < partition {
                     current_rev.clone()
                 } else {
                     update_rev.clone()
                 };
-                let mut owner = sts.clone();
-                owner["spec"]["template"] = template_of(&rev);
+                let mut with_template = sts.clone();
+                with_template["spec"]["template"] = template_of(&rev);
                 let pod_name = format!("{name}-{i}");
                 let idx = i.to_string();
                 let mut pod = pod_from_template(
-                    &owner,
+                    &with_template,
                     Some(&pod_name),
                     &[
                         (HASH_LABEL, &rev),
@@ -151,11 +158,8 @@ fn sync(ctx: &Ctx, sts: &Value, pods: &[&Value], revisions: &[&Value]) {
                 if !service.is_empty() {
                     pod["spec"]["subdomain"] = json!(service);
                 }
-                if let Err(e) = ctx.store.create(&ctx.kinds.pods, ns, pod, false)
-                    && e.code != 409
-                {
-                    tracing::warn!(pod = pod_name, error = %e, "cannot create pod");
-                }
+                let owner = owner.get_or_insert_with(|| Owner::of(sts));
+                creates.push(Controller::StatefulSet, owner, pod);
                 if ordered {
                     busy = true;
                     break;
