@@ -41,3 +41,13 @@ pub const RELEASE_STRATEGY_ANNOTATION: &str = "release.bosun.dev/strategy";
 pub const RELEASE_STATUS_ANNOTATION: &str = "release.bosun.dev/status";
 /// StatefulSet annotation bounding the pods the release takes out at once.
 pub const RELEASE_MAX_UNAVAILABLE_ANNOTATION: &str = "release.bosun.dev/max-unavailable";
+
+/// OpenKruise's key for the hash of a SidecarSet's containers
+/// ([`crate::sidecarset_hash::hash`]): on the SidecarSet, the hash itself; on a pod, JSON
+/// of `{<sidecarset name>: {"hash": ..., "sidecarSetName": ..., "sidecarList": [...],
+/// "updateTimestamp": ...}}` (Kruise's `SidecarSetUpgradeSpec`).
+pub const SIDECARSET_HASH_ANNOTATION: &str = "kruise.io/sidecarset-hash";
+/// The same with the images blanked ([`crate::sidecarset_hash::hash_without_image`]),
+/// unchanged when only images change, which is when an in-place upgrade suffices.
+pub const SIDECARSET_HASH_WITHOUT_IMAGE_ANNOTATION: &str =
+    "kruise.io/sidecarset-hash-without-image";

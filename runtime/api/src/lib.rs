@@ -3,6 +3,11 @@
 //!
 //! - [`plugin`]: the `Plugin` custom resource (`bosun.dev/v1alpha1`); the CRD YAML under
 //!   `deploy/crds/` is generated from it (feature `crd`, on by default).
+//! - [`sidecarset`]: the `SidecarSet` custom resource, OpenKruise's SidecarSet under
+//!   `bosun.dev/v1alpha1` (feature `crd`).
+//! - [`sidecarset_hash`]: OpenKruise's SidecarSet hashes, bit for bit (no feature needed:
+//!   it builds for wasm32-wasip2 plugins).
+//! - [`quantity`]: resource quantities in Go's canonical form.
 //! - [`keys`]: every annotation, label and ConfigMap key Bosun reads or writes.
 //! - [`selector`]: the one Kubernetes label-selector parser.
 //! - [`name`]: Kubernetes name rules (DNS-1123 labels and subdomains).
@@ -14,7 +19,11 @@ pub mod keys;
 pub mod name;
 #[cfg(feature = "crd")]
 pub mod plugin;
+pub mod quantity;
 pub mod selector;
+#[cfg(feature = "crd")]
+pub mod sidecarset;
+pub mod sidecarset_hash;
 pub mod time;
 mod world;
 

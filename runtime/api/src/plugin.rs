@@ -420,7 +420,7 @@ fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 /// Removes the `format`s the API server does not know (schemars writes `uint64` for a
 /// `u64`; apiextensions-apiserver warns "unrecognized format" for each). The bounds
 /// stay: `minimum: 0` says what `uint` said.
-fn drop_unknown_formats(v: &mut serde_json::Value) {
+pub(crate) fn drop_unknown_formats(v: &mut serde_json::Value) {
     const KNOWN: [&str; 8] = [
         "int32",
         "int64",

@@ -2,17 +2,34 @@
 
 use std::path::Path;
 
-#[test]
-fn the_checked_in_plugin_crd_is_fresh() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/crds/plugin.yaml");
-    let generated = bosun_api::plugin::crd_yaml().expect("serialises");
+/// Compares a checked-in CRD with what the types generate (and rewrites it when asked).
+fn assert_fresh(file: &str, generated: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/crds")
+        .join(file);
     if std::env::var_os("BOSUN_UPDATE_CRDS").is_some() {
-        std::fs::write(&path, &generated).expect("write the CRD");
+        std::fs::write(&path, generated).expect("write the CRD");
     }
     let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         checked_in == generated,
-        "deploy/crds/plugin.yaml is stale: run `BOSUN_UPDATE_CRDS=1 cargo test -p bosun-api --test crd` and commit it"
+        "deploy/crds/{file} is stale: run `BOSUN_UPDATE_CRDS=1 cargo test -p bosun-api --test crd` and commit it"
+    );
+}
+
+#[test]
+fn the_checked_in_plugin_crd_is_fresh() {
+    assert_fresh(
+        "plugin.yaml",
+        &bosun_api::plugin::crd_yaml().expect("serialises"),
+    );
+}
+
+#[test]
+fn the_checked_in_sidecarset_crd_is_fresh() {
+    assert_fresh(
+        "sidecarset.yaml",
+        &bosun_api::sidecarset::crd_yaml().expect("serialises"),
     );
 }
 
@@ -84,5 +101,111 @@ async fn the_crd_installs_and_serves_plugins() {
         "spec": {"source": {"file": {"path": "x"}}, "world": "sidecar"}
     }));
     assert!(bad.is_err(), "an unknown world is refused");
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_sidecarset_crd_installs_and_serves_kruise_manifests() {
+    use kube::api::{Api, PostParams};
+    let cluster = bosun_cluster::start(bosun_cluster::Config {
+        nodes: 0,
+        ..Default::default()
+    })
+    .await
+    .expect("cluster");
+    let client = cluster.client().await.expect("client");
+    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+        serde_yaml::from_str(&bosun_api::sidecarset::crd_yaml().expect("yaml")).expect("crd");
+    let crds = Api::all(client.clone());
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("the CRD is accepted");
+    // A Kruise manifest (config/samples of openkruise/kruise, plus the fields of the
+    // subset) with only its apiVersion changed, sent as JSON as kubectl would.
+    let manifest: serde_json::Value = serde_yaml::from_str(
+        r#"
+apiVersion: bosun.dev/v1alpha1
+kind: SidecarSet
+metadata: {name: test-sidecarset}
+spec:
+  selector:
+    matchLabels: {app: nginx}
+  namespaceSelector:
+    matchExpressions: [{key: team, operator: In, values: [a, b]}]
+  containers:
+  - name: sidecar1
+    image: centos:6.7
+    command: ["sleep", "999d"]
+    podInjectPolicy: BeforeAppContainer
+    shareVolumePolicy: {type: disabled}
+    upgradeStrategy: {upgradeType: ColdUpgrade}
+    transferEnv: [{sourceContainerNameFrom: {fieldRef: {fieldPath: "metadata.labels['app']"}}, envNames: [TZ]}]
+    volumeMounts: [{name: log-volume, mountPath: /var/log}]
+    resources: {limits: {cpu: 100m}}
+    shareVolumeDevicePolicy: {type: disabled}
+  volumes:
+  - {name: log-volume, emptyDir: {}}
+  updateStrategy: {partition: 30%}
+  revisionHistoryLimit: 5
+"#,
+    )
+    .expect("yaml");
+    let gvk = kube::api::GroupVersionKind::gvk("bosun.dev", "v1alpha1", "SidecarSet");
+    let api: Api<kube::api::DynamicObject> = Api::all_with(
+        client,
+        &kube::api::ApiResource::from_gvk_with_plural(&gvk, "sidecarsets"),
+    );
+    let object = |v: &serde_json::Value| -> kube::api::DynamicObject {
+        serde_json::from_value(v.clone()).expect("an object")
+    };
+    let mut created = None;
+    for _ in 0..50 {
+        match api.create(&PostParams::default(), &object(&manifest)).await {
+            Ok(s) => {
+                created = Some(serde_json::to_value(s).expect("json"));
+                break;
+            }
+            // The new kind is served as soon as the CRD is established.
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    let created = created.expect("a SidecarSet can be created");
+    // The container is stored as written, Kruise's other fields included: the hashes
+    // cover it as stored.
+    assert_eq!(
+        created["spec"]["containers"],
+        manifest["spec"]["containers"]
+    );
+    // Fields outside the subset are pruned; updateStrategy's defaults are written.
+    assert!(
+        created["spec"].get("revisionHistoryLimit").is_none(),
+        "{created}"
+    );
+    assert_eq!(
+        created["spec"]["updateStrategy"],
+        serde_json::json!({"type": "RollingUpdate", "partition": "30%", "maxUnavailable": 1})
+    );
+    let typed: bosun_api::sidecarset::SidecarSet =
+        serde_json::from_value(created).expect("reads as the Rust type");
+    assert_eq!(typed.spec.containers[0].container.name, "sidecar1");
+    let hot = serde_json::json!({
+        "apiVersion": "bosun.dev/v1alpha1", "kind": "SidecarSet", "metadata": {"name": "hot"},
+        "spec": {"selector": {"matchLabels": {"app": "x"}},
+                 "containers": [{"name": "envoy", "image": "envoy", "upgradeStrategy": {"upgradeType": "HotUpgrade"}}]}
+    });
+    let refused = api
+        .create(&PostParams::default(), &object(&hot))
+        .await
+        .expect_err("a hot upgrade is refused");
+    assert!(refused.to_string().contains("upgradeType"), "{refused}");
+    let no_selector = serde_json::json!({
+        "apiVersion": "bosun.dev/v1alpha1", "kind": "SidecarSet", "metadata": {"name": "no-selector"},
+        "spec": {"containers": [{"name": "s", "image": "busybox"}]}
+    });
+    let refused = api
+        .create(&PostParams::default(), &object(&no_selector))
+        .await
+        .expect_err("the selector is required");
+    assert!(refused.to_string().contains("selector"), "{refused}");
     cluster.shutdown().await;
 }

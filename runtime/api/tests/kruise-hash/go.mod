@@ -1,0 +1,3 @@
+module bosun.dev/kruise-hash
+
+go 1.23
