@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bosun_api::plugin::Webhook;
 use bosun_runtime::rollout::{Analysis, Grants, Split};
 use bosun_runtime::{Config, Runtime};
-use bosun_test_support::embedded::{Env, admin_get, source};
+use bosun_test_support::embedded::{Env, HttpsClient as Client, admin_get, https_client, source};
 use bosun_test_support::eventually;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
@@ -37,33 +37,9 @@ fn review(uid: &str, namespace: &str, name: &str, labels: Value) -> Value {
     })
 }
 
-type Client = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<bytes::Bytes>,
->;
-
 /// An HTTPS client trusting only the runtime's webhook CA.
 fn client(rt: &Runtime) -> Client {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let ca = rt.webhooks().expect("webhook").ca_pem();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-        roots.add(cert.expect("ca pem")).expect("root");
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("tls versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .build();
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
+    https_client(&rt.webhooks().expect("webhook").ca_pem())
 }
 
 /// Posts `body` to `/admission/PLUGIN?timeout=...`; the status and the body.
@@ -588,6 +564,20 @@ async fn the_cluster_calls_admission_plugins_through_the_configurations_the_runt
     assert_eq!(labels.get("app").map(String::as_str), Some("web"));
 }
 
+/// Waits until the validating configuration's webhook has `policy`.
+async fn failure_policy_is(env: &Env, policy: &str) {
+    eventually(
+        &format!("the configuration says {policy}"),
+        Duration::from_secs(20),
+        || async {
+            configured(env, "ValidatingWebhookConfiguration")
+                .await
+                .is_some_and(|w| w[0]["failurePolicy"] == policy)
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_policy_decides_when_the_plugin_loops_or_the_runtime_is_gone() {
     let env = Env::bare(1).await;
@@ -602,16 +592,7 @@ async fn failure_policy_decides_when_the_plugin_loops_or_the_runtime_is_gone() {
             ..Webhook::default()
         },
     );
-    eventually(
-        "the configuration is written",
-        Duration::from_secs(20),
-        || async {
-            configured(&env, "ValidatingWebhookConfiguration")
-                .await
-                .is_some_and(|w| w[0]["failurePolicy"] == "Fail")
-        },
-    )
-    .await;
+    failure_policy_is(&env, "Fail").await;
     let started = Instant::now();
     let e = create_pod(&env, "shop", "p1", json!({}))
         .await
@@ -634,16 +615,7 @@ async fn failure_policy_decides_when_the_plugin_loops_or_the_runtime_is_gone() {
             ..Webhook::default()
         }),
     );
-    eventually(
-        "the configuration says Ignore",
-        Duration::from_secs(20),
-        || async {
-            configured(&env, "ValidatingWebhookConfiguration")
-                .await
-                .is_some_and(|w| w[0]["failurePolicy"] == "Ignore")
-        },
-    )
-    .await;
+    failure_policy_is(&env, "Ignore").await;
     create_pod(&env, "shop", "p2", json!({}))
         .await
         .expect("Ignore lets it through");
@@ -658,12 +630,7 @@ async fn failure_policy_decides_when_the_plugin_loops_or_the_runtime_is_gone() {
             ..Webhook::default()
         },
     );
-    eventually("Fail again", Duration::from_secs(20), || async {
-        configured(&env, "ValidatingWebhookConfiguration")
-            .await
-            .is_some_and(|w| w[0]["failurePolicy"] == "Fail")
-    })
-    .await;
+    failure_policy_is(&env, "Fail").await;
     rt.shutdown().await;
     drop(rt);
     tokio::time::sleep(Duration::from_millis(300)).await;
