@@ -105,19 +105,29 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
+/// The kinds a revision may read (its read permissions on named kinds).
+pub fn read_kinds_of(revision: &Revision) -> Vec<Kind> {
+    let mut kinds: Vec<Kind> = revision
+        .metadata()
+        .permissions
+        .iter()
+        .filter(|p| p.kind != "*" && p.verbs.contains(&Verb::Read))
+        .map(|p| Kind::new(&p.api_version, &p.kind))
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
 /// The kinds a revision needs in the cache: what it subscribes to and may read.
 pub fn kinds_of(revision: &Revision) -> Vec<Kind> {
-    let meta = revision.metadata();
-    let mut kinds: Vec<Kind> = meta
+    let mut kinds: Vec<Kind> = revision
+        .metadata()
         .subscriptions
         .iter()
         .map(|s| Kind::new(&s.api_version, &s.kind))
         .collect();
-    for p in &meta.permissions {
-        if p.kind != "*" && p.verbs.contains(&Verb::Read) {
-            kinds.push(Kind::new(&p.api_version, &p.kind));
-        }
-    }
+    kinds.extend(read_kinds_of(revision));
     kinds.sort();
     kinds.dedup();
     kinds
@@ -168,6 +178,14 @@ impl Dispatcher {
             let Some(revision) = registry.current(&name) else {
                 continue;
             };
+            if revision.info().world == World::Admission {
+                // An admission plugin reads the cache while it reviews: what it may read
+                // is watched (what it subscribes to is what it reviews, not what it reads).
+                for kind in read_kinds_of(&revision) {
+                    self.parts.informers.watch_for_plugins(kind.clone());
+                    needed.insert(kind);
+                }
+            }
             if revision.info().world != World::Controller {
                 continue;
             }

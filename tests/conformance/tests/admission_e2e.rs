@@ -142,6 +142,17 @@ async fn kubectl_sees_the_denials_and_mutations_of_admission_plugins_in_every_la
             "{name}: {out:?}"
         );
 
+        // The Go and JS plugins read their namespace from the cache while they review:
+        // the runtime watches what an admission plugin may read.
+        if name != "test-admission" {
+            let logs = env.log_lines();
+            assert!(
+                logs.iter()
+                    .any(|l| l == &format!("review web-{i} in shop (namespace cached: true)")),
+                "{name}: {logs:?}"
+            );
+        }
+
         // The namespace without the label is not the plugin's.
         let out = kubectl(
             &kubeconfig,
