@@ -81,6 +81,11 @@ const STANDALONE: &[Plugin] = &[
         package: "tests/plugins/admission",
         world: "admission",
     },
+    Plugin {
+        constant: "SIDECARSET_INJECTOR",
+        package: "plugins/sidecarset-injector",
+        world: "admission",
+    },
 ];
 
 /// Directories (relative to the workspace root) whose changes rebuild the plugins.
@@ -89,6 +94,8 @@ const WATCHED: &[&str] = &[
     "sdk-guest/rust",
     "plugins/zone-labeler",
     "plugins/release",
+    "plugins/sidecarset-injector",
+    "runtime/api",
     "tests/plugins",
     "Cargo.toml",
     "Cargo.lock",

@@ -12,7 +12,9 @@
 //! - [`GREEDY_METADATA`]: `tests/plugins/greedy-metadata`, a controller declaring
 //!   100,000 subscriptions, over the host's cap;
 //! - [`TEST_ADMISSION`]: `tests/plugins/admission`, an admission plugin that requires a
-//!   label, adds labels or misbehaves as its init config says (see its crate docs).
+//!   label, adds labels or misbehaves as its init config says (see its crate docs);
+//! - [`SIDECARSET_INJECTOR`]: the admission plugin `plugins/sidecarset-injector`
+//!   (OpenKruise-compatible SidecarSet injection).
 //!
 //! Depend on this crate from tests (`[dev-dependencies] bosun-test-artifacts`) and read
 //! the files at run time: `std::fs::read(bosun_test_artifacts::HOSTILE)`. Building it
@@ -21,7 +23,7 @@
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 
-/// Every artifact, as `(constant name, path)`.
+/// Every controller artifact, as `(constant name, path)`.
 pub const ALL: &[(&str, &str)] = &[
     ("ZONE_LABELER", ZONE_LABELER),
     ("RELEASE", RELEASE),
@@ -29,5 +31,4 @@ pub const ALL: &[(&str, &str)] = &[
     ("CRD_WATCHER", CRD_WATCHER),
     ("BAD_METADATA", BAD_METADATA),
     ("GREEDY_METADATA", GREEDY_METADATA),
-    ("TEST_ADMISSION", TEST_ADMISSION),
 ];

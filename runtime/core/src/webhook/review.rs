@@ -288,14 +288,19 @@ async fn review(
     let call = {
         let (revision, body) = (revision.clone(), body.clone());
         async move {
-            let _permit = permit
+            let permit = permit
                 .acquire_owned()
                 .await
                 .map_err(|_| "the runtime is stopping".to_owned())?;
-            tokio::task::spawn_blocking(move || revision.review(&body))
-                .await
-                .map_err(|e| format!("the review task failed: {e}"))?
-                .map_err(|e| e.to_string())
+            // The permit goes with the call: a review the API server stopped waiting for
+            // still holds its place until the plugin's deadline ends it.
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                revision.review(&body)
+            })
+            .await
+            .map_err(|e| format!("the review task failed: {e}"))?
+            .map_err(|e| e.to_string())
         }
     };
     let result = tokio::time::timeout(timeout, call).await;
@@ -539,10 +544,14 @@ fn compare_in_background(
     tokio::spawn(async move {
         // A shadow takes a permit like any review: it cannot crowd out the stable one
         // beyond the plugin's share.
-        let Ok(_permit) = permit.try_acquire_owned() else {
+        let Ok(permit) = permit.try_acquire_owned() else {
             return;
         };
-        let outcome = tokio::task::spawn_blocking(move || shadow.review(&body)).await;
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            shadow.review(&body)
+        })
+        .await;
         let shadow = match outcome {
             Ok(Ok(answer)) => match check(&answer, &about, mutating) {
                 Ok((response, _)) => Ok(verdict_of(&response)),
