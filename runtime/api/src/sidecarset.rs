@@ -236,8 +236,8 @@ pub struct TransferEnvVar {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceContainerNameSource {
-    /// A field of the pod: `metadata.name`, `metadata.labels['<KEY>']`,
-    /// `metadata.annotations['<KEY>']`.
+    /// A field of the pod: `metadata.labels['<KEY>']` or `metadata.annotations['<KEY>']`
+    /// (`metadata.name` is accepted and skipped, as Kruise skips it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_ref: Option<ObjectFieldSelector>,
 }

@@ -137,9 +137,15 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
                 dir.display(),
                 started.elapsed().as_secs_f64()
             );
-            // A plugin's `bosun-up.json` is its config in `bosun up`.
+            // A plugin's `bosun-up.json` is its config in `bosun up`, its `admission.json`
+            // its webhook settings (an admission plugin's).
             let config = Some(dir.join("bosun-up.json")).filter(|c| c.is_file());
-            seed.push((wasm, config));
+            let admission = Some(dir.join("admission.json")).filter(|c| c.is_file());
+            seed.push(up::Seed {
+                wasm,
+                config,
+                admission,
+            });
         }
     }
     let plugins_dir = args

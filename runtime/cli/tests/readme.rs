@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// How long `bosun up` may take to build the plugins and settle (a cold cargo cache
-/// builds two Rust plugins, a Go one and a JavaScript one).
+/// builds three Rust plugins, a Go one and a JavaScript one).
 const UP_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long one block may run.
 const BLOCK_TIMEOUT: Duration = Duration::from_secs(300);

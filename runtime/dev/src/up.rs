@@ -18,15 +18,36 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// The hot-reloaded plugins folder.
     pub plugins_dir: PathBuf,
-    /// Components to place in the plugins folder first (built-in plugins), each with
-    /// the config it gets in `bosun up` (a JSON file), if any.
-    pub seed: Vec<(PathBuf, Option<PathBuf>)>,
+    /// Components to place in the plugins folder first (built-in plugins).
+    pub seed: Vec<Seed>,
     /// Simulated nodes.
     pub nodes: usize,
     /// Runtime settings (its data and plugins folders are overridden).
     pub runtime: Config,
     /// Create the demo workload.
     pub demo: bool,
+}
+
+/// A built-in plugin placed in the plugins folder.
+#[derive(Debug, Clone, Default)]
+pub struct Seed {
+    /// The component.
+    pub wasm: PathBuf,
+    /// The config it gets in `bosun up` (a JSON file), if any: `NAME.json`.
+    pub config: Option<PathBuf>,
+    /// Its webhook settings, if it is an admission plugin (a JSON file, a Plugin's
+    /// `spec.admission`): `NAME.admission.json`.
+    pub admission: Option<PathBuf>,
+}
+
+impl Seed {
+    /// A component with no config and no webhook settings.
+    pub fn new(wasm: impl Into<PathBuf>) -> Self {
+        Seed {
+            wasm: wasm.into(),
+            ..Seed::default()
+        }
+    }
 }
 
 /// What `up` reports while it runs.
@@ -74,8 +95,8 @@ impl Up {
                 options.plugins_dir.display()
             )
         })?;
-        for (file, config) in &options.seed {
-            seed(file, config.as_deref(), &options.plugins_dir)?;
+        for s in &options.seed {
+            seed(s, &options.plugins_dir)?;
         }
         let cluster = bosun_cluster::start(bosun_cluster::Config {
             data_dir: Some(options.data_dir.join("cluster")),
@@ -94,7 +115,7 @@ impl Up {
             .context("cannot label the simulated nodes")?;
         install_crd(&client)
             .await
-            .context("cannot install the Plugin CRD")?;
+            .context("cannot install the Plugin and SidecarSet CRDs")?;
         let mut config = options.runtime.clone();
         config.data_dir = options.data_dir.join("runtime");
         config.plugins_dir = Some(options.plugins_dir.clone());
@@ -212,19 +233,21 @@ impl Up {
     }
 }
 
-fn seed(file: &Path, config: Option<&Path>, dir: &Path) -> anyhow::Result<()> {
+fn seed(seed: &Seed, dir: &Path) -> anyhow::Result<()> {
     use anyhow::Context;
+    let file = &seed.wasm;
     let name = file.file_name().context("a plugin file has no name")?;
     let name = name
         .to_string_lossy()
         .replace("bosun_plugin_", "")
         .replace('_', "-");
     let dest = dir.join(name);
-    if let Some(config) = config {
-        // The config first: the watcher loads the plugin with it.
+    // The config and the webhook settings first: the watcher loads the plugin with them.
+    for (source, extension) in [(&seed.config, "json"), (&seed.admission, "admission.json")] {
+        let Some(source) = source else { continue };
         let text =
-            std::fs::read(config).with_context(|| format!("cannot read {}", config.display()))?;
-        let json = dest.with_extension("json");
+            std::fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
+        let json = dest.with_extension(extension);
         if std::fs::read(&json).ok().as_deref() != Some(text.as_slice()) {
             std::fs::write(&json, &text)
                 .with_context(|| format!("cannot write {}", json.display()))?;
@@ -240,19 +263,24 @@ fn seed(file: &Path, config: Option<&Path>, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs (or updates) the `Plugin` CRD, so `bosun plugin push` works against the
-/// embedded cluster.
+/// Installs (or updates) Bosun's CRDs: `Plugin`, so `bosun plugin push` works against
+/// the embedded cluster, and `SidecarSet`, which the built-in sidecarset-injector reads.
 async fn install_crd(client: &kube::Client) -> anyhow::Result<()> {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&bosun_api::plugin::crd_yaml()?)?;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let name = crd.metadata.name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply("bosun-up").force(),
-        &Patch::Apply(&crd),
-    )
-    .await?;
+    for yaml in [
+        bosun_api::plugin::crd_yaml()?,
+        bosun_api::sidecarset::crd_yaml()?,
+    ] {
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml)?;
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply("bosun-up").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -352,3 +380,33 @@ pub async fn signal() {
 
 /// How often the status line refreshes.
 pub const STATUS_PERIOD: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_brings_its_config_and_webhook_settings_under_the_plugins_name() {
+        let src = tempfile::tempdir().expect("tmp");
+        let dir = tempfile::tempdir().expect("tmp");
+        let wasm = src.path().join("bosun_plugin_sidecarset_injector.wasm");
+        let admission = src.path().join("admission.json");
+        std::fs::write(&wasm, b"\0asm").expect("write");
+        std::fs::write(&admission, br#"{"mutating": true}"#).expect("write");
+        let s = Seed {
+            admission: Some(admission),
+            ..Seed::new(&wasm)
+        };
+        seed(&s, dir.path()).expect("seeds");
+        let read = |name: &str| std::fs::read(dir.path().join(name)).ok();
+        assert_eq!(
+            read("sidecarset-injector.wasm").as_deref(),
+            Some(&b"\0asm"[..])
+        );
+        assert_eq!(
+            read("sidecarset-injector.admission.json").as_deref(),
+            Some(&br#"{"mutating": true}"#[..])
+        );
+        assert_eq!(read("sidecarset-injector.json"), None, "no config given");
+    }
+}

@@ -20,7 +20,7 @@ async fn folder_plugins_are_published_as_plugin_objects() {
     let up = Up::start(Options {
         data_dir: dir.path().join("data"),
         plugins_dir: dir.path().join("plugins"),
-        seed: vec![(bosun_test_artifacts::ZONE_LABELER.into(), None)],
+        seed: vec![bosun_dev::up::Seed::new(bosun_test_artifacts::ZONE_LABELER)],
         nodes: 1,
         runtime,
         demo: false,

@@ -79,17 +79,21 @@ fn controllers_export_the_controller_world_and_import_only_bosun_and_wasi() {
 }
 
 #[test]
-fn the_admission_test_plugin_exports_the_admission_world() {
-    let path = bosun_test_artifacts::TEST_ADMISSION;
-    let bytes = std::fs::read(path).unwrap_or_else(|err| panic!("reading {path}: {err}"));
-    assert!(
-        bytes.starts_with(&COMPONENT_MAGIC),
-        "{path} is not a component"
-    );
-    let (_, exports) = imports_and_exports(&bytes);
-    let expected: BTreeSet<String> = ["metadata", "init", "review"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(exports, expected);
+fn the_admission_plugins_export_the_admission_world() {
+    for path in [
+        bosun_test_artifacts::TEST_ADMISSION,
+        bosun_test_artifacts::SIDECARSET_INJECTOR,
+    ] {
+        let bytes = std::fs::read(path).unwrap_or_else(|err| panic!("reading {path}: {err}"));
+        assert!(
+            bytes.starts_with(&COMPONENT_MAGIC),
+            "{path} is not a component"
+        );
+        let (_, exports) = imports_and_exports(&bytes);
+        let expected: BTreeSet<String> = ["metadata", "init", "review"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(exports, expected, "{path}");
+    }
 }
