@@ -8,6 +8,7 @@
 //! - [`sidecarset_hash`]: OpenKruise's SidecarSet hashes, bit for bit (no feature needed:
 //!   it builds for wasm32-wasip2 plugins).
 //! - [`quantity`]: resource quantities in Go's canonical form.
+//! - [`gojson`]: JSON strings written byte for byte as Go writes them.
 //! - [`keys`]: every annotation, label and ConfigMap key Bosun reads or writes.
 //! - [`selector`]: the one Kubernetes label-selector parser.
 //! - [`name`]: Kubernetes name rules (DNS-1123 labels and subdomains).
@@ -15,6 +16,7 @@
 //! - [`World`]: the WIT worlds a plugin can implement.
 #![warn(missing_docs)]
 
+pub mod gojson;
 pub mod keys;
 pub mod name;
 #[cfg(feature = "crd")]
