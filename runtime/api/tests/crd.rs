@@ -60,9 +60,8 @@ spec:
     );
 }
 
-#[tokio::test]
-async fn the_crd_installs_and_serves_plugins() {
-    use kube::api::{Api, PostParams};
+/// An embedded cluster with the CRD in `yaml` installed.
+async fn cluster_with(yaml: &str) -> (bosun_cluster::Cluster, kube::Client) {
     let cluster = bosun_cluster::start(bosun_cluster::Config {
         nodes: 0,
         ..Default::default()
@@ -71,11 +70,18 @@ async fn the_crd_installs_and_serves_plugins() {
     .expect("cluster");
     let client = cluster.client().await.expect("client");
     let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
-        serde_yaml::from_str(&bosun_api::plugin::crd_yaml().expect("yaml")).expect("crd");
-    let crds = Api::all(client.clone());
-    crds.create(&PostParams::default(), &crd)
+        serde_yaml::from_str(yaml).expect("crd");
+    kube::Api::all(client.clone())
+        .create(&kube::api::PostParams::default(), &crd)
         .await
         .expect("the CRD is accepted");
+    (cluster, client)
+}
+
+#[tokio::test]
+async fn the_crd_installs_and_serves_plugins() {
+    use kube::api::{Api, PostParams};
+    let (cluster, client) = cluster_with(&bosun_api::plugin::crd_yaml().expect("yaml")).await;
     let plugins: Api<bosun_api::plugin::Plugin> = Api::namespaced(client, "default");
     let plugin: bosun_api::plugin::Plugin = serde_json::from_value(serde_json::json!({
         "apiVersion": "bosun.dev/v1alpha1", "kind": "Plugin",
@@ -107,19 +113,7 @@ async fn the_crd_installs_and_serves_plugins() {
 #[tokio::test]
 async fn the_sidecarset_crd_installs_and_serves_kruise_manifests() {
     use kube::api::{Api, PostParams};
-    let cluster = bosun_cluster::start(bosun_cluster::Config {
-        nodes: 0,
-        ..Default::default()
-    })
-    .await
-    .expect("cluster");
-    let client = cluster.client().await.expect("client");
-    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
-        serde_yaml::from_str(&bosun_api::sidecarset::crd_yaml().expect("yaml")).expect("crd");
-    let crds = Api::all(client.clone());
-    crds.create(&PostParams::default(), &crd)
-        .await
-        .expect("the CRD is accepted");
+    let (cluster, client) = cluster_with(&bosun_api::sidecarset::crd_yaml().expect("yaml")).await;
     // A Kruise manifest (config/samples of openkruise/kruise, plus the fields of the
     // subset) with only its apiVersion changed, sent as JSON as kubectl would.
     let manifest: serde_json::Value = serde_yaml::from_str(
