@@ -99,5 +99,20 @@ export declare class CacheContext extends BaseContext {
 /** The message of a thrown value. */
 export declare function message(e: unknown): string;
 export declare function parseConfig(config: string): any;
+/** A metav1.LabelSelector. */
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: { key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values?: string[] }[];
+}
+/** An IntOrString count or percentage (`3`, `"3"`, `"25%"`) resolved against `total`
+ * (apimachinery's `GetValueFromIntOrPercent`; rounded down unless `roundUp`); null gives
+ * `fallback` (default 0). Throws `BosunError` on anything else. */
+export declare function intOrPercent(
+  value: number | string | null | undefined, total: number, options?: { roundUp?: boolean; fallback?: number },
+): number;
+/** A LabelSelector as the selector string `CacheContext.list` takes; null or {} is ''. */
+export declare function selectorString(selector: LabelSelector | null | undefined): string;
+/** Whether labels match a LabelSelector (null matches nothing, {} everything). */
+export declare function selectorMatches(selector: LabelSelector | null | undefined, labels: Record<string, string> | null | undefined): boolean;
 export declare function utf8Encode(text: string): Uint8Array;
 export declare function utf8Decode(bytes: Uint8Array): string;

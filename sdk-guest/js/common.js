@@ -208,6 +208,71 @@ export function parseConfig(config) {
   }
 }
 
+/** A Kubernetes IntOrString that is a count or a percentage (`3`, `"3"`, `"25%"`) resolved
+ * against `total`, as apimachinery's `GetValueFromIntOrPercent` does: a percentage is
+ * rounded down, or up with `roundUp`. `null`/`undefined` gives `fallback`; anything else
+ * throws a `BosunError` naming the value. */
+export function intOrPercent(value, total, { roundUp = false, fallback = 0 } = {}) {
+  if (value === null || value === undefined) return fallback;
+  if (typeof value === 'number' && Number.isInteger(value)) return value;
+  if (typeof value === 'string') {
+    const pct = /^(\d+)%$/.exec(value);
+    if (pct) {
+      const v = (Number(pct[1]) * total) / 100;
+      return roundUp ? Math.ceil(v) : Math.floor(v);
+    }
+    if (/^\d+$/.test(value)) return Number(value);
+  }
+  throw new BosunError(`invalid int or percentage ${JSON.stringify(value)}: expected a number or "N%"`);
+}
+
+const selectorValue = (v) => (typeof v === 'string' ? v : String(v ?? ''));
+
+/** A metav1.LabelSelector (`{matchLabels, matchExpressions}`) as the selector string the
+ * cache's `list` takes (`a=b,c in (d,e),!f`); `null` or `{}` is '' (everything). Throws a
+ * `BosunError` for an unknown operator or a missing value list. */
+export function selectorString(selector) {
+  if (selector === null || selector === undefined) return '';
+  const parts = Object.entries(selector.matchLabels ?? {}).map(([k, v]) => `${k}=${selectorValue(v)}`);
+  for (const e of selector.matchExpressions ?? []) {
+    const values = (e.values ?? []).map(selectorValue);
+    switch (e.operator) {
+      case 'In':
+      case 'NotIn':
+        if (values.length === 0) throw new BosunError(`selector: ${e.key} ${e.operator} needs values`);
+        parts.push(`${e.key} ${e.operator === 'In' ? 'in' : 'notin'} (${values.join(',')})`);
+        break;
+      case 'Exists': parts.push(e.key); break;
+      case 'DoesNotExist': parts.push(`!${e.key}`); break;
+      default: throw new BosunError(`selector: unknown operator ${JSON.stringify(e.operator)} for ${e.key}`);
+    }
+  }
+  return parts.join(',');
+}
+
+/** Whether `labels` (an object) match a metav1.LabelSelector, as apimachinery's
+ * `LabelSelectorAsSelector(...).Matches` decides: `null` matches nothing, `{}` everything.
+ * Throws a `BosunError` for an unknown operator. */
+export function selectorMatches(selector, labels) {
+  if (selector === null || selector === undefined) return false;
+  const have = labels ?? {};
+  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) {
+    if (have[k] !== selectorValue(v)) return false;
+  }
+  for (const e of selector.matchExpressions ?? []) {
+    const values = (e.values ?? []).map(selectorValue);
+    const present = Object.prototype.hasOwnProperty.call(have, e.key);
+    switch (e.operator) {
+      case 'In': if (!present || !values.includes(have[e.key])) return false; break;
+      case 'NotIn': if (present && values.includes(have[e.key])) return false; break;
+      case 'Exists': if (!present) return false; break;
+      case 'DoesNotExist': if (present) return false; break;
+      default: throw new BosunError(`selector: unknown operator ${JSON.stringify(e.operator)} for ${e.key}`);
+    }
+  }
+  return true;
+}
+
 /** The metadata export: `plugin.metadata()` as the WIT record. */
 export function metadataOf(plugin) {
   if (!plugin) throw 'the plugin did not call its world\'s export function (e.g. exportController)';

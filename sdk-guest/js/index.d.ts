@@ -16,6 +16,8 @@ export declare const Command: {
   uncordon(node: string): CommandValue;
   taint(node: string, taint: { key: string; value?: string; effect: TaintEffectName }): CommandValue;
   untaint(node: string, key: string, effect?: TaintEffectName | null): CommandValue;
+  /** A merge patch of the status subresource: `{status}` is its only key. */
+  statusPatch(target: RefLike, status: unknown): CommandValue;
   event(regarding: RefLike, eventType: EventTypeName, reason: string, message: string): CommandValue;
   pod(namespace: string, pod: string, plugin: string, payload: string): CommandValue;
 };

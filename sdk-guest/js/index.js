@@ -30,6 +30,8 @@ export const Command = Object.freeze({
     val: { node, taint: { key: taint.key, value: taint.value ? taint.value : null, effect: taint.effect } },
   }),
   untaint: (node, key, effect = null) => ({ tag: 'untaint', val: { node, key, effect } }),
+  /** A merge patch of the object's status subresource (`{status}` is the only key). */
+  statusPatch: (target, status) => ({ tag: 'merge-patch', val: { target: ref(target), patch: text({ status }) } }),
   event: (regarding, eventType, reason, message) => ({
     tag: 'record-event', val: { regarding: ref(regarding), eventType, reason, message },
   }),
