@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use bosun_api::plugin::{FailurePolicy, Webhook, WebhookRule};
+use bosun_api::plugin::{FailurePolicy, FullLabelSelector, Webhook, WebhookRule};
 use bosun_test_support::embedded::{Env, source};
 use bosun_test_support::eventually;
 use k8s_openapi::api::core::v1::Pod;
@@ -593,6 +593,126 @@ spec:
         },
     )
     .await;
+}
+
+/// `failurePolicy: Fail` is the cluster's word, not the runtime's: once the runtime is
+/// gone, the API server refuses pods in the namespaces the webhook selects (naming it) and
+/// admits the others, which the webhook never covered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_runtime_down_fail_refuses_only_the_selected_namespaces() {
+    const WEBHOOK: &str = "sidecarset-injector.plugins.bosun.dev";
+    let env = Env::bare(1).await;
+    let mut config = env.config("rt");
+    config.webhook.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.webhook.url = Some("https://127.0.0.1:0".to_owned());
+    let rt = env.runtime(config).await;
+    let client = env.client.clone();
+    let kubeconfig = env.cluster.kubeconfig_path().to_path_buf();
+
+    let crd_yaml = bosun_api::sidecarset::crd_yaml().expect("crd yaml");
+    let out = kubectl(&kubeconfig, &["apply", "-f", "-"], Some(&crd_yaml));
+    assert!(out.status.success(), "{out:?}");
+    for ns in ["guarded", "free"] {
+        let out = kubectl(&kubeconfig, &["create", "namespace", ns], None);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let out = kubectl(
+        &kubeconfig,
+        &[
+            "label",
+            "namespace",
+            "guarded",
+            "sidecarset-injection=enabled",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+
+    rt.install(&source(bosun_test_artifacts::SIDECARSET_INJECTOR), "{}")
+        .expect("loads");
+    rt.rollouts().declare_webhook(
+        "sidecarset-injector",
+        Some(Webhook {
+            mutating: true,
+            rules: vec![WebhookRule {
+                operations: vec!["CREATE".to_owned()],
+                api_groups: vec![String::new()],
+                api_versions: vec!["v1".to_owned()],
+                resources: vec!["pods".to_owned()],
+                scope: None,
+            }],
+            namespace_selector: Some(FullLabelSelector {
+                match_labels: [("sidecarset-injection".to_owned(), "enabled".to_owned())].into(),
+                ..FullLabelSelector::default()
+            }),
+            failure_policy: Some(FailurePolicy::Fail),
+            ..Webhook::default()
+        }),
+    );
+    eventually(
+        "the webhook is configured with Fail and the namespace selector",
+        Duration::from_secs(30),
+        || async {
+            let out = kubectl(
+                &kubeconfig,
+                &["get", "mutatingwebhookconfiguration", "bosun", "-o", "json"],
+                None,
+            );
+            let config: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let hook = &config["webhooks"][0];
+            hook["name"] == WEBHOOK
+                && hook["failurePolicy"] == "Fail"
+                && hook["namespaceSelector"]["matchLabels"]["sidecarset-injection"] == "enabled"
+        },
+    )
+    .await;
+
+    let spec = json!({"containers": [{"name": "app", "image": "app:1"}]});
+    // While the runtime runs, the selected namespace admits pods: the webhook answers.
+    let mut attempt = 0;
+    eventually(
+        "the webhook admits a pod in the selected namespace",
+        Duration::from_secs(30),
+        || {
+            attempt += 1;
+            let (client, spec) = (client.clone(), spec.clone());
+            async move {
+                let p = pod(&format!("up-{attempt}"), "guarded", json!({}), spec);
+                Api::<Pod>::namespaced(client, "guarded")
+                    .create(&PostParams::default(), &p)
+                    .await
+                    .is_ok()
+            }
+        },
+    )
+    .await;
+
+    rt.shutdown().await;
+    drop(rt);
+
+    let refused = Api::<Pod>::namespaced(client.clone(), "guarded")
+        .create(
+            &PostParams::default(),
+            &pod("down", "guarded", json!({}), spec.clone()),
+        )
+        .await;
+    let message = match refused {
+        Ok(p) => panic!("a pod was admitted with the runtime down: {:?}", p.metadata),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        message.contains(&format!("failed calling webhook \"{WEBHOOK}\"")),
+        "{message}"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "guarded");
+    assert!(
+        pods.get_opt("down").await.expect("get").is_none(),
+        "the refused pod is not stored"
+    );
+
+    // The webhook does not select this namespace: the API server never calls it.
+    let created = create_pod(&client, &pod("down", "free", json!({}), spec)).await;
+    assert_eq!(names(&created["spec"]["containers"]), ["app"]);
 }
 
 /// The offline half: the plugin's `review` called directly (bosun-host, a cache of the

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::offline::{OfflineCache, parse_documents};
 
+mod admission;
 mod build;
 pub mod rollout;
 mod scaffold;
@@ -32,7 +33,8 @@ pub enum Command {
     /// Show a component's world, imports, exports, metadata, size and digest.
     Inspect(InspectArgs),
     /// Run one reconcile against an offline cache; print the commands and the outcome as JSON.
-    /// With --replay, run every call of a recording and compare the commands.
+    /// With --replay, run every call of a recording and compare the commands. For an
+    /// admission plugin, run one review (--review) and print its answer.
     Test(TestArgs),
     /// Store a component in the cluster and roll it out as the Plugin's new revision
     /// (direct, canary or shadow), granting the permissions its metadata asks.
@@ -118,9 +120,12 @@ pub struct InspectArgs {
 pub struct TestArgs {
     /// The component (.wasm), or a plugin source folder to build first.
     pub file: PathBuf,
-    /// The object to reconcile (JSON or YAML).
-    #[arg(long, required_unless_present = "replay")]
+    /// The object to reconcile (JSON or YAML), for a controller plugin.
+    #[arg(long, required_unless_present_any = ["replay", "review"])]
     pub object: Option<PathBuf>,
+    /// The AdmissionReview to answer (JSON or YAML), for an admission plugin.
+    #[arg(long, conflicts_with_all = ["object", "replay", "event"])]
+    pub review: Option<PathBuf>,
     /// A folder of objects (JSON/YAML files) the plugin sees in its cache.
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -301,23 +306,23 @@ fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
     if let Some(recording) = &args.replay {
         return crate::record::replay(args, recording);
     }
-    let Some(object_path) = &args.object else {
-        bail!("--object FILE (or --replay REC.jsonl) is required");
-    };
     let mut cache = OfflineCache::default();
     if let Some(dir) = &args.cache {
         cache.load_dir(dir)?;
     }
-    let text = std::fs::read_to_string(object_path)
-        .with_context(|| format!("cannot read the object {}", object_path.display()))?;
-    let object = parse_documents(&text)
-        .with_context(|| format!("{} is not valid JSON or YAML", object_path.display()))?
-        .into_iter()
-        .next()
-        .context("no object")?;
-    let target: ObjectRef = cache
-        .insert(&object)
-        .with_context(|| format!("in {}", object_path.display()))?;
+    // What to run: the object to reconcile, or the AdmissionReview to answer. Which one the
+    // plugin takes is known once it is loaded, so both are read (and checked) first.
+    let input = match (&args.object, &args.review) {
+        (Some(path), _) => {
+            let object = read_one(path, "object")?;
+            let target: ObjectRef = cache
+                .insert(&object)
+                .with_context(|| format!("in {}", path.display()))?;
+            Input::Object(target)
+        }
+        (None, Some(path)) => Input::Review(admission::read_review(path)?),
+        (None, None) => bail!("--object FILE, --review FILE or --replay REC.jsonl is required"),
+    };
     serde_json::from_str::<Value>(&args.config).context("--config is not valid JSON")?;
 
     let recorder = Arc::new(commands::Recorder::default());
@@ -340,13 +345,27 @@ fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
     let source = component(&args.file)?;
     let engine = args.engine.engine()?;
     let revision = Revision::load(&engine, &source, spec)?;
-    if revision.info().world != World::Controller {
-        bail!(
-            "{} is a {} plugin; `plugin test` runs controller plugins",
-            source.origin,
-            revision.info().world
-        );
-    }
+    let world = revision.info().world;
+    let target = match (world, input) {
+        (World::Controller, Input::Object(target)) => target,
+        (World::Admission, Input::Review(review)) => {
+            return admission::review(&revision, &review, &logs);
+        }
+        (World::Controller, Input::Review(_)) => bail!(
+            "{} is a controller plugin: pass the object to reconcile with --object FILE \
+             (--review is for admission plugins)",
+            source.origin
+        ),
+        (World::Admission, Input::Object(_)) => bail!(
+            "{} is an admission plugin: pass an AdmissionReview with --review FILE \
+             (--object is for controller plugins)",
+            source.origin
+        ),
+        (world, _) => bail!(
+            "{} is a {world} plugin; `plugin test` runs controller and admission plugins",
+            source.origin
+        ),
+    };
     let request = ReconcileRequest {
         target,
         events: vec![args.event.into()],
@@ -355,7 +374,7 @@ fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
     };
     let result = revision.reconcile(&request);
     let commands: Vec<Value> = recorder.take().iter().map(|c| c.to_json()).collect();
-    let logs: Vec<Value> = logs.take().iter().map(|l| l.to_json()).collect();
+    let logs = log_lines(&logs);
     let (status, outcome) = match &result {
         Ok(o) => ("ok", json!({ "requeueAfterMs": o.requeue_after_ms })),
         Err(e) => (
@@ -378,4 +397,28 @@ fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What `plugin test` runs: a reconcile of an object, or a review.
+enum Input {
+    /// The object to reconcile, inserted in the cache.
+    Object(ObjectRef),
+    /// The AdmissionReview to answer.
+    Review(Value),
+}
+
+/// The first object of a JSON or YAML file.
+fn read_one(path: &Path, what: &str) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} {}", path.display()))?;
+    parse_documents(&text)
+        .with_context(|| format!("{} is not valid JSON or YAML", path.display()))?
+        .into_iter()
+        .next()
+        .with_context(|| format!("no {what} in {}", path.display()))
+}
+
+/// The plugin's log lines of the call, as `plugin test` prints them.
+fn log_lines(logs: &log::Memory) -> Vec<Value> {
+    logs.take().iter().map(|l| l.to_json()).collect()
 }
