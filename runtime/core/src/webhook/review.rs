@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
 use bosun_host::contract::{ObjectRef, Verdict};
+use bosun_host::host::clock::{Clock, System};
 use bosun_host::{Revision, World};
 use serde_json::{Value, json};
 
@@ -148,6 +149,7 @@ impl Outcome {
 }
 
 /// What the review is about, read from the request.
+#[derive(Clone)]
 struct About {
     uid: String,
     operation: String,
@@ -467,7 +469,7 @@ fn audit(
     message: &str,
 ) {
     w.parts.audit.append(&Record {
-        time_ms: now_ms(),
+        time_ms: System.now_ms(),
         plugin: plugin.to_owned(),
         revision: revision.digest().to_owned(),
         key: Some(about.key.key()),
@@ -477,16 +479,6 @@ fn audit(
         guardrail: Some("admission".to_owned()),
         message: truncate(message),
     });
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX)
 }
 
 fn truncate(s: &str) -> String {
@@ -531,15 +523,8 @@ fn compare_in_background(
         Err((_, message)) => json!({"error": message}),
     };
     let routes = w.parts.rollouts.routes().clone();
-    let (plugin, key, operation) = (plugin.to_owned(), about.key.key(), about.operation.clone());
-    let about = About {
-        uid: about.uid.clone(),
-        operation: about.operation.clone(),
-        key: about.key.clone(),
-        namespace: about.namespace.clone(),
-        labels: about.labels.clone(),
-        object: about.object.clone(),
-    };
+    let (plugin, key) = (plugin.to_owned(), about.key.key());
+    let about = about.clone();
     let permit = w.permit(&plugin);
     tokio::spawn(async move {
         // A shadow takes a permit like any review: it cannot crowd out the stable one
@@ -568,9 +553,9 @@ fn compare_in_background(
             routes.differ(
                 &plugin,
                 Difference {
-                    at_ms: now_ms(),
+                    at_ms: System.now_ms(),
                     key,
-                    events: vec![format!("admission {operation}")],
+                    events: vec![format!("admission {}", about.operation)],
                     stable: vec![stable],
                     shadow: shadow.map(|v| vec![v]),
                 },
