@@ -700,3 +700,32 @@ async fn replicas_sharing_a_secret_serve_one_ca() {
         data.get("tls.crt")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_of_one_plugin_are_bounded_by_max_concurrent_reviews() {
+    let env = Env::bare(1).await;
+    let mut c = config(&env, "rt");
+    c.webhook.max_concurrent_reviews = 1;
+    let rt = env.runtime(c).await;
+    install(&rt, json!({"mode": "loop"}), Webhook::default());
+    let client = client(&rt);
+    let calls = || {
+        rt.registry()
+            .current(PLUGIN)
+            .expect("serving")
+            .stats()
+            .calls
+    };
+    let before = calls();
+    // Two reviews at once of a plugin that never answers: the second waits for the
+    // first's place (held until the plugin's 1 s deadline ends its call) and times out
+    // without ever running.
+    let review_a = review("a", "shop", "a", json!({}));
+    let review_b = review("b", "shop", "b", json!({}));
+    let (a, b) = tokio::join!(
+        post(&client, &rt, PLUGIN, "500ms", &review_a),
+        post(&client, &rt, PLUGIN, "500ms", &review_b),
+    );
+    assert_eq!((a.0, b.0), (500, 500), "{a:?} {b:?}");
+    assert_eq!(calls() - before, 1, "only one review ran");
+}
