@@ -29,8 +29,11 @@ pub const CONFIGMAP_KEY: &str = "plugin.wasm";
 /// Label of the embedded cluster's simulated nodes.
 pub const SIMULATED_LABEL: &str = "bosun.dev/simulated";
 
-/// Pod annotation asking for a Bosun sidecar (`"true"`).
-pub const SIDECAR_INJECT_ANNOTATION: &str = "sidecar.bosun.dev/inject";
+/// Pod label asking for a Bosun sidecar (`"true"`): the built-in SidecarSet
+/// (`deploy/sidecarset/bosun-sidecar.yaml`) selects it.
+pub const SIDECAR_INJECT_LABEL: &str = "sidecar.bosun.dev/inject";
+/// The name of the Bosun sidecar's container in a pod.
+pub const SIDECAR_CONTAINER: &str = "bosun-sidecar";
 /// Pod annotation naming the pod-agent plugins its sidecar runs (comma-separated),
 /// besides those whose Pod subscription matches the pod.
 pub const SIDECAR_PLUGINS_ANNOTATION: &str = "sidecar.bosun.dev/plugins";

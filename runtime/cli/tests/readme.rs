@@ -446,13 +446,20 @@ fn name(pod: &Value) -> &str {
 }
 
 /// (uid, restart count, image) of a pod's only container.
+/// A demo pod's uid, and its `web` container's restarts and image.
 fn incarnation(pod: &Value) -> (String, u64, String) {
+    let web = |list: &Value| {
+        list.as_array()
+            .and_then(|l| l.iter().find(|c| c["name"] == "web"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     (
         pod["metadata"]["uid"].as_str().unwrap_or("?").to_owned(),
-        pod["status"]["containerStatuses"][0]["restartCount"]
+        web(&pod["status"]["containerStatuses"])["restartCount"]
             .as_u64()
             .unwrap_or(0),
-        pod["spec"]["containers"][0]["image"]
+        web(&pod["spec"]["containers"])["image"]
             .as_str()
             .unwrap_or("?")
             .to_owned(),
@@ -530,14 +537,20 @@ fn every_sh_block_of_the_readme_runs_as_written() {
                 let before: Vec<(String, u64, String)> =
                     readme.demo_pods().iter().map(incarnation).collect();
                 // `get pods -w` watches until Ctrl-C: stopped once every pod shows
-                // one more restart and is ready again.
+                // one more restart and is ready again (its app and its injected
+                // bosun-sidecar: READY 2/2).
+                let all_ready = |ready: &str| {
+                    ready
+                        .split_once('/')
+                        .is_some_and(|(r, n)| r == n && r != "0")
+                };
                 let restarted = |out: &str| {
                     (0..3).all(|i| {
                         let pod = format!("web-{i}");
                         let restarts = before.get(i).map_or(1, |b| b.1 + 1).to_string();
                         out.lines().any(|l| {
                             let f: Vec<&str> = l.split_whitespace().collect();
-                            f.len() >= 4 && f[0] == pod && f[1] == "1/1" && f[3] == restarts
+                            f.len() >= 4 && f[0] == pod && all_ready(f[1]) && f[3] == restarts
                         })
                     })
                 };

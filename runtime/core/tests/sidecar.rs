@@ -38,18 +38,19 @@ fn agent_v2() -> Source {
     }
 }
 
-async fn agent_pod(env: &Env, name: &str, inject: bool) -> Pod {
+/// A pod with the agent's label; with `sidecar`, it carries the built-in `bosun-sidecar`
+/// container (as injection would give it), which the launcher runs.
+async fn agent_pod(env: &Env, name: &str, sidecar: bool) -> Pod {
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
-    let annotations = if inject {
-        json!({"sidecar.bosun.dev/inject": "true"})
-    } else {
-        json!({})
-    };
+    let mut containers = vec![json!({"name": "app", "image": "app:v1"})];
+    if sidecar {
+        containers.push(bosun_dev::launcher::container().expect("built-in container"));
+    }
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "default",
-            "labels": {"bosun.dev/agent": "test"}, "annotations": annotations},
-        "spec": {"containers": [{"name": "app", "image": "app:v1"}]}
+            "labels": {"bosun.dev/agent": "test"}},
+        "spec": {"containers": containers}
     }))
     .expect("pod");
     pods.create(&PostParams::default(), &pod)
@@ -518,8 +519,9 @@ async fn a_pod_can_name_the_plugins_its_sidecar_runs() {
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "named-0", "namespace": "default", "annotations": {
-            "sidecar.bosun.dev/inject": "true", "sidecar.bosun.dev/plugins": "agent"}},
-        "spec": {"containers": [{"name": "app", "image": "app:v1"}]}
+            "sidecar.bosun.dev/plugins": "agent"}},
+        "spec": {"containers": [{"name": "app", "image": "app:v1"},
+            bosun_dev::launcher::container().expect("built-in container")]}
     }))
     .expect("pod");
     let pod = pods

@@ -74,6 +74,7 @@ pub struct Up {
     client: kube::Client,
     launcher: Option<crate::launcher::Launcher>,
     mirror: tokio::task::JoinHandle<()>,
+    demo: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Up {
@@ -135,6 +136,7 @@ impl Up {
             config.plugin_namespace.as_deref(),
             &client,
         );
+        let configuration = config.webhook.configuration_name.clone();
         let runtime = Runtime::start(config, client.clone())
             .await
             .context("cannot start the runtime")?;
@@ -149,23 +151,42 @@ impl Up {
             plugins_dir,
             plugin_namespace,
         ));
-        if options.demo {
-            demo(&client)
-                .await
-                .context("cannot create the demo workload")?;
-        }
+        apply_sidecarset(&client)
+            .await
+            .context("cannot apply the built-in SidecarSet bosun-sidecar")?;
+        // The demo's pods get their sidecar through injection: they are created once the
+        // injector can inject them (or after a while without, said in the log).
+        let demo = options.demo.then(|| {
+            let client = client.clone();
+            let runtime = runtime.clone();
+            tokio::spawn(async move {
+                injection_ready(&client, &runtime, &configuration, DEMO_WAIT).await;
+                if let Err(e) = demo(&client).await {
+                    tracing::error!(error = %e, "cannot create the demo workload");
+                }
+            })
+        });
         Ok(Up {
             cluster: Some(cluster),
             runtime,
             client,
             launcher,
             mirror,
+            demo,
         })
     }
 
     /// The kubeconfig of the embedded cluster.
     pub fn kubeconfig(&self) -> Option<&Path> {
         self.cluster.as_ref().map(|c| c.kubeconfig_path())
+    }
+
+    /// `(namespace/pod, probe address)` of the in-process sidecars running.
+    pub fn sidecars(&self) -> Vec<(String, std::net::SocketAddr)> {
+        self.launcher
+            .as_ref()
+            .map(crate::launcher::Launcher::running)
+            .unwrap_or_default()
     }
 
     /// The runtime.
@@ -223,6 +244,9 @@ impl Up {
     /// Stops the runtime (finishing reconciles in flight), then the cluster.
     pub async fn shutdown(mut self) {
         self.mirror.abort();
+        if let Some(d) = self.demo.take() {
+            d.abort();
+        }
         if let Some(l) = self.launcher.take() {
             l.stop().await;
         }
@@ -284,6 +308,69 @@ async fn install_crd(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Applies the built-in SidecarSet (`deploy/sidecarset/bosun-sidecar.yaml`).
+async fn apply_sidecarset(client: &kube::Client) -> anyhow::Result<()> {
+    let api: Api<bosun_api::sidecarset::SidecarSet> = Api::all(client.clone());
+    let set: bosun_api::sidecarset::SidecarSet =
+        serde_json::from_value(crate::launcher::sidecarset()?)?;
+    let name = set.metadata.name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply("bosun-up").force(),
+        &Patch::Apply(&set),
+    )
+    .await?;
+    Ok(())
+}
+
+/// How long the demo waits for the injector before its pods are created anyway.
+const DEMO_WAIT: Duration = Duration::from_secs(120);
+
+/// Waits until a pod created now would get the built-in sidecar: the cluster calls the
+/// sidecarset-injector (its webhook is in the MutatingWebhookConfiguration) and the
+/// runtime's cache, which the injector reads, holds the SidecarSet. Says so when it
+/// gives up after `wait`.
+async fn injection_ready(
+    client: &kube::Client,
+    runtime: &Runtime,
+    configuration: &str,
+    wait: Duration,
+) -> bool {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    let configurations: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let kind = bosun_runtime::informer::Kind::new("bosun.dev/v1alpha1", "SidecarSet");
+    let webhook = "sidecarset-injector.plugins.bosun.dev";
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let registered = configurations
+            .get_opt(configuration)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| c.webhooks)
+            .is_some_and(|w| w.iter().any(|w| w.name == webhook));
+        let cached = runtime
+            .informers()
+            .keys(&kind)
+            .iter()
+            .any(|(r, _)| r.name == "bosun-sidecar");
+        if registered && cached {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                webhook,
+                registered,
+                sidecarset_cached = cached,
+                "the sidecarset-injector is not ready after {}s: the demo pods are created without their Bosun sidecar",
+                wait.as_secs()
+            );
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn label_zones(client: &kube::Client) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let list = nodes.list(&ListParams::default()).await?;
@@ -339,12 +426,12 @@ async fn demo(client: &kube::Client) -> Result<(), kube::Error> {
             "updateStrategy": { "type": "OnDelete" },
             "selector": { "matchLabels": { "app": "web" } },
             "template": {
-                // Each pod gets a Bosun sidecar: pod-agent plugins whose Pod
-                // subscription matches run in it.
+                // Each pod gets a Bosun sidecar, injected by the built-in SidecarSet
+                // for the label: pod-agent plugins whose Pod subscription matches run
+                // in it.
                 "metadata": {
-                    "labels": { "app": "web" },
+                    "labels": { "app": "web", "sidecar.bosun.dev/inject": "true" },
                     "annotations": {
-                        "sidecar.bosun.dev/inject": "true",
                         // The app-probe plugin (Go) answers the pod's probes.
                         "sidecar.bosun.dev/plugins": "app-probe"
                     }
