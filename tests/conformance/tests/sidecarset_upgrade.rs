@@ -1,5 +1,6 @@
 //! `plugins/sidecarset` (a controller plugin in JavaScript) with `plugins/sidecarset-injector`
-//! on the embedded cluster: a StatefulSet's pods are injected with a SidecarSet, the
+//! on the embedded cluster: the pods of a StatefulSet and of a Deployment (20 in all) are
+//! injected with a SidecarSet, the
 //! SidecarSet's status is kept as Kruise's sidecarset controller computes it, and a change
 //! of only the sidecar's image upgrades the sidecars in place — within `maxUnavailable`,
 //! leaving `partition` pods, not while `paused` — while a change beyond the image marks
@@ -23,14 +24,17 @@ use bosun_conformance::crate_dir;
 use bosun_runtime::Runtime;
 use bosun_test_support::embedded::{Env, source};
 use bosun_test_support::eventually;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const NS: &str = "shop";
 const SET: &str = "log-agent";
-const PODS: usize = 12;
+/// The StatefulSet's pods and the Deployment's.
+const STS_PODS: usize = 14;
+const DEPLOYMENT_PODS: usize = 6;
+const PODS: usize = STS_PODS + DEPLOYMENT_PODS;
 const MAX_UNAVAILABLE: usize = 2;
 const HASH: &str = "kruise.io/sidecarset-hash";
 
@@ -62,7 +66,7 @@ async fn patch_set(client: &kube::Client, patch: Value) {
         .expect("patch SidecarSet");
 }
 
-/// The StatefulSet's pods, by name, as JSON.
+/// The StatefulSet's and the Deployment's pods, by name, as JSON.
 async fn pods(client: &kube::Client) -> BTreeMap<String, Value> {
     let api: Api<Pod> = Api::namespaced(client.clone(), NS);
     api.list(&ListParams::default().labels("app=web"))
@@ -184,8 +188,8 @@ async fn start_runtime(env: &Env) -> Arc<Runtime> {
     rt
 }
 
-/// The CRD, a runtime, the SidecarSet `SET` (agent:v1, `strategy`) and a StatefulSet of
-/// `PODS` pods injected with it, all Ready and counted; returns the runtime and the
+/// The CRD, a runtime, the SidecarSet `SET` (agent:v1, `strategy`) and a StatefulSet and
+/// a Deployment of `PODS` pods in all injected with it, all Ready and counted; returns the runtime and the
 /// SidecarSet's hash.
 async fn setup(env: &Env, strategy: Value) -> (Arc<Runtime>, String) {
     let client = env.client.clone();
@@ -240,11 +244,11 @@ async fn setup(env: &Env, strategy: Value) -> (Arc<Runtime>, String) {
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": "web", "namespace": NS},
         "spec": {
-            "replicas": PODS, "serviceName": "web", "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": {"app": "web"}},
+            "replicas": STS_PODS, "serviceName": "web", "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {"app": "web", "owner": "sts"}},
             "updateStrategy": {"type": "OnDelete"},
             "template": {
-                "metadata": {"labels": {"app": "web"}},
+                "metadata": {"labels": {"app": "web", "owner": "sts"}},
                 "spec": {"containers": [{"name": "app", "image": "app:v1"}]}
             }
         }
@@ -254,6 +258,23 @@ async fn setup(env: &Env, strategy: Value) -> (Arc<Runtime>, String) {
         .create(&PostParams::default(), &sts)
         .await
         .expect("create statefulset");
+    let deployment: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {
+            "replicas": DEPLOYMENT_PODS,
+            "selector": {"matchLabels": {"app": "web", "owner": "deployment"}},
+            "template": {
+                "metadata": {"labels": {"app": "web", "owner": "deployment"}},
+                "spec": {"containers": [{"name": "app", "image": "app:v1"}]}
+            }
+        }
+    }))
+    .expect("deployment");
+    Api::<Deployment>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create deployment");
     eventually(
         "every pod injected and Ready",
         Duration::from_secs(60),
