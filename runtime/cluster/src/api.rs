@@ -403,7 +403,18 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions> {
             .or_else(|| s("propagationPolicy")),
         uid: s("preconditions.uid"),
         resource_version: s("preconditions.resourceVersion"),
+        grace_period_seconds: grace_period(query, &b)?,
     })
+}
+
+/// `gracePeriodSeconds` from the query or the DeleteOptions body (the query wins).
+fn grace_period(query: &Query, body: &Value) -> Result<Option<i64>> {
+    if let Some(q) = query.get("gracePeriodSeconds") {
+        return q.parse().map(Some).map_err(|_| {
+            ApiError::bad_request(format!("gracePeriodSeconds must be an integer, not {q:?}"))
+        });
+    }
+    Ok(body.get("gracePeriodSeconds").and_then(Value::as_i64))
 }
 
 /// A resource request once routed and decoded: what every verb handler reads.
@@ -1202,6 +1213,9 @@ fn delete_options_object(opts: &DeleteOptions) -> Value {
     }
     if let Some(rv) = &opts.resource_version {
         o["preconditions"]["resourceVersion"] = json!(rv);
+    }
+    if let Some(g) = opts.grace_period_seconds {
+        o["gracePeriodSeconds"] = json!(g);
     }
     o
 }

@@ -42,9 +42,11 @@
 //!   apiextensions-apiserver does (see `schema`), except CEL rules
 //!   (`x-kubernetes-validations`). `/scale` reads and writes
 //!   `spec.replicas` (the CRD's `specReplicasPath` is not read).
-//! - Pods are removed at once on delete (no graceful termination), unless finalizers
-//!   remain. `Foreground` propagation behaves as `Background`. Pod spec updates are not
-//!   restricted to the mutable fields.
+//! - Pods are removed at once on delete (the simulated kubelet confirms at once), unless
+//!   finalizers remain, or the pod runs on a simulated node that is not Ready: then it
+//!   stays Terminating until the node is back or is tainted out-of-service (see [`sim`]);
+//!   `gracePeriodSeconds=0` removes it at once. `Foreground` propagation behaves as
+//!   `Background`. Pod spec updates are not restricted to the mutable fields.
 //! - `continue` tokens page over live data (not a snapshot at the first page's version).
 //! - core/v1 and events.k8s.io/v1 Events are stored separately.
 //! - See [`patch`] for the strategic merge and server-side apply simplifications.

@@ -71,6 +71,9 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     /// Precondition on `metadata.resourceVersion`.
     pub resource_version: Option<String>,
+    /// `gracePeriodSeconds`: 0 removes a pod at once (a force delete); otherwise a pod on
+    /// a simulated node that is not Ready stays Terminating (see `pod_grace`).
+    pub grace_period_seconds: Option<i64>,
 }
 
 /// Where a watch starts.
@@ -908,7 +911,9 @@ impl Inner {
         if dry_run {
             return Ok(with_version(&obj, rt));
         }
-        if meta::is_deleting(&obj) && meta::finalizers(&obj).is_empty() {
+        // A pod in its grace period (deletionGracePeriodSeconds > 0) stays until a
+        // kubelet or a force delete ends it, whatever is written to it meanwhile.
+        if meta::is_deleting(&obj) && meta::finalizers(&obj).is_empty() && !in_grace(&old) {
             let out = self.remove(store, &key, ns, name, obj)?;
             return Ok(with_version(&out, rt));
         }
@@ -957,10 +962,22 @@ impl Inner {
         if opts.dry_run {
             return Ok(with_version(&obj, rt));
         }
+        if key == "/pods"
+            && let Some(grace) = pod_grace(self, &obj, opts)
+        {
+            let out = self.terminate_pod(store, &key, ns, name, obj, grace)?;
+            return Ok(with_version(&out, rt));
+        }
         let is_namespace = key == "/namespaces";
         if is_namespace || !meta::finalizers(&obj).is_empty() {
             if meta::is_deleting(&obj) {
-                return Ok(with_version(&obj, rt));
+                if !(in_grace(&obj) && opts.grace_period_seconds == Some(0)) {
+                    return Ok(with_version(&obj, rt));
+                }
+                // A force delete of a Terminating pod with finalizers: it goes once they do.
+                meta::metadata_mut(&mut obj).insert("deletionGracePeriodSeconds".into(), json!(0));
+                let out = self.put(store, &key, ns, name, obj, EventKind::Modified)?;
+                return Ok(with_version(&out, rt));
             }
             let m = meta::metadata_mut(&mut obj);
             m.insert("deletionTimestamp".into(), Value::String(meta::now()));
@@ -996,6 +1013,27 @@ impl Inner {
             }
         }
         Ok(with_version(&out, rt))
+    }
+
+    /// A graceful pod delete no kubelet confirms: the pod is marked Terminating
+    /// (`deletionTimestamp`, `deletionGracePeriodSeconds`) and stays. Deleting it again
+    /// keeps it as it is.
+    fn terminate_pod(
+        &mut self,
+        store: &Store,
+        key: &str,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        grace: i64,
+    ) -> Result<Arc<Value>> {
+        if meta::is_deleting(&obj) {
+            return Ok(Arc::new(obj));
+        }
+        let m = meta::metadata_mut(&mut obj);
+        m.insert("deletionTimestamp".into(), Value::String(meta::now()));
+        m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+        self.put(store, key, ns, name, obj, EventKind::Modified)
     }
 
     fn orphan_dependents(&mut self, store: &Store, uid: String) -> Result<()> {
@@ -1063,6 +1101,52 @@ fn check_type_names(obj: &Value, rt: &ResourceType) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Whether a Terminating object is still in its grace period: a pod deleted gracefully
+/// whose kubelet has not confirmed it (`deletionGracePeriodSeconds` > 0).
+fn in_grace(obj: &Value) -> bool {
+    meta::path(obj, "metadata.deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .is_some_and(|g| g > 0)
+}
+
+/// The grace period of a pod delete that must wait for a kubelet, or `None` when the pod
+/// goes now. A bound, running pod on a simulated node that is not Ready has no kubelet to
+/// confirm its end (kube-apiserver waits for the kubelet's final delete): it stays
+/// Terminating until its node is Ready again or the node lifecycle step force-deletes it
+/// (`node.kubernetes.io/out-of-service`). Elsewhere, the simulated kubelet confirms at
+/// once, so the pod goes now, as before. `gracePeriodSeconds=0` always goes now (a force
+/// delete), and so does a pod already Terminating deleted again with 0.
+fn pod_grace(inner: &Inner, pod: &Value, opts: &DeleteOptions) -> Option<i64> {
+    if opts.grace_period_seconds == Some(0) {
+        return None;
+    }
+    if meta::is_deleting(pod) {
+        return in_grace(pod).then_some(0);
+    }
+    let node = meta::str_at(pod, "spec.nodeName");
+    if node.is_empty() || matches!(meta::str_at(pod, "status.phase"), "Succeeded" | "Failed") {
+        return None;
+    }
+    let node = inner.get_obj("/nodes", "", node)?;
+    let simulated = meta::path(node, "metadata.labels")
+        .and_then(|l| l.get("bosun.dev/simulated"))
+        .is_some();
+    let ready = meta::path(node, "status.conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| meta::str_at(c, "type") == "Ready" && meta::str_at(c, "status") == "True")
+        });
+    if !simulated || ready {
+        return None;
+    }
+    let grace = opts
+        .grace_period_seconds
+        .or_else(|| meta::path(pod, "spec.terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .unwrap_or(30);
+    Some(grace.max(1))
 }
 
 #[cfg(test)]

@@ -2,9 +2,17 @@
 //!
 //! A new pod's containers start after the pod start delay (sandbox, volumes; zero by
 //! default), with no image pull time; a container is ready after the start-up delay, a
-//! pod is Ready when all its containers are and all its readiness gates are True. Changing a running container's image restarts only that container
-//! (restartCount + 1, same pod uid): the in-place update path. Init containers are
-//! treated as already completed; probes are not run.
+//! pod is Ready when all its containers are and all its readiness gates are True. Changing
+//! a running container's image restarts only that container (restartCount + 1, same pod
+//! uid): the in-place update path. Init containers are treated as already completed;
+//! probes are not run.
+//!
+//! A stopped kubelet (see `Control::stop_kubelet`) leaves its pods alone. After a node's
+//! reboot (a new `bootID`) every container of its pods restarts. A container in a crash
+//! loop (`Control::crash_loop`) runs for the start-up delay, never ready, exits with code
+//! 1, and waits in `CrashLoopBackOff` (10 s, doubling up to 300 s; the first restart is
+//! at once, as the kubelet's), with a `BackOff` warning Event on the pod each time.
+//! A Terminating pod whose node is Ready is ended at once (the kubelet's final delete).
 
 use super::scheduler::set_condition;
 use super::{Ctx, Interest, Wake};
@@ -19,14 +27,42 @@ use tokio::time::Instant;
 /// What the kubelets keep between passes.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    /// When each simulated sandbox (`uid/sandbox`) and container
-    /// (`uid/name/restartCount`) started, for readiness.
-    starts: HashMap<String, Instant>,
+    /// What the containers' runs were, by pod uid first.
+    runs: Runs,
     /// What was computed for each pod, by uid.
     seen: HashMap<String, Seen>,
     /// Pods whose status changes by itself at an instant (a container becomes ready, a
     /// pull fault ends): `(when, namespace, name)`.
     timers: BTreeSet<(Instant, String, String)>,
+}
+
+/// What the kubelet keeps of the containers' runs; every key starts with the pod's uid.
+/// Entries are made once (`or_insert`), so computing a status again after a failed write
+/// gives the same status.
+#[derive(Debug, Default)]
+struct Runs {
+    /// When each simulated sandbox (`uid/sandbox`) and container
+    /// (`uid/name/restartCount`) started, for readiness.
+    starts: HashMap<String, Instant>,
+    /// The node's bootID each container run (`uid/name/restartCount`) started under: a
+    /// run of an older boot restarts.
+    boots: HashMap<String, String>,
+    /// The restart count of each crash-looping container (`uid/name`) when its loop began.
+    loop_base: HashMap<String, u64>,
+    /// When each crash-looping container run (`uid/name/restartCount`) that exited starts
+    /// again.
+    retries: HashMap<String, Instant>,
+}
+
+impl Runs {
+    /// Forgets the pods that are gone.
+    fn retain(&mut self, uids: &HashSet<&str>) {
+        let keep = |k: &String| uids.contains(k.split('/').next().unwrap_or(""));
+        self.starts.retain(|k, _| keep(k));
+        self.boots.retain(|k, _| keep(k));
+        self.loop_base.retain(|k, _| keep(k));
+        self.retries.retain(|k, _| keep(k));
+    }
 }
 
 /// What the kubelet computed for a pod: while the pod, the faults and the clock have not
@@ -64,12 +100,16 @@ pub(crate) fn reconcile(
     wake: &Wake,
     _: &mut super::creates::Creates,
 ) -> Option<Instant> {
-    let nodes: HashSet<String> = ctx
+    // Simulated nodes, with their bootID.
+    let nodes: HashMap<String, String> = ctx
         .store
         .all(&ctx.kinds.nodes.storage_key())
         .iter()
         .filter(|n| super::node::is_simulated(n))
-        .map(|n| meta::name(n).to_string())
+        .map(|n| {
+            let boot = meta::str_at(n, "status.nodeInfo.bootID");
+            (meta::name(n).to_string(), boot.to_string())
+        })
         .collect();
     let mut state = ctx.kubelet.lock().unwrap_or_else(PoisonError::into_inner);
     let state = &mut *state;
@@ -77,9 +117,7 @@ pub(crate) fn reconcile(
     let pods: Vec<Arc<Value>> = if wake.full {
         let pods = ctx.store.all(&ctx.kinds.pods.storage_key());
         let uids: HashSet<&str> = pods.iter().map(|p| meta::uid_of(p)).collect();
-        state
-            .starts
-            .retain(|k, _| uids.contains(k.split('/').next().unwrap_or("")));
+        state.runs.retain(&uids);
         state.seen.retain(|uid, _| uids.contains(uid.as_str()));
         state.timers.clear();
         pods
@@ -101,9 +139,15 @@ pub(crate) fn reconcile(
     let generation = ctx.control.generation();
     for pod in &pods {
         let node = meta::str_at(pod, "spec.nodeName");
-        if !nodes.contains(node)
-            || meta::is_deleting(pod)
-            || matches!(meta::str_at(pod, "status.phase"), "Succeeded" | "Failed")
+        let Some(boot) = nodes.get(node) else {
+            continue;
+        };
+        if meta::is_deleting(pod) {
+            confirm_deletion(ctx, pod);
+            continue;
+        }
+        if matches!(meta::str_at(pod, "status.phase"), "Succeeded" | "Failed")
+            || !ctx.control.kubelet_posts(node)
         {
             continue;
         }
@@ -122,8 +166,14 @@ pub(crate) fn reconcile(
             }
             _ => {
                 let mut due = None;
-                let status = pod_status(ctx, pod, &mut state.starts, delay, &mut due);
+                let status = pod_status(ctx, pod, boot, &mut state.runs, delay, &mut due);
+                let backoffs = new_backoffs(pod, &status);
                 let written = super::write_status(ctx, &ctx.kinds.pods, pod, status);
+                if written.is_some() {
+                    backoffs
+                        .iter()
+                        .for_each(|c| backoff_event(ctx, pod, node, c));
+                }
                 state.seen.insert(
                     uid.to_string(),
                     Seen {
@@ -142,12 +192,83 @@ pub(crate) fn reconcile(
     state.timers.first().map(|t| t.0)
 }
 
+/// Ends a Terminating pod in its grace period once its node's kubelet runs and the node
+/// is Ready: the kubelet's final delete (grace 0, on the pod's uid).
+fn confirm_deletion(ctx: &Ctx, pod: &Value) {
+    let node = meta::str_at(pod, "spec.nodeName");
+    let in_grace = meta::path(pod, "metadata.deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .is_some_and(|g| g > 0);
+    if !in_grace || !ctx.control.kubelet_up(node) || !ctx.control.node_ready(node) {
+        return;
+    }
+    let opts = crate::store::DeleteOptions {
+        grace_period_seconds: Some(0),
+        uid: Some(meta::uid_of(pod).to_string()),
+        ..Default::default()
+    };
+    let (ns, name) = (meta::namespace(pod), meta::name(pod));
+    if let Err(e) = ctx.store.delete(&ctx.kinds.pods, ns, name, &opts) {
+        tracing::debug!(namespace = ns, pod = name, error = %e, "final delete failed");
+    }
+}
+
+/// The containers of `status` that have just gone into `CrashLoopBackOff` (not in it in
+/// the pod's last status at this restart count).
+fn new_backoffs(pod: &Value, status: &Value) -> Vec<String> {
+    let old = previous_statuses(pod);
+    let backing_off = |c: &Value| meta::str_at(c, "state.waiting.reason") == "CrashLoopBackOff";
+    meta::path(status, "containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| backing_off(c))
+        .filter(|c| {
+            old.get(meta::str_at(c, "name"))
+                .is_none_or(|o| !backing_off(o) || o.get("restartCount") != c.get("restartCount"))
+        })
+        .map(|c| meta::str_at(c, "name").to_string())
+        .collect()
+}
+
+/// The kubelet's `BackOff` warning Event on a pod whose container backs off; repeats
+/// of it count up (`count`, `lastTimestamp`), as the kubelet's event recorder does.
+fn backoff_event(ctx: &Ctx, pod: &Value, node: &str, container: &str) {
+    let message = format!(
+        "Back-off restarting failed container {container} in pod {}",
+        pod_ref(pod)
+    );
+    super::record_event(
+        ctx,
+        pod,
+        &super::EventNote {
+            reason: "BackOff",
+            message: &message,
+            component: "kubelet",
+            host: node,
+            field_path: &format!("spec.containers{{{container}}}"),
+        },
+    );
+}
+
+/// A pod as the kubelet names it in messages: `name_namespace(uid)`.
+fn pod_ref(pod: &Value) -> String {
+    format!(
+        "{}_{}({})",
+        meta::name(pod),
+        meta::namespace(pod),
+        meta::uid_of(pod)
+    )
+}
+
 /// One pod as the kubelet sees it in one pass: who it is and the clock, read once.
 struct Pass<'a> {
     ctx: &'a Ctx,
     ns: &'a str,
     name: &'a str,
     uid: &'a str,
+    /// The node's bootID.
+    boot: &'a str,
     now: Instant,
     /// How long a started container takes to become ready.
     delay: Duration,
@@ -186,7 +307,8 @@ struct Run {
 fn pod_status(
     ctx: &Ctx,
     pod: &Value,
-    starts: &mut HashMap<String, Instant>,
+    boot: &str,
+    runs: &mut Runs,
     delay: Duration,
     next: &mut Option<Instant>,
 ) -> Value {
@@ -196,12 +318,13 @@ fn pod_status(
         ns: meta::namespace(pod),
         name: meta::name(pod),
         uid: meta::uid_of(pod),
+        boot,
         now: Instant::now(),
         delay,
         node_ready: ctx.control.node_ready(node),
     };
     let old = previous_statuses(pod);
-    let creating = sandbox_pending(&p, &old, starts, next);
+    let creating = sandbox_pending(&p, &old, &mut runs.starts, next);
     let (mut all_running, mut all_ready) = (true, true);
     let mut statuses = Vec::new();
     for c in meta::path(pod, "spec.containers")
@@ -215,7 +338,7 @@ fn pod_status(
                 meta::str_at(c, "image"),
             ))
         } else {
-            container_status(&p, c, old.get(meta::str_at(c, "name")), starts, next)
+            container_status(&p, c, old.get(meta::str_at(c, "name")), runs, next)
         };
         all_running &= container.running;
         all_ready &= container.ready;
@@ -268,12 +391,12 @@ fn sandbox_pending(
 }
 
 /// A container once the sandbox is up: waiting on a failed pull (a bad image or a
-/// transient pull fault), otherwise running.
+/// transient pull fault), in a crash loop, otherwise running.
 fn container_status(
     p: &Pass<'_>,
     c: &Value,
     prev: Option<&Value>,
-    starts: &mut HashMap<String, Instant>,
+    runs: &mut Runs,
     next: &mut Option<Instant>,
 ) -> Container {
     let (cname, image) = (meta::str_at(c, "name"), meta::str_at(c, "image"));
@@ -285,22 +408,224 @@ fn container_status(
     if control.image_fails(image) || transient.is_some() {
         return Container::waiting(pull_failed_status(cname, image, restart_count(prev)));
     }
+    if control.crash_looping(p.uid, cname) {
+        return crash_loop(p, cname, image, prev, runs, next);
+    }
+    runs.loop_base.remove(&format!("{}/{cname}", p.uid));
     let was_running = prev.is_some_and(|s| meta::path(s, "state.running").is_some());
     let same_image = prev.is_some_and(|s| meta::str_at(s, "image") == image);
-    let crashed = was_running && same_image && control.take_crash(p.ns, p.name, cname);
-    let run = next_run(prev, was_running, same_image, crashed);
-    let ready = container_ready(
-        p,
-        starts,
-        &format!("{}/{cname}/{}", p.uid, run.restarts),
-        run.fresh,
-        next,
-    );
+    let exit = if !was_running {
+        None
+    } else if !same_image {
+        Some(REPLACED)
+    } else if rebooted(p, cname, prev, runs) {
+        Some(REBOOTED)
+    } else if control.take_crash(p.ns, p.name, cname) {
+        Some(CRASHED)
+    } else {
+        None
+    };
+    let mut run = next_run(prev, was_running, exit);
+    if waiting_reason(prev) == "CrashLoopBackOff" {
+        // Out of a crash loop ended meanwhile: this start is a restart.
+        run.restarts = run.restarts.saturating_add(1);
+    }
+    let key = format!("{}/{cname}/{}", p.uid, run.restarts);
+    runs.boots
+        .entry(key.clone())
+        .or_insert_with(|| p.boot.to_string());
+    let ready = container_ready(p, &mut runs.starts, &key, run.fresh, next);
     Container {
         status: running_status(p.uid, cname, image, &run, ready),
         running: true,
         ready,
     }
+}
+
+/// How a running container ended, when it restarts.
+#[derive(Debug, Clone, Copy)]
+struct Exit {
+    code: i64,
+    reason: &'static str,
+}
+
+/// A crash (a fault): exit code 1.
+const CRASHED: Exit = Exit {
+    code: 1,
+    reason: "Error",
+};
+/// Replaced by a new image.
+const REPLACED: Exit = Exit {
+    code: 0,
+    reason: "Completed",
+};
+/// Killed by a reboot of its node, as the runtime reports it after the boot.
+const REBOOTED: Exit = Exit {
+    code: 255,
+    reason: "Unknown",
+};
+
+/// Whether the container's current run started under an older boot of its node.
+fn rebooted(p: &Pass<'_>, cname: &str, prev: Option<&Value>, runs: &mut Runs) -> bool {
+    let key = format!("{}/{cname}/{}", p.uid, restart_count(prev));
+    let boot = runs.boots.entry(key).or_insert_with(|| p.boot.to_string());
+    boot != p.boot
+}
+
+/// The reason a container waits (empty when it does not).
+fn waiting_reason(status: Option<&Value>) -> &str {
+    status.map_or("", |s| meta::str_at(s, "state.waiting.reason"))
+}
+
+/// A container in a crash loop: running (never ready) for the start-up delay, then
+/// exited with code 1 and waiting in `CrashLoopBackOff` for its back-off, then running
+/// again (restartCount + 1). An image change restarts it at once; it still crashes.
+fn crash_loop(
+    p: &Pass<'_>,
+    cname: &str,
+    image: &str,
+    prev: Option<&Value>,
+    runs: &mut Runs,
+    next: &mut Option<Instant>,
+) -> Container {
+    let restarts = restart_count(prev);
+    let base = *runs
+        .loop_base
+        .entry(format!("{}/{cname}", p.uid))
+        .or_insert(restarts);
+    let back_off = back_off(restarts.saturating_sub(base));
+    let run_key = format!("{}/{cname}/{restarts}", p.uid);
+    let same_image = prev.is_some_and(|s| meta::str_at(s, "image") == image);
+    let last_state = prev
+        .and_then(|s| s.get("lastState"))
+        .cloned()
+        .unwrap_or(json!({}));
+    let again = restarts.saturating_add(1);
+    if let Some(prev) = prev.filter(|s| meta::path(s, "state.running").is_some()) {
+        let started_at = meta::str_at(prev, "state.running.startedAt");
+        let started = *runs
+            .starts
+            .entry(run_key.clone())
+            .or_insert_with(|| p.now.checked_sub(p.delay).unwrap_or(p.now));
+        let exits_at = started + p.delay;
+        if p.now < exits_at && same_image {
+            wake_at(next, exits_at);
+            let run = Run {
+                restarts,
+                last_state,
+                started_at: started_at.to_string(),
+                fresh: false,
+            };
+            return looping(running_status(p.uid, cname, image, &run, false));
+        }
+        let exited = json!({"terminated": {
+            "exitCode": 1, "reason": "Error",
+            "startedAt": started_at, "finishedAt": meta::now(),
+        }});
+        if back_off.is_zero() || !same_image {
+            return start_looping(p, cname, image, again, exited, runs, next);
+        }
+        let retry = *runs
+            .retries
+            .entry(run_key)
+            .or_insert_with(|| p.now + p.ctx.control.config.scaled(back_off));
+        wake_at(next, retry);
+        return looping(backoff_status(p, cname, image, restarts, back_off, exited));
+    }
+    if waiting_reason(prev) == "CrashLoopBackOff" {
+        // After a server restart the back-off is over.
+        let retry = *runs.retries.entry(run_key).or_insert(p.now);
+        if p.now < retry && same_image {
+            wake_at(next, retry);
+            return looping(backoff_status(
+                p, cname, image, restarts, back_off, last_state,
+            ));
+        }
+        return start_looping(p, cname, image, again, last_state, runs, next);
+    }
+    // Not started yet: its first run.
+    start_looping(p, cname, image, restarts, last_state, runs, next)
+}
+
+/// A crash-looping container's status: never ready, but it has run, so the pod is
+/// Running.
+fn looping(status: Value) -> Container {
+    Container {
+        status,
+        running: true,
+        ready: false,
+    }
+}
+
+/// A crash-looping container starting run `restarts`; it exits after the start-up delay.
+fn start_looping(
+    p: &Pass<'_>,
+    cname: &str,
+    image: &str,
+    restarts: u64,
+    last_state: Value,
+    runs: &mut Runs,
+    next: &mut Option<Instant>,
+) -> Container {
+    let started = *runs
+        .starts
+        .entry(format!("{}/{cname}/{restarts}", p.uid))
+        .or_insert(p.now);
+    wake_at(next, started + p.delay);
+    let run = Run {
+        restarts,
+        last_state,
+        started_at: meta::now(),
+        fresh: true,
+    };
+    looping(running_status(p.uid, cname, image, &run, false))
+}
+
+/// The kubelet's back-off before restart `failures + 1` of a crashed container: none
+/// for the first, then 10 s doubling up to 300 s (simulated time).
+fn back_off(failures: u64) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let factor = 1u64
+        .checked_shl((failures - 1).min(63) as u32)
+        .unwrap_or(u64::MAX);
+    Duration::from_secs(10u64.saturating_mul(factor).min(300))
+}
+
+/// A duration as Go prints it (`10s`, `1m20s`, `5m0s`), as the kubelet's messages show.
+fn go_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// A crashed container waiting out its back-off.
+fn backoff_status(
+    p: &Pass<'_>,
+    cname: &str,
+    image: &str,
+    restarts: u64,
+    back_off: Duration,
+    last_state: Value,
+) -> Value {
+    let message = format!(
+        "back-off {} restarting failed container={cname} pod={}_{}({})",
+        go_duration(back_off),
+        p.name,
+        p.ns,
+        p.uid
+    );
+    json!({
+        "name": cname, "image": image, "imageID": format!("sim://{image}"),
+        "containerID": format!("sim://{}/{cname}/{restarts}", p.uid),
+        "ready": false, "started": false, "restartCount": restarts,
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": message}},
+        "lastState": last_state,
+    })
 }
 
 /// The restarts recorded in the container's last status.
@@ -311,8 +636,8 @@ fn restart_count(prev: Option<&Value>) -> u64 {
 }
 
 /// The running state of a container: kept as it was, started when it was not running, or
-/// restarted when its image changed or it crashed.
-fn next_run(prev: Option<&Value>, was_running: bool, same_image: bool, crashed: bool) -> Run {
+/// restarted when it ended (`exit`: its image changed, it crashed, its node rebooted).
+fn next_run(prev: Option<&Value>, was_running: bool, exit: Option<Exit>) -> Run {
     let mut run = Run {
         restarts: restart_count(prev),
         last_state: prev
@@ -324,13 +649,13 @@ fn next_run(prev: Option<&Value>, was_running: bool, same_image: bool, crashed: 
             .unwrap_or_default(),
         fresh: !was_running,
     };
-    if was_running && (!same_image || crashed) {
+    if let Some(exit) = exit.filter(|_| was_running) {
         // In place: this container alone restarts, the pod keeps its uid.
         // The count comes from the pod's status, which a client may write.
         run.restarts = run.restarts.saturating_add(1);
         run.last_state = json!({"terminated": {
-            "exitCode": if crashed { 1 } else { 0 },
-            "reason": if crashed { "Error" } else { "Completed" },
+            "exitCode": exit.code,
+            "reason": exit.reason,
             "startedAt": run.started_at, "finishedAt": meta::now(),
         }});
         run.fresh = true;
@@ -494,8 +819,18 @@ mod tests {
     #[test]
     fn a_restart_count_written_by_a_client_saturates() {
         let prev = json!({"restartCount": u64::MAX, "state": {"running": {}}});
-        let run = next_run(Some(&prev), true, false, false);
+        let run = next_run(Some(&prev), true, Some(REPLACED));
         assert_eq!(run.restarts, u64::MAX);
         assert!(run.fresh);
+    }
+
+    #[test]
+    fn back_off_doubles_to_five_minutes_and_prints_as_go() {
+        let shown: Vec<String> = (0..8).map(|n| go_duration(back_off(n))).collect();
+        assert_eq!(
+            shown,
+            ["0s", "10s", "20s", "40s", "1m20s", "2m40s", "5m0s", "5m0s"]
+        );
+        assert_eq!(back_off(u64::MAX), Duration::from_secs(300));
     }
 }

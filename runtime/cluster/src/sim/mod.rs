@@ -16,11 +16,42 @@
 //! - `POST /admin/v1/image-pull-failure?image=IMAGE&fail=true|false`
 //! - `POST /admin/v1/pod-pull-failure?namespace=NS&pod=NAME&image=IMAGE&seconds=N`
 //!   (pulls of IMAGE by that pod fail for N simulated seconds from the first attempt)
+//! - `POST /admin/v1/node-kubelet?node=NAME&stopped=true|false` (the node's kubelet stops
+//!   posting status and renewing its Lease, or starts again; see [`Control::stop_kubelet`])
+//! - `POST /admin/v1/node-reboot?node=NAME&seconds=N` (NotReady for N simulated seconds,
+//!   then every container restarts and the node has a new bootID; see
+//!   [`Control::reboot_node`])
+//! - `POST /admin/v1/crash-loop?namespace=NS&pod=NAME&container=NAME&on=true|false` (the
+//!   container of the pod as it is now, by uid, crashes after every start, in
+//!   `CrashLoopBackOff`; see [`Control::crash_loop`])
+//!
+//! Bad parameters get a 400; a crash loop on a pod that does not exist, a 404.
+//!
+//! # Node lifecycle
+//! As kube-controller-manager's node lifecycle controller does, for the simulated nodes
+//! (see `lifecycle`):
+//! - A node whose heartbeats (the Ready condition's `lastHeartbeatTime`) and Lease are
+//!   older than [`Config::node_monitor_grace_period`] gets its kubelet's conditions set to
+//!   `Unknown`, reason `NodeStatusUnknown`, message `Kubelet stopped posting node status.`
+//!   (the last heartbeat kept), and its pods' Ready condition set False.
+//! - A node whose Ready is `False` carries the taints `node.kubernetes.io/not-ready`, one
+//!   `Unknown` `node.kubernetes.io/unreachable`, each with effects `NoSchedule` and
+//!   `NoExecute` (the latter with `timeAdded`); they go when it is Ready again. Other
+//!   taints and `spec.unschedulable` are left alone.
+//! - NoExecute taints do not evict: the taint manager's eviction of pods without a
+//!   matching toleration (after `tolerationSeconds`) is not simulated. The scheduler
+//!   does honour them, and places nothing on a node that is not Ready.
+//! - A pod deleted gracefully while its node is not Ready stays Terminating (nothing
+//!   confirms it), until the node is Ready again (the kubelet then ends it), the node is
+//!   deleted, or the node carries `node.kubernetes.io/out-of-service` with effect
+//!   `NoExecute` while not Ready: then it is force-deleted, as the pod garbage collector
+//!   does. A delete with `gracePeriodSeconds=0` removes it at once.
 
 mod creates;
 mod deployment;
 mod disruption;
 mod kubelet;
+mod lifecycle;
 mod node;
 mod replicaset;
 mod scheduler;
@@ -61,6 +92,10 @@ pub struct Config {
     /// (the API accepts up to 2^31-1): more is refused with a `ReplicasCapped` warning
     /// Event on the workload and a log line, once. Default 10,000.
     pub max_pods_per_workload: usize,
+    /// How long a node's heartbeats and Lease may be stale before the node lifecycle step
+    /// marks it `Unknown` (kube-controller-manager's `--node-monitor-grace-period`).
+    /// Default 40 s.
+    pub node_monitor_grace_period: Duration,
 }
 
 impl Default for Config {
@@ -72,6 +107,7 @@ impl Default for Config {
             pods_per_node: 110,
             pod_start_delay: Duration::ZERO,
             max_pods_per_workload: 10_000,
+            node_monitor_grace_period: Duration::from_secs(40),
         }
     }
 }
@@ -94,6 +130,13 @@ struct PullFault {
     since: Option<Instant>,
 }
 
+/// A container crashing after every start, for as long as the fault is on.
+#[derive(Debug)]
+struct CrashLoop {
+    namespace: String,
+    pod: String,
+}
+
 #[derive(Debug, Default)]
 struct Faults {
     not_ready: HashSet<String>,
@@ -101,6 +144,26 @@ struct Faults {
     bad_images: HashSet<String>,
     /// By (namespace, pod, image).
     pod_pulls: HashMap<(String, String, String), PullFault>,
+    /// Nodes whose kubelet posts nothing.
+    stopped: HashSet<String>,
+    /// Nodes rebooting, until when (real time).
+    reboots: HashMap<String, Instant>,
+    /// By (pod uid, container).
+    crash_loops: HashMap<(String, String), CrashLoop>,
+}
+
+/// The store, once the simulation runs (a crash loop looks its pod up).
+#[derive(Default)]
+struct StoreCell(std::sync::OnceLock<Arc<Store>>);
+
+impl std::fmt::Debug for StoreCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "StoreCell(set)"
+        } else {
+            "StoreCell(unset)"
+        })
+    }
 }
 
 /// Handle on the running simulation: timing and fault injection.
@@ -112,6 +175,7 @@ pub struct Control {
     poke: tokio::sync::Notify,
     /// Counts fault changes: what the kubelet computed before a change is stale.
     generation: std::sync::atomic::AtomicU64,
+    store: StoreCell,
 }
 
 impl Control {
@@ -121,6 +185,7 @@ impl Control {
             faults: Mutex::default(),
             poke: tokio::sync::Notify::new(),
             generation: std::sync::atomic::AtomicU64::new(0),
+            store: StoreCell::default(),
         })
     }
 
@@ -147,7 +212,9 @@ impl Control {
     }
 
     /// Makes a node report NotReady (`ready = false`) or Ready again; the scheduler avoids
-    /// NotReady nodes and the pods on them turn unready.
+    /// NotReady nodes and the pods on them turn unready. The node lifecycle step taints a
+    /// NotReady node `node.kubernetes.io/not-ready` (NoSchedule and NoExecute) and
+    /// removes the taints when it is Ready again; pods deleted meanwhile stay Terminating.
     pub fn set_node_ready(&self, node: &str, ready: bool) {
         let mut f = self.faults();
         if ready {
@@ -192,6 +259,79 @@ impl Control {
         self.poke.notify_waiters();
     }
 
+    /// Stops the node's kubelet (`stopped = true`): it posts no heartbeat and renews no
+    /// Lease, and no longer updates or ends its pods. After
+    /// [`Config::node_monitor_grace_period`] the node lifecycle step marks the node
+    /// `Unknown` and unreachable, and its pods not Ready. `false` starts it again: the node
+    /// is Ready with a fresh heartbeat, and the unreachable taints go.
+    pub fn stop_kubelet(&self, node: &str, stopped: bool) {
+        let mut f = self.faults();
+        if stopped {
+            f.stopped.insert(node.to_string());
+        } else {
+            f.stopped.remove(node);
+        }
+        drop(f);
+        self.poke.notify_waiters();
+    }
+
+    /// Reboots a node: NotReady (reason `KubeletNotReady`) for `downtime` of simulated
+    /// time, its pods not Ready; then Ready with a new `status.nodeInfo.bootID`, and every
+    /// container of its pods restarted (restartCount + 1). Cordon and taints are kept.
+    /// A reboot repairs what the node's own faults simulate — a node made NotReady
+    /// (`set_node_ready`) or a stopped kubelet (`stop_kubelet`) — as rebooting a machine
+    /// whose kubelet hung would.
+    pub fn reboot_node(&self, node: &str, downtime: Duration) {
+        let now = Instant::now();
+        let until = now
+            .checked_add(self.config.scaled(downtime))
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        let mut f = self.faults();
+        f.not_ready.remove(node);
+        f.stopped.remove(node);
+        f.reboots.insert(node.to_string(), until);
+        drop(f);
+        self.poke.notify_waiters();
+    }
+
+    /// Puts container `container` of pod `namespace/pod` in a crash loop (`on = true`):
+    /// after every start it exits with code 1 and the kubelet backs off 10 s, doubling up
+    /// to 300 s (simulated time), in `CrashLoopBackOff`. The fault is the pod's as it is
+    /// now (by uid): a pod recreated under the same name is healthy. A restart by other
+    /// means (an image change) keeps it; `on = false` ends it for the pods of that name
+    /// (whatever their uid). An unknown pod is a 404 (for `on = true`).
+    pub fn crash_loop(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        on: bool,
+    ) -> Result<(), ApiError> {
+        if !on {
+            self.faults()
+                .crash_loops
+                .retain(|(_, c), l| !(c == container && l.namespace == namespace && l.pod == pod));
+            self.poke.notify_waiters();
+            return Ok(());
+        }
+        let found = self.store.0.get().and_then(|store| {
+            let rt = store.resolve("", "v1", "pods")?;
+            store.get(&rt, namespace, pod).ok()
+        });
+        let Some(found) = found else {
+            return Err(ApiError::not_found("pods", pod));
+        };
+        self.faults().crash_loops.insert(
+            (meta::uid_of(&found).to_string(), container.to_string()),
+            CrashLoop {
+                namespace: namespace.to_string(),
+                pod: pod.to_string(),
+            },
+        );
+        self.poke.notify_waiters();
+        Ok(())
+    }
+
     /// Whether a pull of `image` by the pod fails at `now`; `Some(until)` while it does.
     fn pod_pull_fails(&self, ns: &str, pod: &str, image: &str, now: Instant) -> Option<Instant> {
         let mut f = self.faults_now();
@@ -209,8 +349,40 @@ impl Control {
         None
     }
 
+    /// Whether the node reports Ready: not made NotReady, not rebooting.
     fn node_ready(&self, node: &str) -> bool {
-        !self.faults_now().not_ready.contains(node)
+        let f = self.faults_now();
+        !f.not_ready.contains(node) && !f.reboots.contains_key(node)
+    }
+
+    /// Whether the node's kubelet runs: not stopped, not rebooting.
+    fn kubelet_up(&self, node: &str) -> bool {
+        let f = self.faults_now();
+        !f.stopped.contains(node) && !f.reboots.contains_key(node)
+    }
+
+    /// Whether the node's kubelet posts status (a rebooting node's reports NotReady).
+    fn kubelet_posts(&self, node: &str) -> bool {
+        !self.faults_now().stopped.contains(node)
+    }
+
+    /// When the node's reboot ends, if it is rebooting.
+    fn reboot_until(&self, node: &str) -> Option<Instant> {
+        self.faults_now().reboots.get(node).copied()
+    }
+
+    /// Ends a node's reboot, once its new bootID is written: the kubelet restarts its pods'
+    /// containers.
+    fn end_reboot(&self, node: &str) {
+        self.faults().reboots.remove(node);
+        self.poke.notify_waiters();
+    }
+
+    /// Whether the container of the pod (by uid) is in a crash loop.
+    fn crash_looping(&self, uid: &str, container: &str) -> bool {
+        self.faults_now()
+            .crash_loops
+            .contains_key(&(uid.to_string(), container.to_string()))
     }
 
     fn image_fails(&self, image: &str) -> bool {
@@ -232,6 +404,9 @@ pub(crate) fn admin_router(control: Arc<Control>) -> axum::Router {
         .route("/admin/v1/crash", post(admin_crash))
         .route("/admin/v1/image-pull-failure", post(admin_image))
         .route("/admin/v1/pod-pull-failure", post(admin_pod_pull))
+        .route("/admin/v1/node-kubelet", post(admin_node_kubelet))
+        .route("/admin/v1/node-reboot", post(admin_node_reboot))
+        .route("/admin/v1/crash-loop", post(admin_crash_loop))
         .with_state(control)
 }
 
@@ -286,15 +461,49 @@ async fn admin_pod_pull(
     State(c): State<Arc<Control>>,
     q: Params,
 ) -> Result<impl IntoResponse, ApiError> {
-    let seconds: u64 = param(&q, "seconds")?
-        .parse()
-        .map_err(|_| ApiError::bad_request("seconds must be a non-negative integer".to_string()))?;
     c.fail_pod_pulls(
         param(&q, "namespace")?,
         param(&q, "pod")?,
         param(&q, "image")?,
-        Duration::from_secs(seconds),
+        seconds(&q)?,
     );
+    Ok("ok")
+}
+
+/// A `seconds` parameter: a non-negative integer.
+fn seconds(q: &Params) -> Result<Duration, ApiError> {
+    param(q, "seconds")?
+        .parse()
+        .map(Duration::from_secs)
+        .map_err(|_| ApiError::bad_request("seconds must be a non-negative integer".to_string()))
+}
+
+async fn admin_node_kubelet(
+    State(c): State<Arc<Control>>,
+    q: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    c.stop_kubelet(param(&q, "node")?, flag(&q, "stopped")?);
+    Ok("ok")
+}
+
+async fn admin_node_reboot(
+    State(c): State<Arc<Control>>,
+    q: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    c.reboot_node(param(&q, "node")?, seconds(&q)?);
+    Ok("ok")
+}
+
+async fn admin_crash_loop(
+    State(c): State<Arc<Control>>,
+    q: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    c.crash_loop(
+        param(&q, "namespace")?,
+        param(&q, "pod")?,
+        param(&q, "container")?,
+        flag(&q, "on")?,
+    )?;
     Ok("ok")
 }
 
@@ -328,6 +537,8 @@ pub(crate) struct Ctx {
     pub kinds: Kinds,
     /// What the kubelet keeps between passes.
     pub kubelet: Mutex<kubelet::State>,
+    /// What the node lifecycle controller keeps between passes.
+    pub lifecycle: Mutex<lifecycle::State>,
     /// The workloads (uid, replicas) already told that their replicas are capped.
     pub capped: Mutex<HashSet<(String, usize)>>,
     /// The webhooks the controllers' pod creates go through.
@@ -424,6 +635,7 @@ pub(crate) fn spawn(
     nodes: usize,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
+    let _ = control.store.0.set(store.clone());
     if nodes == 0 {
         return Vec::new();
     }
@@ -435,13 +647,15 @@ pub(crate) fn spawn(
         control,
         kinds,
         kubelet: Mutex::default(),
+        lifecycle: Mutex::default(),
         capped: Mutex::default(),
         admission,
         backoffs: creates::Backoffs::default(),
     });
     node::register(&ctx, nodes);
-    let loops: [(&'static str, Reconcile, Filter); 7] = [
+    let loops: [(&'static str, Reconcile, Filter); 8] = [
         ("nodes", node::reconcile, no_change),
+        ("nodelifecycle", lifecycle::reconcile, no_change),
         ("scheduler", scheduler::reconcile, scheduler::interest),
         ("kubelet", kubelet::reconcile, kubelet::interest),
         ("statefulset", statefulset::reconcile, statefulset::interest),
@@ -701,6 +915,69 @@ pub(crate) fn pods_wanted(ctx: &Ctx, obj: &Value) -> usize {
         }
     }
     max
+}
+
+/// What an Event a simulated component records says.
+pub(crate) struct EventNote<'a> {
+    pub reason: &'a str,
+    pub message: &'a str,
+    /// `source.component`: `kubelet`.
+    pub component: &'a str,
+    /// `source.host`: the node.
+    pub host: &'a str,
+    /// `involvedObject.fieldPath` (`spec.containers{app}`).
+    pub field_path: &'a str,
+}
+
+/// Records a `Warning` Event on `obj`; the same one again counts up (`count`,
+/// `lastTimestamp`), as client-go's event correlator does.
+pub(crate) fn record_event(ctx: &Ctx, obj: &Value, note: &EventNote<'_>) {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let Some(events) = ctx.store.resolve("", "v1", "events") else {
+        return;
+    };
+    let (ns, name) = (meta::namespace(obj), meta::name(obj));
+    let mut h = DefaultHasher::new();
+    (
+        meta::uid_of(obj),
+        note.reason,
+        note.message,
+        note.field_path,
+    )
+        .hash(&mut h);
+    let event_name = format!("{name}.{:016x}", h.finish());
+    let now = meta::now();
+    let result = ctx
+        .store
+        .mutate(&events, ns, &event_name, false, false, |cur| {
+            if let Some(cur) = cur {
+                let mut e = cur.clone();
+                let count = e.get("count").and_then(Value::as_i64).unwrap_or(1);
+                e["count"] = serde_json::json!(count.saturating_add(1));
+                e["lastTimestamp"] = serde_json::json!(now);
+                return Ok(e);
+            }
+            Ok(serde_json::json!({
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": event_name, "namespace": ns},
+                "involvedObject": {
+                    "apiVersion": meta::str_at(obj, "apiVersion"),
+                    "kind": meta::str_at(obj, "kind"),
+                    "name": name, "namespace": ns, "uid": meta::uid_of(obj),
+                    "fieldPath": note.field_path,
+                },
+                "reason": note.reason,
+                "message": note.message,
+                "type": "Warning",
+                "source": {"component": note.component, "host": note.host},
+                "count": 1,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+            }))
+        });
+    if let Err(e) = result {
+        tracing::debug!(namespace = ns, name, error = %e, "event not recorded");
+    }
 }
 
 /// `spec.replicas` (default 1).

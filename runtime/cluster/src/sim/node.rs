@@ -57,6 +57,7 @@ pub(crate) fn register(ctx: &Ctx, count: usize) {
     }
 }
 
+/// The Ready condition a kubelet posts.
 fn ready_condition(ready: bool, heartbeat: &str) -> Value {
     let (status, reason, message) = if ready {
         ("True", "KubeletReady", "kubelet is posting ready status")
@@ -67,55 +68,109 @@ fn ready_condition(ready: bool, heartbeat: &str) -> Value {
             "simulated fault: node not ready",
         )
     };
+    condition(status, reason, message, heartbeat)
+}
+
+/// The Ready condition of a rebooting node.
+fn rebooting_condition(heartbeat: &str) -> Value {
+    condition(
+        "False",
+        "KubeletNotReady",
+        "simulated fault: node is rebooting",
+        heartbeat,
+    )
+}
+
+fn condition(status: &str, reason: &str, message: &str, heartbeat: &str) -> Value {
     json!({
         "type": "Ready", "status": status, "reason": reason, "message": message,
         "lastHeartbeatTime": heartbeat, "lastTransitionTime": heartbeat,
     })
 }
 
-/// Heartbeats: refreshes each simulated node's Ready condition.
+/// The node's Ready condition (`Null` when it has none).
+pub(crate) fn ready_of(node: &Value) -> Value {
+    meta::path(node, "status.conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| meta::str_at(c, "type") == "Ready"))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Heartbeats: refreshes each simulated node's Ready condition, unless its kubelet is
+/// stopped; ends reboots whose downtime is over.
 pub(crate) fn reconcile(
     ctx: &Ctx,
     _: &super::Wake,
     _: &mut super::creates::Creates,
 ) -> Option<Instant> {
     let interval = ctx.control.config.scaled(ctx.control.config.heartbeat);
+    let mut next = Instant::now() + interval.min(std::time::Duration::from_secs(1));
     for node in ctx.store.all(&ctx.kinds.nodes.storage_key()) {
-        if !is_simulated(&node) {
+        let name = meta::name(&node);
+        if !is_simulated(&node) || !ctx.control.kubelet_posts(name) {
             continue;
         }
-        let ready = ctx.control.node_ready(meta::name(&node));
-        let old = meta::path(&node, "status.conditions")
-            .and_then(Value::as_array)
-            .and_then(|cs| cs.iter().find(|c| meta::str_at(c, "type") == "Ready"))
-            .cloned()
-            .unwrap_or(Value::Null);
-        let was_ready = meta::str_at(&old, "status") == "True";
-        let now = meta::now();
-        // A heartbeat is due when the status flips or the last one is older than the interval.
-        let threshold = meta::rfc3339(
-            std::time::SystemTime::now()
-                .checked_sub(interval)
-                .unwrap_or(std::time::UNIX_EPOCH),
-        );
-        let stale = meta::str_at(&old, "lastHeartbeatTime") < threshold.as_str();
-        // A NotReady node stops renewing its Lease too, as a dead kubelet would.
-        if ready {
-            renew_lease(ctx, meta::name(&node), &now, &threshold);
+        if let Some(until) = ctx.control.reboot_until(name) {
+            if Instant::now() < until {
+                next = next.min(until);
+            } else {
+                end_reboot(ctx, &node);
+                continue;
+            }
         }
-        if was_ready == ready && !stale {
-            continue;
-        }
-        let mut cond = ready_condition(ready, &now);
-        if was_ready == ready {
-            cond["lastTransitionTime"] =
-                old.get("lastTransitionTime").cloned().unwrap_or(json!(now));
-        }
-        let mut status = node.get("status").cloned().unwrap_or(json!({}));
-        status["conditions"] = json!([cond]);
-        super::write_status(ctx, &ctx.kinds.nodes, &node, status);
+        heartbeat(ctx, &node, interval);
     }
-    Some(Instant::now() + interval.min(std::time::Duration::from_secs(1)))
+    Some(next)
+}
+
+/// The node is back from a reboot: Ready with a new bootID; then the kubelet restarts
+/// every container of its pods.
+fn end_reboot(ctx: &Ctx, node: &Value) {
+    let name = meta::name(node);
+    let ready = !ctx.control.faults_now().not_ready.contains(name);
+    let now = meta::now();
+    let mut status = node.get("status").cloned().unwrap_or(json!({}));
+    status["conditions"] = json!([ready_condition(ready, &now)]);
+    status["nodeInfo"]["bootID"] = json!(meta::uid());
+    if super::write_status(ctx, &ctx.kinds.nodes, node, status).is_some() {
+        ctx.control.end_reboot(name);
+    }
+}
+
+/// Posts the node's status when due, and renews its Lease.
+fn heartbeat(ctx: &Ctx, node: &Value, interval: std::time::Duration) {
+    let rebooting = ctx.control.reboot_until(meta::name(node)).is_some();
+    let ready = ctx.control.node_ready(meta::name(node));
+    let old = ready_of(node);
+    let now = meta::now();
+    // A heartbeat is due when the status flips or the last one is older than the interval.
+    let threshold = meta::rfc3339(
+        std::time::SystemTime::now()
+            .checked_sub(interval)
+            .unwrap_or(std::time::UNIX_EPOCH),
+    );
+    let stale = meta::str_at(&old, "lastHeartbeatTime") < threshold.as_str();
+    // A NotReady node stops renewing its Lease too, as a dead kubelet would.
+    if ready {
+        renew_lease(ctx, meta::name(node), &now, &threshold);
+    }
+    let mut cond = if rebooting {
+        rebooting_condition(&now)
+    } else {
+        ready_condition(ready, &now)
+    };
+    // An Unknown node (its kubelet was stopped) has a transition to post.
+    let same = meta::str_at(&old, "status") == meta::str_at(&cond, "status");
+    if same && meta::str_at(&old, "message") == meta::str_at(&cond, "message") && !stale {
+        return;
+    }
+    if same {
+        cond["lastTransitionTime"] = old.get("lastTransitionTime").cloned().unwrap_or(json!(now));
+    }
+    let mut status = node.get("status").cloned().unwrap_or(json!({}));
+    status["conditions"] = json!([cond]);
+    super::write_status(ctx, &ctx.kinds.nodes, node, status);
 }
 
 /// Renews the node's Lease in `kube-node-lease` (created on first renewal).
