@@ -5,6 +5,8 @@
 //!   `deploy/crds/` is generated from it (feature `crd`, on by default).
 //! - [`sidecarset`]: the `SidecarSet` custom resource, OpenKruise's SidecarSet under
 //!   `bosun.dev/v1alpha1` (feature `crd`).
+//! - [`healthcheck`]: the `HealthCheck` custom resource, medik8s's NodeHealthCheck for
+//!   nodes and pods under `bosun.dev/v1alpha1` (feature `crd`).
 //! - [`sidecarset_hash`]: OpenKruise's SidecarSet hashes, bit for bit (no feature needed:
 //!   it builds for wasm32-wasip2 plugins).
 //! - [`quantity`]: resource quantities in Go's canonical form.
@@ -17,6 +19,8 @@
 #![warn(missing_docs)]
 
 pub mod gojson;
+#[cfg(feature = "crd")]
+pub mod healthcheck;
 pub mod keys;
 pub mod name;
 #[cfg(feature = "crd")]

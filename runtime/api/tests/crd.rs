@@ -34,6 +34,48 @@ fn the_checked_in_sidecarset_crd_is_fresh() {
 }
 
 #[test]
+fn the_checked_in_healthcheck_crd_is_fresh() {
+    assert_fresh(
+        "healthcheck.yaml",
+        &bosun_api::healthcheck::crd_yaml().expect("serialises"),
+    );
+}
+
+#[test]
+fn a_healthcheck_manifest_parses() {
+    let yaml = r#"
+apiVersion: bosun.dev/v1alpha1
+kind: HealthCheck
+metadata: {name: workers}
+spec:
+  target: {kind: Node}
+  selector:
+    matchExpressions: [{key: node-role.kubernetes.io/control-plane, operator: DoesNotExist}]
+  unhealthyConditions:
+  - {type: Ready, status: "False", duration: 300s}
+  - {type: Ready, status: Unknown, duration: 5m}
+  minHealthy: 51%
+  maxInFlight: 1
+  escalatingRemediations:
+  - {action: cordon, order: 1, timeout: 60s}
+  - {action: reboot, order: 2, timeout: 10m}
+  pauseRequests: [cluster-upgrade]
+  stormCooldownDuration: 2m
+"#;
+    let value: serde_json::Value = serde_yaml::from_str(yaml).expect("yaml");
+    let hc: bosun_api::healthcheck::HealthCheck = serde_json::from_value(value).expect("parses");
+    use bosun_api::healthcheck::{Action, ConditionStatus, TargetKind};
+    assert_eq!(hc.spec.target.kind, TargetKind::Node);
+    assert_eq!(
+        hc.spec.unhealthy_conditions[0].status,
+        ConditionStatus::False
+    );
+    assert_eq!(hc.spec.escalating_remediations[1].action, Action::Reboot);
+    assert_eq!(hc.spec.healthy_threshold(10), Ok(6));
+    assert_eq!(hc.spec.max_in_flight(10), Ok(Some(1)));
+}
+
+#[test]
 fn a_plugin_manifest_parses() {
     let yaml = r#"
 apiVersion: bosun.dev/v1alpha1
@@ -201,5 +243,120 @@ spec:
         .await
         .expect_err("the selector is required");
     assert!(refused.to_string().contains("selector"), "{refused}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_healthcheck_crd_installs_and_checks_what_nhc_checks() {
+    use kube::api::{Api, PostParams};
+    let (cluster, client) = cluster_with(&bosun_api::healthcheck::crd_yaml().expect("yaml")).await;
+    let gvk = kube::api::GroupVersionKind::gvk("bosun.dev", "v1alpha1", "HealthCheck");
+    let api: Api<kube::api::DynamicObject> = Api::all_with(
+        client,
+        &kube::api::ApiResource::from_gvk_with_plural(&gvk, "healthchecks"),
+    );
+    let object = |name: &str, spec: serde_json::Value| -> kube::api::DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "bosun.dev/v1alpha1", "kind": "HealthCheck",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .expect("an object")
+    };
+    let good = serde_json::json!({
+        "target": {"kind": "Pod", "namespaceSelector": {"matchLabels": {"team": "shop"}}},
+        "selector": {},
+        "unhealthyConditions": [{"type": "CrashLoopBackOff", "status": "True", "duration": "1m30s"}],
+        "maxUnhealthy": "25%",
+        "escalatingRemediations": [{"action": "restart-container", "order": 1, "timeout": "60s"},
+                                   {"action": "delete-pod", "order": 2, "timeout": "2m"}],
+        "healthyDelay": "0s"
+    });
+    let mut created = None;
+    for _ in 0..50 {
+        match api
+            .create(&PostParams::default(), &object("good", good.clone()))
+            .await
+        {
+            Ok(h) => {
+                created = Some(serde_json::to_value(h).expect("json"));
+                break;
+            }
+            // The new kind is served as soon as the CRD is established.
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    let created = created.expect("a HealthCheck can be created");
+    assert_eq!(created["spec"], good);
+    assert!(
+        created["metadata"].get("namespace").is_none(),
+        "cluster-scoped"
+    );
+    let typed: bosun_api::healthcheck::HealthCheck =
+        serde_json::from_value(created).expect("reads as the Rust type");
+    assert_eq!(typed.spec.healthy_threshold(8), Ok(6));
+
+    let with = |change: serde_json::Value| {
+        let mut spec = good.clone();
+        for (k, v) in change.as_object().expect("object") {
+            if v.is_null() {
+                spec.as_object_mut().expect("object").remove(k);
+            } else {
+                spec[k] = v.clone();
+            }
+        }
+        spec
+    };
+    for (name, spec, expected) in [
+        (
+            "both",
+            with(serde_json::json!({"minHealthy": 2})),
+            "\"spec\" must validate one and only one schema (oneOf)",
+        ),
+        (
+            "neither",
+            with(serde_json::json!({"maxUnhealthy": null})),
+            "\"spec\" must validate one and only one schema (oneOf)",
+        ),
+        (
+            "percent",
+            with(serde_json::json!({"maxUnhealthy": "101%"})),
+            "spec.maxUnhealthy: Invalid value",
+        ),
+        (
+            "same-order",
+            with(serde_json::json!({"escalatingRemediations": [
+                {"action": "restart-container", "order": 1, "timeout": "60s"},
+                {"action": "delete-pod", "order": 1, "timeout": "2m"}]})),
+            "spec.escalatingRemediations[1]: Duplicate value",
+        ),
+        (
+            "duration",
+            with(serde_json::json!({"unhealthyConditions": [
+                {"type": "Ready", "status": "False", "duration": "5 minutes"}]})),
+            "spec.unhealthyConditions[0].duration: Invalid value",
+        ),
+        (
+            "action",
+            with(serde_json::json!({"escalatingRemediations": [
+                {"action": "power-cycle", "order": 1, "timeout": "60s"}]})),
+            "spec.escalatingRemediations[0].action: Unsupported value",
+        ),
+        (
+            "delay",
+            with(serde_json::json!({"healthyDelay": "-1s"})),
+            "spec.healthyDelay: Invalid value",
+        ),
+        (
+            "kind",
+            with(serde_json::json!({"target": {"kind": "Service"}})),
+            "spec.target.kind: Unsupported value",
+        ),
+    ] {
+        let refused = api
+            .create(&PostParams::default(), &object(name, spec))
+            .await
+            .expect_err(name);
+        assert!(refused.to_string().contains(expected), "{name}: {refused}");
+    }
     cluster.shutdown().await;
 }
