@@ -138,3 +138,54 @@ func (id CommandID) String() string { return fmt.Sprintf("#%d", uint64(id)) }
 type Refused struct{ Reason string }
 
 func (r *Refused) Error() string { return "command refused: " + r.Reason }
+
+func (e TaintEffect) String() string {
+	switch e {
+	case NoSchedule:
+		return "NoSchedule"
+	case PreferNoSchedule:
+		return "PreferNoSchedule"
+	default:
+		return "NoExecute"
+	}
+}
+
+// String describes the command in one line, for logs and for plugin unit tests that
+// check what a reconcile submitted: "cordon n1", "evict v1/Pod ns/p", "taint n1
+// key=value:NoExecute", "untaint n1 key:NoExecute", "delete v1/Pod ns/p", "event
+// Warning Reason v1/Node n1: message", "pod ns/p plugin payload", "merge-patch REF
+// PATCH", "json-patch REF PATCH", "apply OBJECT".
+func (c Command) String() string {
+	switch c.kind {
+	case cmdApply:
+		return "apply " + c.text
+	case cmdMergePatch:
+		return fmt.Sprintf("merge-patch %s %s", c.target, c.text)
+	case cmdJSONPatch:
+		return fmt.Sprintf("json-patch %s %s", c.target, c.text)
+	case cmdDelete:
+		return fmt.Sprintf("delete %s", c.target)
+	case cmdEvict:
+		return fmt.Sprintf("evict %s", c.target)
+	case cmdCordon:
+		return "cordon " + c.text
+	case cmdUncordon:
+		return "uncordon " + c.text
+	case cmdTaint:
+		return fmt.Sprintf("taint %s %s=%s:%s", c.text, c.text2, c.text3, c.effect)
+	case cmdUntaint:
+		if c.hasEffect {
+			return fmt.Sprintf("untaint %s %s:%s", c.text, c.text2, c.effect)
+		}
+		return fmt.Sprintf("untaint %s %s", c.text, c.text2)
+	case cmdRecordEvent:
+		t := "Normal"
+		if c.eventType == Warning {
+			t = "Warning"
+		}
+		return fmt.Sprintf("event %s %s %s: %s", t, c.text, c.target, c.text2)
+	case cmdPodCommand:
+		return fmt.Sprintf("pod %s/%s %s %s", c.pod[0], c.pod[1], c.pod[2], c.pod[3])
+	}
+	return "unknown command"
+}
