@@ -1,8 +1,9 @@
 // app-probe: a pod-agent plugin for the Bosun sidecar, written in Go. It answers the
 // pod's readiness, liveness and startup probes by asking the app over the pod's loopback
-// (or, for startup, by waiting for a file the app writes), and takes two commands from
-// controllers: "reload" (an HTTP POST to the app) and "write-config" (a file under the
-// shared volume, optionally followed by a reload). See README.md.
+// (or, for startup, by waiting for a file the app writes), and takes three commands from
+// controllers: "reload" (an HTTP POST to the app), "restart" (an HTTP POST that makes
+// the app exit) and "write-config" (a file under the shared volume, optionally followed
+// by a reload). See README.md.
 package main
 
 import (
@@ -42,6 +43,9 @@ type config struct {
 	Liveness  *check  `json:"liveness"`
 	Startup   *check  `json:"startup"`
 	Reload    *reload `json:"reload"`
+	// Restart is the app's endpoint that makes it exit so the kubelet restarts its
+	// container (the remediation plugin's restart-container action).
+	Restart *reload `json:"restart"`
 	// ConfigDir is the folder of the shared volume write-config writes into.
 	ConfigDir string `json:"configDir"`
 }
@@ -125,15 +129,22 @@ func (p *appProbe) Init(text string) error {
 			return fmt.Errorf("invalid config: %v", err)
 		}
 	}
-	if r := c.Reload; r != nil {
+	for _, x := range []struct {
+		name string
+		r    *reload
+	}{{"reload", c.Reload}, {"restart", c.Restart}} {
+		r := x.r
+		if r == nil {
+			continue
+		}
 		if !strings.HasPrefix(r.Path, "/") {
-			return fmt.Errorf("invalid config: reload.path %q must start with /", r.Path)
+			return fmt.Errorf("invalid config: %s.path %q must start with /", x.name, r.Path)
 		}
 		if r.Port == 0 {
 			r.Port = c.Port
 		}
 		if !validPort(r.Port) {
-			return fmt.Errorf("invalid config: reload: no port (set port, or reload.port) between 1 and 65535")
+			return fmt.Errorf("invalid config: %s: no port (set port, or %s.port) between 1 and 65535", x.name, x.name)
 		}
 		if r.ContentType == "" {
 			r.ContentType = "application/json"
@@ -229,6 +240,8 @@ type command struct {
 	Contents string `json:"contents"`
 	Reload   bool   `json:"reload"`
 	Body     string `json:"body"`
+	// Containers: restart's containers (sent to the app as {"containers": [...]}).
+	Containers []string `json:"containers"`
 }
 
 func parseCommand(payload string) (command, error) {
@@ -292,10 +305,26 @@ func (p *appProbe) OnCommand(pod *bosun.PodContext, payload string) (string, err
 			reply += "; " + r
 		}
 		return reply, nil
+	case "restart":
+		r := p.c.Restart
+		if r == nil {
+			return "", fmt.Errorf("restart is not configured (set restart.path: the app's endpoint that makes it exit)")
+		}
+		body, _ := json.Marshal(map[string]any{"containers": cmd.Containers})
+		resp, err := pod.HTTPPost(uint16(r.Port), r.Path, r.ContentType, body, timeout(r.TimeoutMs))
+		if err != nil {
+			return "", fmt.Errorf("restart: %v", err)
+		}
+		if resp.Status < 200 || resp.Status >= 300 {
+			return "", fmt.Errorf("restart: POST :%d%s answered %d%s", r.Port, r.Path, resp.Status, excerpt(resp.Body))
+		}
+		reply := fmt.Sprintf("restart: POST :%d%s answered %d", r.Port, r.Path, resp.Status)
+		pod.Info(reply)
+		return reply, nil
 	case "":
-		return "", fmt.Errorf("the command names no action: send {\"action\": \"reload\"} or {\"action\": \"write-config\", \"path\": ..., \"contents\": ...}")
+		return "", fmt.Errorf("the command names no action: send {\"action\": \"reload\"}, {\"action\": \"restart\"} or {\"action\": \"write-config\", \"path\": ..., \"contents\": ...}")
 	default:
-		return "", fmt.Errorf("unknown action %q: app-probe takes reload and write-config", cmd.Action)
+		return "", fmt.Errorf("unknown action %q: app-probe takes reload, restart and write-config", cmd.Action)
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -70,8 +71,11 @@ func TestWriteConfigThenReload(t *testing.T) {
 	if _, err := a.OnCommand(`{"action": "write-config", "path": "../../etc/passwd"}`); err == nil {
 		t.Fatal("a path leaving the config folder is refused")
 	}
-	if _, err := a.OnCommand("restart"); err == nil || !strings.Contains(err.Error(), `unknown action "restart"`) {
+	if _, err := a.OnCommand("reboot"); err == nil || !strings.Contains(err.Error(), `unknown action "reboot"`) {
 		t.Fatalf("unknown action: %v", err)
+	}
+	if _, err := a.OnCommand(`{"action": "restart", "containers": ["app"]}`); err == nil || !strings.Contains(err.Error(), "restart is not configured") {
+		t.Fatalf("restart without an endpoint: %v", err)
 	}
 }
 
@@ -89,5 +93,21 @@ func TestBadConfigIsNamed(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "invalid config: ") {
 			t.Errorf("%s: got %v, want %q", config, err, want)
 		}
+	}
+}
+
+func TestRestartAsksTheAppToExit(t *testing.T) {
+	h, a := agent(t, `{"port": 9000, "restart": {"path": "/-/quit"}}`)
+	var got []string
+	h.HTTP = func(method string, port uint16, path string, body []byte) (bosun.HTTPResponse, error) {
+		got = append(got, fmt.Sprintf("%s :%d%s %s", method, port, path, body))
+		return bosun.HTTPResponse{Status: 202}, nil
+	}
+	reply, err := a.OnCommand(`{"action": "restart", "containers": ["app"]}`)
+	if err != nil || reply != "restart: POST :9000/-/quit answered 202" {
+		t.Fatalf("%q %v", reply, err)
+	}
+	if len(got) != 1 || got[0] != `POST :9000/-/quit {"containers":["app"]}` {
+		t.Fatalf("%v", got)
 	}
 }

@@ -177,8 +177,9 @@ fn command_errors_name_the_problem() {
     let err = |payload: &str| revision.on_command(payload).expect_err(payload).to_string();
     assert!(err("reload").ends_with("reload: POST :8080/-/reload answered 500: config invalid"));
     assert!(
-        err("restart")
-            .contains(r#"unknown action "restart": app-probe takes reload and write-config"#)
+        err("reboot").contains(
+            r#"unknown action "reboot": app-probe takes reload, restart and write-config"#
+        )
     );
     assert!(
         err(r#"{"action": "write-config", "path": "../../etc/passwd", "contents": "x"}"#)
