@@ -116,7 +116,7 @@ impl Up {
             .context("cannot label the simulated nodes")?;
         install_crd(&client)
             .await
-            .context("cannot install the Plugin and SidecarSet CRDs")?;
+            .context("cannot install the Plugin, SidecarSet and HealthCheck CRDs")?;
         let mut config = options.runtime.clone();
         config.data_dir = options.data_dir.join("runtime");
         config.plugins_dir = Some(options.plugins_dir.clone());
@@ -288,13 +288,15 @@ fn seed(seed: &Seed, dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Installs (or updates) Bosun's CRDs: `Plugin`, so `bosun plugin push` works against
-/// the embedded cluster, and `SidecarSet`, which the built-in sidecarset-injector reads.
+/// the embedded cluster, `SidecarSet`, which the built-in sidecarset-injector reads, and
+/// `HealthCheck`, which the built-in remediation plugin acts on.
 async fn install_crd(client: &kube::Client) -> anyhow::Result<()> {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for yaml in [
         bosun_api::plugin::crd_yaml()?,
         bosun_api::sidecarset::crd_yaml()?,
+        bosun_api::healthcheck::crd_yaml()?,
     ] {
         let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml)?;
         let name = crd.metadata.name.clone().unwrap_or_default();
