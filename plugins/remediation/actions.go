@@ -208,7 +208,7 @@ func (p *pass) cordon(r *record, t *target) {
 // budgets apply; a refused eviction is asked again after evictionRetryMs.
 func (p *pass) drain(r *record, t *target) {
 	agents, _ := parseSelector(p.c.NodeAgentSelector)
-	pods, err := bosun.ListAs[bosun.PodObject](p.ctx, "v1", "Pod", "", "")
+	pods, err := p.allPods()
 	if err != nil {
 		p.ctx.Warn("drain: " + err.Error())
 		return
@@ -253,7 +253,7 @@ func (p *pass) drain(r *record, t *target) {
 // nodeAgent is the node-agent pod on the node (the reboot action's sidecar).
 func (p *pass) nodeAgent(node string) (*bosun.PodObject, error) {
 	sel, _ := parseSelector(p.c.NodeAgentSelector)
-	pods, err := bosun.ListAs[bosun.PodObject](p.ctx, "v1", "Pod", "", "")
+	pods, err := p.allPods()
 	if err != nil {
 		return nil, err
 	}
@@ -264,4 +264,16 @@ func (p *pass) nodeAgent(node string) (*bosun.PodObject, error) {
 		}
 	}
 	return nil, fmt.Errorf("no node-agent pod (%s) runs on node %s", p.c.NodeAgentSelector, node)
+}
+
+// allPods lists every pod once per pass (drains and reboots of many nodes share it).
+func (p *pass) allPods() ([]bosun.PodObject, error) {
+	if p.pods == nil {
+		pods, err := bosun.ListAs[bosun.PodObject](p.ctx, "v1", "Pod", "", "")
+		if err != nil {
+			return nil, err
+		}
+		p.pods = pods
+	}
+	return p.pods, nil
 }

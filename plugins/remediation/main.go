@@ -202,7 +202,9 @@ type pass struct {
 	phase, reason     string
 	storm, cooldown   bool
 	stormReason       string
-	invalid           string
+	// pods: every pod, listed once per pass when a drain or a reboot needs them.
+	pods    []bosun.PodObject
+	invalid string
 }
 
 // target is a node or a pod the HealthCheck selects.

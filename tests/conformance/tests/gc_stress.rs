@@ -137,3 +137,93 @@ fn go_pod_agent_survives_800_calls_with_1_mib_bodies() {
     }
     assert_eq!(fake.requests.lock().expect("requests").len(), 2 * POD_CALLS);
 }
+
+/// A real Go operator under the same pressure: the remediation plugin, one warm
+/// instance, 200 passes over a HealthCheck of 300 nodes (60 NotReady for an hour, each
+/// pass decoding every node and, for the drains, 3,000 pods, and writing its state).
+#[test]
+fn the_remediation_plugin_survives_200_passes_over_300_nodes_and_3000_pods() {
+    const PASSES: usize = 200;
+    let wasm = bosun_cli::plugin::build_with(
+        &bosun_conformance::crate_dir().join("../../plugins/remediation"),
+        false,
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let source = Source::file(&wasm).expect("read the remediation component");
+    let mut cache = bosun_cli::offline::OfflineCache::default();
+    let hour_ago = bosun_api::time::rfc3339(bosun_conformance::NOW_MS - 3_600_000);
+    let hc = cache
+        .insert(&json!({
+            "apiVersion": "bosun.dev/v1alpha1", "kind": "HealthCheck",
+            "metadata": {"name": "workers", "generation": 1},
+            "spec": {"target": {"kind": "Node"}, "selector": {}, "minHealthy": 0,
+                "escalatingRemediations": [{"action": "drain", "order": 0, "timeout": "600s"}]},
+        }))
+        .expect("healthcheck");
+    for i in 0..300 {
+        let ready = if i < 60 { "False" } else { "True" };
+        cache
+            .insert(&json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": format!("n{i}"), "uid": format!("u{i}"),
+                    "labels": {"kubernetes.io/hostname": format!("n{i}")}},
+                "status": {"conditions": [{"type": "Ready", "status": ready,
+                    "lastTransitionTime": hour_ago, "lastHeartbeatTime": hour_ago}]},
+            }))
+            .expect("node");
+    }
+    for i in 0..3000 {
+        cache
+            .insert(&json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("p{i}"), "namespace": "shop", "uid": format!("pu{i}"),
+                    "labels": {"app": "web"}},
+                "spec": {"nodeName": format!("n{}", i % 300), "containers": [{"name": "app"}]},
+                "status": {"phase": "Running"},
+            }))
+            .expect("pod");
+    }
+    let recorder = Arc::new(commands::Recorder::default());
+    let logs = Arc::new(log::Memory::default());
+    let services = Services {
+        cache: Arc::new(cache),
+        state: Arc::new(cache::MemoryState::default()),
+        commands: recorder.clone(),
+        log: logs.clone(),
+        clock: Arc::new(clock::Fixed(bosun_conformance::NOW_MS)),
+        pod: None,
+    };
+    let mut spec = Spec::new(services);
+    spec.config = json!({"pollMs": 1000, "evictionRetryMs": 0}).to_string();
+    spec.strategy = Strategy::Warm {
+        recycle_after: 100_000,
+        max_idle: 1,
+    };
+    spec.limits.deadline = std::time::Duration::from_secs(10);
+    let engine = engine(None).expect("engine");
+    let revision = Revision::load(&engine, &source, spec).unwrap_or_else(|e| {
+        let lines: Vec<String> = logs.take().into_iter().map(|l| l.message).collect();
+        panic!("load the remediation plugin: {e}\nlogs: {lines:#?}")
+    });
+    let request = ReconcileRequest {
+        target: hc,
+        events: vec![EventKind::Modified],
+        outcomes: vec![],
+        attempt: 0,
+    };
+    for pass in 0..PASSES {
+        if let Err(err) = revision.reconcile(&request) {
+            let lines: Vec<String> = logs.take().into_iter().map(|l| l.message).collect();
+            panic!("pass {pass} of {PASSES} failed: {err}\nlogs: {lines:#?}");
+        }
+        let cmds = recorder.take();
+        // The cache never changes: every pass cordons the 60 nodes again and evicts
+        // their 600 pods again (evictionRetryMs 0).
+        let evictions = cmds
+            .iter()
+            .filter(|c| matches!(c.command, bosun_host::contract::Command::Evict(_)))
+            .count();
+        assert_eq!(evictions, 600, "pass {pass}");
+        logs.take();
+    }
+}
