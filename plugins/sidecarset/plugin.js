@@ -320,6 +320,7 @@ function reconcileSet(ctx, set, statusOnly, outcomes = []) {
   if (ann(set, HASH) === undefined) return Outcome.done(); // the injector stamps it
   const pods = matchingPods(ctx, set);
   const now = ctx.nowMs();
+  ctx.stateSet(recountKey(set), String(now));
   const upgrading = statusOnly ? new Map() : loadInFlight(ctx, set, pods, now, outcomes);
   publish(ctx, set, statusOf(set, pods));
   if (statusOnly) return Outcome.done();
@@ -359,19 +360,42 @@ function reconcile(ctx, req) {
     const set = ctx.get(req.target);
     if (set === null) {
       ctx.stateDelete(`in-flight/${req.target.name}`);
+      ctx.stateDelete(`recount/${req.target.name}`);
       return Outcome.done();
     }
     return reconcileSet(ctx, set, false, req.outcomes);
   }
-  // A pod changed: recount the SidecarSets it carries (all of them when it is gone).
+  // A pod changed: recount the SidecarSets it carries (all of them when it is gone), each
+  // at most once per pollMs: a recount looks at every pod, so during an upgrade of
+  // thousands of pods one per pod event would make the plugin quadratic. A pod event
+  // that comes within pollMs of the set's last recount is looked at again once pollMs
+  // has passed, unless a recount happened meanwhile (it saw this pod's change).
   const pod = ctx.get(req.target);
   const names = pod === null ? null : Object.keys(json(ann(pod, HASH) ?? '', {}) ?? {});
   if (names !== null && names.length === 0) return Outcome.done();
   const sets = names === null
     ? ctx.list(API_VERSION, 'SidecarSet')
     : names.map((n) => ctx.get(setRef(n))).filter((s) => s !== null);
-  for (const set of sets) reconcileSet(ctx, set, true);
-  return Outcome.done();
+  const deferred = req.events.length > 0 && req.events.every((e) => e === 'requeued');
+  const now = ctx.nowMs();
+  let wait = 0;
+  for (const set of sets) {
+    const since = now - lastRecount(ctx, set);
+    if (since < pollMs) {
+      if (!deferred) wait = Math.max(wait, pollMs - since);
+      continue;
+    }
+    reconcileSet(ctx, set, true);
+  }
+  return wait > 0 ? Outcome.requeueAfter(wait) : Outcome.done();
+}
+
+const recountKey = (set) => `recount/${set.metadata.name}`;
+
+/** When the SidecarSet's pods were last counted (ms; 0 when never). */
+function lastRecount(ctx, set) {
+  const raw = ctx.stateGet(recountKey(set));
+  return raw === null ? 0 : Number(utf8Decode(raw)) || 0;
 }
 
 exportController({

@@ -235,3 +235,74 @@ fn an_upgrade_in_progress_counts_against_max_unavailable_and_not_as_ready() {
     assert_eq!(run.upgraded, ["web-1"]);
     assert_eq!(run.status.expect("status")["updatedReadyPods"], 1);
 }
+
+/// A clock the test moves.
+struct Moving(std::sync::atomic::AtomicU64);
+
+impl clock::Clock for Moving {
+    fn now_ms(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Pod events recount a SidecarSet at most once per pollMs (a recount reads every pod: one
+/// per pod event made an upgrade of 1,000 pods quadratic): an event within pollMs of the
+/// last recount is looked at again when pollMs has passed, and then only if no recount
+/// happened meanwhile.
+#[test]
+fn pod_events_recount_a_sidecarset_at_most_once_per_poll_interval() {
+    let mut cache = OfflineCache::default();
+    let mut objects = pods(3, "h1");
+    objects.push(sidecarset(json!({"type": "NotUpdate"})));
+    for o in &objects {
+        cache.insert(o).expect("object");
+    }
+    let recorder = Arc::new(commands::Recorder::default());
+    let now = Arc::new(Moving(std::sync::atomic::AtomicU64::new(NOW_MS)));
+    let mut spec = Spec::new(Services {
+        cache: Arc::new(cache),
+        state: Arc::new(cache::MemoryState::default()),
+        commands: recorder.clone(),
+        log: Arc::new(log::Memory::default()),
+        clock: now.clone(),
+        pod: None,
+    });
+    spec.config = r#"{"pollMs": 1000}"#.to_owned();
+    let revision =
+        Revision::load(shared_engine(), &Source::file(wasm()).expect("read"), spec).expect("load");
+    // At `at` ms after NOW, an event on pod `name`: (requeue-after, status patches sent).
+    let event = |at: u64, name: &str, kind: EventKind| {
+        now.0
+            .store(NOW_MS + at, std::sync::atomic::Ordering::SeqCst);
+        let out = revision
+            .reconcile(&ReconcileRequest {
+                target: ObjectRef::namespaced("v1", "Pod", "shop", name),
+                events: vec![kind],
+                outcomes: vec![],
+                attempt: 0,
+            })
+            .expect("reconcile");
+        (out.requeue_after_ms, recorder.take().len())
+    };
+    assert_eq!(
+        event(0, "web-0", EventKind::Modified),
+        (None, 1),
+        "recounted"
+    );
+    assert_eq!(
+        event(100, "web-1", EventKind::Modified),
+        (Some(900), 0),
+        "deferred until pollMs has passed"
+    );
+    assert_eq!(event(200, "web-2", EventKind::Modified), (Some(800), 0));
+    assert_eq!(
+        event(1000, "web-1", EventKind::Requeued),
+        (None, 1),
+        "recounted when its time came"
+    );
+    assert_eq!(
+        event(1001, "web-2", EventKind::Requeued),
+        (None, 0),
+        "covered by the recount a millisecond earlier"
+    );
+}
