@@ -193,19 +193,7 @@ async fn dispatch(st: AppState, req: Request) -> Result<Response> {
         ["healthz" | "livez" | "readyz"] => {
             return get_only((StatusCode::OK, "ok").into_response());
         }
-        ["openapi", "v3"] => return get_only(ok(&discovery::openapi_v3_root(&reg()))),
-        ["openapi", "v3", "api", v] | ["openapi", "v3", "apis", "", v] => {
-            let doc = discovery::openapi_v3_group_version(&reg(), "", v).ok_or_else(|| {
-                ApiError::not_found_msg("the server could not find the requested resource")
-            })?;
-            return get_only(ok(&doc));
-        }
-        ["openapi", "v3", "apis", g, v] => {
-            let doc = discovery::openapi_v3_group_version(&reg(), g, v).ok_or_else(|| {
-                ApiError::not_found_msg("the server could not find the requested resource")
-            })?;
-            return get_only(ok(&doc));
-        }
+        ["openapi", ..] => return crate::openapi::serve(&reg(), &parts),
         ["api"] => return get_only(ok(&discovery::core_versions(&st.addr))),
         ["apis"] => return get_only(ok(&discovery::group_list(&reg()))),
         ["api", v] => {

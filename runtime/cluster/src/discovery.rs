@@ -2,8 +2,7 @@
 //!
 //! The aggregated form (`Accept: ...;as=APIGroupDiscoveryList`) is answered in the plain
 //! form with `Content-Type: application/json`; kubectl and client-go fall back to it.
-//! The OpenAPI v3 documents carry no schemas: only what makes kubectl leave validation
-//! to the server (which checks custom resources against their schemas).
+//! The OpenAPI documents are in `openapi`.
 
 use crate::resource::{Registry, ResourceType};
 use serde_json::{Value, json};
@@ -166,70 +165,6 @@ pub(crate) fn resource_list(reg: &Registry, group: &str, version: &str) -> Optio
         "apiVersion": "v1",
         "groupVersion": gv,
         "resources": resources,
-    }))
-}
-
-fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
-}
-
-/// `/openapi/v3`: the index of group-version documents.
-pub(crate) fn openapi_v3_root(reg: &Registry) -> Value {
-    let mut paths = serde_json::Map::new();
-    for t in reg.all() {
-        let p = gv_path(&t.group, &t.version);
-        paths.insert(
-            p.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{p}")}),
-        );
-    }
-    json!({"paths": paths})
-}
-
-/// `/openapi/v3/apis/{group}/{version}`: no schemas, only the PATCH operations with the
-/// `fieldValidation` parameter. That is what kubectl checks to hand validation to the
-/// server instead of validating against schemas on the client.
-pub(crate) fn openapi_v3_group_version(
-    reg: &Registry,
-    group: &str,
-    version: &str,
-) -> Option<Value> {
-    let mut paths = serde_json::Map::new();
-    for t in reg
-        .all()
-        .filter(|t| t.group == group && t.version == version)
-    {
-        let base = gv_path(group, version);
-        let item = if t.namespaced {
-            format!("/{base}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
-        } else {
-            format!("/{base}/{}/{{name}}", t.plural)
-        };
-        paths.insert(
-            item,
-            json!({"patch": {
-                "operationId": format!("patch{}", t.kind),
-                "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": t.kind},
-                "parameters": [
-                    {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-                    {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-                ],
-                "responses": {"200": {"description": "OK"}},
-            }}),
-        );
-    }
-    if paths.is_empty() {
-        return None;
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.33.0+bosun"},
-        "paths": paths,
-        "components": {"schemas": {}},
     }))
 }
 

@@ -35,3 +35,15 @@ pub fn write(path: &Path, url: &str) -> std::io::Result<()> {
     std::fs::write(&tmp, render(url))?;
     std::fs::rename(&tmp, path)
 }
+
+/// Writes a kubeconfig's text atomically (the authenticating cluster's carries a token, so
+/// only its owner may read it).
+pub(crate) fn write_text(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    std::io::Write::write_all(&mut opts.open(&tmp)?, text.as_bytes())?;
+    std::fs::rename(&tmp, path)
+}

@@ -19,24 +19,26 @@
 //!
 //! # Layout
 //! `store` (objects, versions, history, redb), `api` (paths and verbs), `watch`,
-//! `patch`, `selector`, `discovery` (+ OpenAPI stubs), `table` (kubectl get), `eviction`
-//! (PodDisruptionBudgets), `admission` (webhook configurations and calls), `gc` (garbage
-//! collector and namespace controller, always on), `sim/` (nodes, scheduler, kubelet,
-//! StatefulSet, ReplicaSet, Deployment controllers, fault injection and its admin
-//! endpoints).
+//! `patch`, `selector`, `discovery`, `openapi` (schemas for `kubectl explain`), `table`
+//! (kubectl get), `eviction` (PodDisruptionBudgets), `admission` (webhook configurations
+//! and calls), `gc` (garbage collector and namespace controller, always on), `sim/`
+//! (nodes, scheduler, kubelet, StatefulSet, ReplicaSet, Deployment, DaemonSet, Job
+//! controllers, their Events, fault injection and its admin endpoints).
 //!
 //! # What is simplified
-//! - No authentication or authorization (webhooks see every API request as
-//!   `system:admin`). Admission webhooks (`admissionregistration.k8s.io/v1`) are called for
+//! - No authentication or authorization unless [`Config::auth`] turns them on (HTTPS,
+//!   bearer tokens, RBAC: see [`auth`]); webhooks see every API request as `system:admin`
+//!   either way. Admission webhooks (`admissionregistration.k8s.io/v1`) are called for
 //!   writes through the API, as kube-apiserver calls them, over HTTPS (kept-alive
 //!   connections) to a URL or to a Service resolved through its Endpoints, and for the
 //!   pods the ReplicaSet and StatefulSet controllers create (as their service accounts);
 //!   the in-process controllers' other writes are not admitted, and CEL
 //!   `matchConditions` are refused. Bodies are JSON (YAML is
-//!   accepted too); protobuf request bodies are decoded for Namespace, ConfigMap and
-//!   Deployment only (what `kubectl create namespace|configmap|deployment` sends) and for
-//!   evictions (`kubectl drain`: metadata and deleteOptions; the pod is the URL's, and
-//!   PodDisruptionBudgets apply as for JSON); responses are always JSON.
+//!   accepted too); protobuf request bodies (what kubectl's typed generators and
+//!   `kubectl drain`'s evictions send) are decoded for every built-in kind against the
+//!   upstream `.proto` files (see `protobuf`), not for custom resources; an eviction's
+//!   pod is the URL's, and PodDisruptionBudgets apply as for JSON; responses are always
+//!   JSON.
 //! - All versions of a custom resource share one stored form; there is no conversion.
 //!   Custom resources are pruned, defaulted and validated against `openAPIV3Schema` as
 //!   apiextensions-apiserver does (see `schema`), except CEL rules
@@ -51,11 +53,13 @@
 //! - core/v1 and events.k8s.io/v1 Events are stored separately.
 //! - See [`patch`] for the strategic merge and server-side apply simplifications.
 //! - The aggregated discovery form is answered with the plain form (clients fall back).
-//!   OpenAPI: only `/openapi/v3`, without schemas; it tells kubectl to leave validation to
-//!   the server (`fieldValidation`: unknown or repeated fields of custom resources fail a
-//!   `Strict` write, and are dropped with a warning for `Warn`).
+//!   OpenAPI v3 and v2 are served in JSON only (not protobuf), with the built-in kinds'
+//!   schemas from k8s-openapi (without `x-kubernetes-patch-*` and list-type extensions)
+//!   and the CRDs' (see `openapi`); kubectl leaves validation to the server
+//!   (`fieldValidation`: unknown or repeated fields fail a `Strict` write, and are
+//!   dropped with a warning for `Warn`).
 //! - `kubectl get` Tables have columns for pods, nodes, namespaces, deployments,
-//!   statefulsets and replicasets, NAME/AGE for the rest; watches send one-row Tables
+//!   statefulsets, replicasets, daemonsets and jobs, NAME/AGE for the rest; watches send one-row Tables
 //!   when asked (`kubectl get -w`).
 //! - Simulation: one kubelet loop serves every simulated node; no probes, no resources
 //!   (a node's room is a pod count), init containers count as completed. See [`sim`].
@@ -66,12 +70,14 @@
 
 pub mod admission;
 mod api;
+pub mod auth;
 mod discovery;
 mod eviction;
 mod fieldvalidation;
 mod gc;
 pub mod kubeconfig;
 mod meta;
+mod openapi;
 pub mod patch;
 mod protobuf;
 pub mod requests;
@@ -121,6 +127,9 @@ pub enum Error {
     /// The kube client could not be configured.
     #[error("kube client")]
     Client(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Authentication (certificates, keys, tokens) could not be set up.
+    #[error("authentication")]
+    Auth(#[source] auth::Error),
 }
 
 /// Result of starting or driving the cluster.
@@ -145,6 +154,9 @@ pub struct Config {
     pub kubeconfig: Option<PathBuf>,
     /// Simulation timing and capacity.
     pub sim: sim::Config,
+    /// Authentication and RBAC (HTTPS, tokens); `None` (the default) serves plain HTTP
+    /// and treats every request as the admin's. See [`auth`].
+    pub auth: Option<auth::Config>,
 }
 
 impl Default for Config {
@@ -157,6 +169,7 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(60),
             kubeconfig: None,
             sim: sim::Config::default(),
+            auth: None,
         }
     }
 }
@@ -170,6 +183,7 @@ pub struct Cluster {
     store: Arc<Store>,
     sim: Arc<sim::Control>,
     requests: Arc<requests::Counter>,
+    auth: Option<Arc<auth::Auth>>,
     stop: tokio::sync::watch::Sender<bool>,
     server: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
@@ -192,7 +206,17 @@ pub async fn start(config: Config) -> Result<Cluster> {
         addr: config.addr,
         source,
     })?;
-    let url = format!("http://{addr}");
+    let auth = match &config.auth {
+        Some(c) => {
+            let dir = config.data_dir.as_ref().map(|d| d.join("auth"));
+            let a =
+                auth::Auth::new(c.clone(), store.clone(), dir.as_deref()).map_err(Error::Auth)?;
+            Some(Arc::new(a))
+        }
+        None => None,
+    };
+    let scheme = if auth.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}");
     let (tmp, kubeconfig) = match (&config.kubeconfig, &config.data_dir) {
         (Some(p), _) => (None, p.clone()),
         (None, Some(dir)) => (None, dir.join("kubeconfig")),
@@ -205,7 +229,11 @@ pub async fn start(config: Config) -> Result<Cluster> {
             (Some(tmp), p)
         }
     };
-    kubeconfig::write(&kubeconfig, &url).map_err(|source| Error::Io {
+    let written = match &auth {
+        Some(a) => kubeconfig::write_text(&kubeconfig, &a.kubeconfig(&url)),
+        None => kubeconfig::write(&kubeconfig, &url),
+    };
+    written.map_err(|source| Error::Io {
         path: kubeconfig.clone(),
         source,
     })?;
@@ -226,14 +254,27 @@ pub async fn start(config: Config) -> Result<Cluster> {
     };
     let router = api::router(state).merge(sim::admin_router(sim.clone()));
     let mut shutdown_rx = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = shutdown_rx.wait_for(|s| *s).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "bosun cluster server failed");
+    let shutdown = async move {
+        let _ = shutdown_rx.wait_for(|s| *s).await;
+    };
+    let server = match &auth {
+        Some(a) => {
+            let listener = a.listener(listener).map_err(Error::Auth)?;
+            let router = auth::layer(router, a.clone());
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "bosun cluster server failed");
+                }
+            })
         }
-    });
+        None => tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "bosun cluster server failed");
+            }
+        }),
+    };
     let mut tasks = vec![tokio::spawn(gc::run(store.clone(), stop_rx.clone()))];
     tasks.extend(sim::spawn(
         store.clone(),
@@ -250,6 +291,7 @@ pub async fn start(config: Config) -> Result<Cluster> {
         store,
         sim,
         requests,
+        auth,
         stop,
         server,
         tasks,
@@ -300,8 +342,12 @@ impl Cluster {
 
     /// The kube client configuration for this cluster (default namespace `default`).
     pub async fn kube_config(&self) -> Result<kube::Config> {
-        let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig::render(&self.url))
-            .map_err(|e| Error::Client(Box::new(e)))?;
+        let yaml = match &self.auth {
+            Some(a) => a.kubeconfig(&self.url),
+            None => kubeconfig::render(&self.url),
+        };
+        let kc =
+            kube::config::Kubeconfig::from_yaml(&yaml).map_err(|e| Error::Client(Box::new(e)))?;
         kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
             .map_err(|e| Error::Client(Box::new(e)))
@@ -312,6 +358,12 @@ impl Cluster {
     /// [`Cluster::kube_config`] with `default_retry = false` to see them at once.
     pub async fn client(&self) -> Result<kube::Client> {
         kube::Client::try_from(self.kube_config().await?).map_err(|e| Error::Client(Box::new(e)))
+    }
+
+    /// Authentication, when [`Config::auth`] turned it on: the CA, the admin token, and
+    /// service account tokens for tests.
+    pub fn auth(&self) -> Option<&auth::Auth> {
+        self.auth.as_deref()
     }
 
     /// The object store, for in-process callers (benchmarks, tests).

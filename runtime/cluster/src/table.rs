@@ -143,6 +143,60 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
             }));
             cols.push(age_col);
         }
+        ("apps", "DaemonSet") => {
+            for (name, field) in [
+                ("Desired", "status.desiredNumberScheduled"),
+                ("Current", "status.currentNumberScheduled"),
+                ("Ready", "status.numberReady"),
+                ("Up-to-date", "status.updatedNumberScheduled"),
+                ("Available", "status.numberAvailable"),
+            ] {
+                let cell = move |o: &Value| json!(num(o, field));
+                cols.push((name.to_owned(), "integer".to_owned(), 0, Box::new(cell)));
+            }
+            cols.push(col("Node Selector", "string", 0, |o| {
+                let sel = meta::path(o, "spec.template.spec.nodeSelector")
+                    .and_then(Value::as_object)
+                    .filter(|m| !m.is_empty());
+                json!(sel.map_or("<none>".to_string(), |m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }))
+            }));
+            cols.push(age_col);
+        }
+        ("batch", "Job") => {
+            cols.push(col("Status", "string", 0, |o| {
+                let has = |t: &str| {
+                    meta::path(o, "status.conditions")
+                        .and_then(Value::as_array)
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| {
+                                meta::str_at(c, "type") == t && meta::str_at(c, "status") == "True"
+                            })
+                        })
+                };
+                json!(if has("Complete") {
+                    "Complete"
+                } else if has("Failed") {
+                    "Failed"
+                } else if meta::path(o, "spec.suspend") == Some(&json!(true)) {
+                    "Suspended"
+                } else {
+                    "Running"
+                })
+            }));
+            cols.push(col("Completions", "string", 0, |o| {
+                json!(format!(
+                    "{}/{}",
+                    num(o, "status.succeeded"),
+                    num(o, "spec.completions")
+                ))
+            }));
+            cols.push(age_col);
+        }
         ("apps", "ReplicaSet") => {
             cols.push(col("Desired", "integer", 0, |o| {
                 json!(num(o, "spec.replicas"))

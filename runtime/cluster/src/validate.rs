@@ -125,6 +125,22 @@ pub(crate) fn prepare_update(
                 _ => {}
             }
         }
+        ("apps", "DaemonSet") => {
+            let spec = meta::object_mut(obj, "spec");
+            spec.entry("revisionHistoryLimit").or_insert(json!(10));
+            spec.entry("updateStrategy").or_insert(json!({
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}
+            }));
+        }
+        ("batch", "Job") => {
+            let spec = meta::object_mut(obj, "spec");
+            spec.entry("completions").or_insert(json!(1));
+            spec.entry("parallelism").or_insert(json!(1));
+            spec.entry("backoffLimit").or_insert(json!(6));
+            spec.entry("completionMode").or_insert(json!("NonIndexed"));
+            spec.entry("suspend").or_insert(json!(false));
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             let check = schema::check_crd(obj);
             // An update is only warned about what it brings.
@@ -170,20 +186,26 @@ pub(crate) fn prepare_status(rt: &ResourceType, obj: &mut Value, old: &Value) ->
 
 /// A custom resource as apiextensions-apiserver decodes and validates it: unknown fields
 /// dropped (and reported as the request's `fieldValidation` asks), defaults applied, then
-/// the schema's checks (only the status's through the status subresource).
+/// the schema's checks (only the status's through the status subresource). A built-in
+/// kind gets the unknown-field part only, against its OpenAPI schema (`openapi::prune`).
 fn custom_resource(
     rt: &ResourceType,
     obj: &mut Value,
     old: Option<&Value>,
     status_only: bool,
 ) -> Result<()> {
-    let Some(schema) = rt.schema.as_ref().filter(|_| rt.custom) else {
+    let schema = rt.schema.as_ref().filter(|_| rt.custom);
+    // Built-in kinds: unknown fields against their published OpenAPI schema.
+    if schema.is_none() && !crate::openapi::has_schema(rt) {
         return Ok(());
-    };
+    }
     let (directive, verb) = fieldvalidation::current()?;
     let patched = (directive == Directive::Strict && verb == Verb::Patch).then(|| obj.clone());
     let duplicates = fieldvalidation::take_duplicates();
-    let mut unknown = schema::coerce(obj, schema);
+    let mut unknown = match schema {
+        Some(schema) => schema::coerce(obj, schema),
+        None => crate::openapi::prune(rt, obj),
+    };
     if status_only {
         // Only the status comes from the request; the rest is the stored object.
         unknown.retain(|u| u == "status" || u.starts_with("status.") || u.starts_with("status["));
@@ -240,6 +262,9 @@ fn custom_resource(
             }
         }
     }
+    let Some(schema) = schema else {
+        return Ok(());
+    };
     schema::default(obj, schema);
     let errors = if status_only {
         schema::validate_status(obj, old, schema)

@@ -417,3 +417,203 @@ async fn kubectl_get_shows_a_crds_printer_columns() -> anyhow::Result<()> {
     c.shutdown().await;
     Ok(())
 }
+
+/// `kubectl get -o json` of one object.
+async fn get_json(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let out = kubectl(kubeconfig, &[args, &["-o", "json"]].concat()).await?;
+    Ok(serde_json::from_str(&out)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_sends_protobuf_for_builtin_kinds() -> anyhow::Result<()> {
+    use serde_json::json;
+    if !Path::new(KUBECTL).exists() {
+        println!("skipping: {KUBECTL} not found");
+        return Ok(());
+    }
+    let c = common::with(bosun_cluster::Config {
+        nodes: 0,
+        ..Default::default()
+    })
+    .await?;
+    let kc = c.kubeconfig_path().to_path_buf();
+
+    kubectl(&kc, &["create", "namespace", "p"]).await?;
+    let ns = get_json(&kc, &["get", "namespace", "p"]).await?;
+    assert_eq!(
+        (&ns["kind"], &ns["metadata"]["name"]),
+        (&json!("Namespace"), &json!("p"))
+    );
+
+    // The typed generators send protobuf, as kubectl's request log shows.
+    let out = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args([
+            "-n",
+            "p",
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "--from-literal=a=b",
+            "-v=8",
+        ])
+        .output()?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("Content-Type: application/vnd.kubernetes.protobuf"),
+        "{log}"
+    );
+    let s = get_json(&kc, &["-n", "p", "get", "secret", "s"]).await?;
+    assert_eq!(s["data"], json!({"a": "Yg=="}), "{s}");
+    assert_eq!(s["metadata"]["namespace"], "p");
+
+    kubectl(
+        &kc,
+        &[
+            "-n",
+            "p",
+            "create",
+            "configmap",
+            "cm",
+            "--from-literal=k=v",
+            "--from-literal=e=",
+        ],
+    )
+    .await?;
+    let cm = get_json(&kc, &["-n", "p", "get", "configmap", "cm"]).await?;
+    // An empty value is still an entry.
+    assert_eq!(cm["data"], json!({"k": "v", "e": ""}), "{cm}");
+
+    kubectl(
+        &kc,
+        &[
+            "-n",
+            "p",
+            "create",
+            "service",
+            "clusterip",
+            "x",
+            "--tcp=80:8080",
+        ],
+    )
+    .await?;
+    let svc = get_json(&kc, &["-n", "p", "get", "service", "x"]).await?;
+    assert_eq!(svc["metadata"]["labels"], json!({"app": "x"}), "{svc}");
+    assert_eq!(svc["spec"]["selector"], json!({"app": "x"}));
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    let port = &svc["spec"]["ports"][0];
+    assert_eq!(
+        (
+            &port["name"],
+            &port["port"],
+            &port["targetPort"],
+            &port["protocol"]
+        ),
+        (&json!("80-8080"), &json!(80), &json!(8080), &json!("TCP")),
+        "{svc}"
+    );
+
+    // `--replicas=0` is a value the client chose, not a zero to leave out.
+    kubectl(
+        &kc,
+        &[
+            "-n",
+            "p",
+            "create",
+            "deployment",
+            "d",
+            "--image=nginx:1.25",
+            "--port=8080",
+            "--replicas=0",
+        ],
+    )
+    .await?;
+    let d = get_json(&kc, &["-n", "p", "get", "deployment", "d"]).await?;
+    assert_eq!(d["spec"]["replicas"], 0, "{d}");
+    assert_eq!(d["spec"]["selector"], json!({"matchLabels": {"app": "d"}}));
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["labels"],
+        json!({"app": "d"})
+    );
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        (&container["name"], &container["image"]),
+        (&json!("nginx"), &json!("nginx:1.25"))
+    );
+    assert_eq!(container["ports"][0]["containerPort"], 8080, "{d}");
+
+    // Kinds served by other parts of the cluster are tried when they are served.
+    let resources = kubectl(&kc, &["api-resources", "-o", "name"]).await?;
+    let served = |r: &str| resources.lines().any(|l| l == r);
+    if served("jobs.batch") {
+        kubectl(
+            &kc,
+            &[
+                "-n",
+                "p",
+                "create",
+                "job",
+                "j",
+                "--image=busybox",
+                "--",
+                "echo",
+                "hi",
+            ],
+        )
+        .await?;
+        let j = get_json(&kc, &["-n", "p", "get", "job", "j"]).await?;
+        let pod = &j["spec"]["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Never", "{j}");
+        assert_eq!(pod["containers"][0]["image"], "busybox");
+        assert_eq!(pod["containers"][0]["command"], json!(["echo", "hi"]));
+    }
+    if served("roles.rbac.authorization.k8s.io") {
+        kubectl(
+            &kc,
+            &[
+                "-n",
+                "p",
+                "create",
+                "role",
+                "r",
+                "--verb=get",
+                "--resource=pods",
+            ],
+        )
+        .await?;
+        let r = get_json(&kc, &["-n", "p", "get", "role", "r"]).await?;
+        assert_eq!(
+            r["rules"],
+            json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]),
+            "{r}"
+        );
+        kubectl(
+            &kc,
+            &[
+                "-n",
+                "p",
+                "create",
+                "rolebinding",
+                "rb",
+                "--role=r",
+                "--user=alice",
+            ],
+        )
+        .await?;
+        let rb = get_json(&kc, &["-n", "p", "get", "rolebinding", "rb"]).await?;
+        assert_eq!(
+            rb["roleRef"],
+            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"}),
+            "{rb}"
+        );
+        assert_eq!(
+            rb["subjects"],
+            json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}])
+        );
+    }
+    c.shutdown().await;
+    Ok(())
+}

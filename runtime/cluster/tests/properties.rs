@@ -257,7 +257,14 @@ fn protobuf_body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..96).prop_map(|b| [b"k8s\0".as_slice(), &b].concat()),
         (
-            prop::sample::select(vec!["Namespace", "ConfigMap", "Deployment", "Eviction"]),
+            prop::sample::select(vec![
+                "Namespace",
+                "ConfigMap",
+                "Secret",
+                "Service",
+                "Deployment",
+                "Eviction"
+            ]),
             prop::collection::vec(any::<u8>(), 0..96),
             prop::collection::vec(any::<u8>(), 0..32),
         )

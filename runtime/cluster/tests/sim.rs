@@ -468,3 +468,89 @@ async fn transient_pod_pull_failures_pod_start_delay_and_request_counts() -> any
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn rolling_update_keeps_max_unavailable() -> anyhow::Result<()> {
+    let c = common::with(bosun_cluster::Config {
+        nodes: 2,
+        sim: bosun_cluster::sim::Config {
+            startup_delay: Duration::from_millis(50),
+            pod_start_delay: Duration::from_millis(300),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await?;
+    let client = c.client().await?;
+    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    deployments
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "web"},
+                "spec": {
+                    "replicas": 20,
+                    "strategy": {"type": "RollingUpdate",
+                        "rollingUpdate": {"maxUnavailable": 2, "maxSurge": 0}},
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "web", "image": "web:v1"}]}}
+                }
+            }))?,
+        )
+        .await?;
+    // (ready and not terminating, of which on `image`)
+    let count = |image: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .ok()?;
+            let ready: Vec<&Pod> = list
+                .items
+                .iter()
+                .filter(|p| is_ready(p) && p.metadata.deletion_timestamp.is_none())
+                .collect();
+            let on = ready
+                .iter()
+                .filter(|p| container_status(p).0 == image)
+                .count();
+            Some((ready.len(), on))
+        }
+    };
+    eventually(30, || async {
+        count("web:v1").await.filter(|&(_, on)| on == 20)
+    })
+    .await?;
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:v2"}]}}}})),
+        )
+        .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut lowest = usize::MAX;
+    loop {
+        let Some((ready, updated)) = count("web:v2").await else {
+            anyhow::bail!("cannot list pods");
+        };
+        lowest = lowest.min(ready);
+        if updated == 20 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "rollout not done: {updated} of 20 updated"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        lowest >= 18,
+        "{lowest} ready pods at one moment, at least 18 wanted"
+    );
+    c.shutdown().await;
+    Ok(())
+}

@@ -15,8 +15,8 @@
 //! doubling per failure, as kube-controller-manager's work queues, but capped at
 //! [`MAX_BACKOFF`] (kube's cap is 1000 s) so a fixed webhook is seen soon. A change of the
 //! owner (its resourceVersion) ends the wait, as an informer event requeues it at once.
-//! A success forgets the failures. Unlike kube's controllers, a success records no
-//! `SuccessfulCreate` Event.
+//! A success forgets the failures and records a `SuccessfulCreate` Normal Event on the
+//! owner (`Created pod: NAME`; `create Pod NAME in StatefulSet NAME successful`).
 
 use super::Ctx;
 use crate::admission::User;
@@ -43,21 +43,46 @@ const MAX_OWNERS: usize = 4096;
 pub(crate) enum Controller {
     ReplicaSet,
     StatefulSet,
+    DaemonSet,
+    Job,
 }
 
 impl Controller {
-    /// Its service account in `kube-system`, and the Events' source component.
+    /// Its service account in `kube-system`.
     fn name(self) -> &'static str {
         match self {
             Self::ReplicaSet => "replicaset-controller",
             Self::StatefulSet => "statefulset-controller",
+            Self::DaemonSet => "daemon-set-controller",
+            Self::Job => "job-controller",
+        }
+    }
+
+    /// The Events' source component (the DaemonSet controller's differs from its
+    /// service account).
+    fn component(self) -> &'static str {
+        match self {
+            Self::DaemonSet => "daemonset-controller",
+            other => other.name(),
+        }
+    }
+
+    /// The `SuccessfulCreate` message, as each controller words it.
+    fn created(self, owner: &Owner, pod: &str) -> String {
+        match self {
+            Self::StatefulSet => {
+                format!("create Pod {pod} in StatefulSet {} successful", owner.name)
+            }
+            _ => format!("Created pod: {pod}"),
         }
     }
 
     /// The `FailedCreate` message, as each controller words it.
     fn failed(self, owner: &Owner, pod: &str, e: &ApiError) -> String {
         match self {
-            Self::ReplicaSet => format!("Error creating: {}", e.message),
+            Self::ReplicaSet | Self::DaemonSet | Self::Job => {
+                format!("Error creating: {}", e.message)
+            }
             Self::StatefulSet => format!(
                 "create Pod {pod} in StatefulSet {} failed error: {}",
                 owner.name, e.message
@@ -214,8 +239,24 @@ async fn create_all(ctx: &Ctx, by: Controller, owner: &Owner, pods: Vec<Value>) 
         .await;
         let mut failed = false;
         for (pod, out) in results {
-            let Err(e) = out else {
-                continue;
+            let e = match out {
+                Ok(created) => {
+                    let message = by.created(owner, meta::name(&created));
+                    let obj = super::events::object(
+                        &owner.api_version,
+                        &owner.kind,
+                        &owner.namespace,
+                        &owner.name,
+                        &owner.uid,
+                    );
+                    super::events::record(
+                        ctx,
+                        &obj,
+                        &super::events::Note::normal(by.component(), "SuccessfulCreate", &message),
+                    );
+                    continue;
+                }
+                Err(e) => e,
             };
             // A StatefulSet pod made meanwhile; it is seen on the next pass.
             if e.code == 409 {
@@ -254,7 +295,7 @@ fn record(ctx: &Ctx, by: Controller, owner: &Owner, reason: &str, message: &str)
             && meta::str_at(e, "involvedObject.uid") == owner.uid
             && meta::str_at(e, "reason") == reason
             && meta::str_at(e, "message") == message
-            && meta::str_at(e, "source.component") == by.name()
+            && meta::str_at(e, "source.component") == by.component()
         {
             seen = Some(e.clone());
         }
@@ -282,8 +323,8 @@ fn record(ctx: &Ctx, by: Controller, owner: &Owner, reason: &str, message: &str)
         "reason": reason,
         "message": message,
         "type": "Warning",
-        "source": {"component": by.name()},
-        "reportingComponent": by.name(),
+        "source": {"component": by.component()},
+        "reportingComponent": by.component(),
         "count": 1,
         "firstTimestamp": now,
         "lastTimestamp": now,

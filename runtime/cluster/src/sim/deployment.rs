@@ -45,19 +45,110 @@ fn status_count(rs: &Value, field: &str) -> usize {
         .unwrap_or(0) as usize
 }
 
-fn scale(ctx: &Ctx, rs: &Value, n: usize) {
-    if replicas(rs) == n {
+/// Available pods of a ReplicaSet, as far as its status tells: never more than it is
+/// asked for (a scale-down the ReplicaSet controller has not acted on yet).
+fn available(rs: &Value) -> usize {
+    status_count(rs, "availableReplicas").min(replicas(rs))
+}
+
+/// Whether the ReplicaSet controller has not yet written a status for the ReplicaSet's
+/// current spec: its counts may be stale.
+fn stale(rs: &Value) -> bool {
+    let generation = meta::path(rs, "metadata.generation")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    meta::path(rs, "status.observedGeneration")
+        .and_then(Value::as_u64)
+        .is_none_or(|g| g < generation)
+}
+
+/// A RollingUpdate step, as kube-controller-manager's `rolloutRolling`: scale the new
+/// ReplicaSet up within maxSurge; otherwise scale the old ones down while the available
+/// pods stay at least `replicas - maxUnavailable`, unavailable pods first. Nothing moves
+/// while a ReplicaSet's status is stale: the counts would be too.
+fn rolling(ctx: &Ctx, d: &Value, new: &Value, olds: &[&Value], owned: &[&Value], want: usize) {
+    if owned.iter().any(|s| stale(s)) {
+        return;
+    }
+    let ru = meta::path(d, "spec.strategy.rollingUpdate");
+    let surge = resolve(ru.and_then(|r| r.get("maxSurge")), want, "25%", true);
+    let mut unavailable = resolve(ru.and_then(|r| r.get("maxUnavailable")), want, "25%", false);
+    if surge == 0 && unavailable == 0 {
+        unavailable = 1;
+    }
+    let total = owned
+        .iter()
+        .fold(0usize, |t, s| t.saturating_add(replicas(s)));
+    let new_replicas = replicas(new);
+    if new_replicas > want {
+        scale(ctx, d, new, want);
+        return;
+    }
+    if new_replicas < want {
+        let room = want.saturating_add(surge).saturating_sub(total);
+        if room > 0 {
+            scale(ctx, d, new, new_replicas + room.min(want - new_replicas));
+            return;
+        }
+    }
+    let min_available = want.saturating_sub(unavailable);
+    let new_unavailable = new_replicas.saturating_sub(available(new));
+    let mut budget = total
+        .saturating_sub(min_available)
+        .saturating_sub(new_unavailable);
+    if budget == 0 {
+        return;
+    }
+    // Unavailable pods of old ReplicaSets first: removing them costs no availability.
+    let mut left: Vec<(&Value, usize)> = Vec::with_capacity(olds.len());
+    for o in olds {
+        let r = replicas(o);
+        let rm = r.saturating_sub(available(o)).min(budget);
+        budget -= rm;
+        left.push((o, r - rm));
+    }
+    // Then available ones, oldest ReplicaSet first, while enough stay available.
+    let avail = owned
+        .iter()
+        .fold(0usize, |t, s| t.saturating_add(available(s)));
+    let mut room = avail.saturating_sub(min_available);
+    for (o, r) in &mut left {
+        let rm = (*r).min(room);
+        room -= rm;
+        *r -= rm;
+        scale(ctx, d, o, *r);
+    }
+}
+
+/// Scales a ReplicaSet of `d`, with a `ScalingReplicaSet` Event on `d` as
+/// kube-controller-manager words it.
+fn scale(ctx: &Ctx, d: &Value, rs: &Value, n: usize) {
+    let from = replicas(rs);
+    if from == n {
         return;
     }
     let mut o = rs.clone();
     o["spec"]["replicas"] = json!(n);
-    let _ = ctx.store.update(
+    let written = ctx.store.update(
         &ctx.kinds.replicasets,
         meta::namespace(rs),
         meta::name(rs),
         o,
         false,
         false,
+    );
+    if written.is_ok() {
+        scaled_event(ctx, d, meta::name(rs), from, n);
+    }
+}
+
+fn scaled_event(ctx: &Ctx, d: &Value, rs: &str, from: usize, to: usize) {
+    let way = if to > from { "up" } else { "down" };
+    let message = format!("Scaled {way} replica set {rs} from {from} to {to}");
+    super::events::record(
+        ctx,
+        d,
+        &super::events::Note::normal("deployment-controller", "ScalingReplicaSet", &message),
     );
 }
 
@@ -102,10 +193,14 @@ fn sync(ctx: &Ctx, d: &Value, sets: &[std::sync::Arc<Value>]) {
                 "ownerReferences": [super::owner_ref(d)]},
             "spec": {"replicas": if owned.is_empty() { want } else { 0 }, "selector": selector, "template": tpl},
         });
-        if let Err(e) = ctx.store.create(&ctx.kinds.replicasets, ns, rs, false)
-            && e.code != 409
-        {
-            tracing::warn!(deployment = name, error = %e, "cannot create replicaset");
+        let initial = replicas(&rs);
+        match ctx.store.create(&ctx.kinds.replicasets, ns, rs, false) {
+            Ok(_) if initial > 0 => scaled_event(ctx, d, &rs_name, 0, initial),
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => {
+                tracing::warn!(deployment = name, error = %e, "cannot create replicaset");
+            }
         }
         return;
     };
@@ -118,43 +213,13 @@ fn sync(ctx: &Ctx, d: &Value, sets: &[std::sync::Arc<Value>]) {
     let recreate = meta::str_at(d, "spec.strategy.type") == "Recreate";
     if recreate {
         for o in &olds {
-            scale(ctx, o, 0);
+            scale(ctx, d, o, 0);
         }
         if olds.iter().all(|o| status_count(o, "replicas") == 0) {
-            scale(ctx, new, want);
+            scale(ctx, d, new, want);
         }
     } else {
-        let ru = meta::path(d, "spec.strategy.rollingUpdate");
-        let surge = resolve(ru.and_then(|r| r.get("maxSurge")), want, "25%", true);
-        let mut unavailable = resolve(ru.and_then(|r| r.get("maxUnavailable")), want, "25%", false);
-        if surge == 0 && unavailable == 0 {
-            unavailable = 1;
-        }
-        let total = owned
-            .iter()
-            .fold(0usize, |t, s| t.saturating_add(replicas(s)));
-        let new_replicas = replicas(new);
-        if new_replicas > want {
-            scale(ctx, new, want);
-        } else if new_replicas < want {
-            let room = want.saturating_add(surge).saturating_sub(total);
-            if room > 0 {
-                scale(ctx, new, new_replicas + room.min(want - new_replicas));
-            }
-        }
-        let ready = owned.iter().fold(0usize, |t, s| {
-            t.saturating_add(status_count(s, "readyReplicas"))
-        });
-        let mut removable = ready.saturating_sub(want.saturating_sub(unavailable));
-        for o in &olds {
-            let r = replicas(o);
-            let unready = r.saturating_sub(status_count(o, "readyReplicas"));
-            let rm = r.min(unready.saturating_add(removable));
-            removable = removable.saturating_sub(rm.saturating_sub(unready));
-            if rm > 0 {
-                scale(ctx, o, r - rm);
-            }
-        }
+        rolling(ctx, d, new, &olds, &owned, want);
     }
     let sum = |f: &str| -> usize {
         owned

@@ -34,7 +34,12 @@ pub(crate) struct State {
     /// Pods whose status changes by itself at an instant (a container becomes ready, a
     /// pull fault ends): `(when, namespace, name)`.
     timers: BTreeSet<(Instant, String, String)>,
+    /// Pods deleted with containers running, whose `Killing` Events are due.
+    killed: Vec<Arc<Value>>,
 }
+
+/// Deleted pods kept for their `Killing` Events at most, between two passes.
+const MAX_KILLED: usize = 10_000;
 
 /// What the kubelet keeps of the containers' runs; every key starts with the pod's uid.
 /// Entries are made once (`or_insert`), so computing a status again after a failed write
@@ -79,6 +84,13 @@ struct Seen {
 /// pods they run.
 pub(crate) fn interest(ctx: &Ctx, e: &Event) -> Interest {
     if e.key == ctx.kinds.pods.storage_key() {
+        if e.kind == EventKind::Deleted && has_running(&e.object) {
+            let mut state = ctx.kubelet.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.killed.len() < MAX_KILLED {
+                state.killed.push(e.object.clone());
+            }
+            return Interest::Key(String::new(), String::new());
+        }
         if e.kind == EventKind::Deleted || meta::str_at(&e.object, "spec.nodeName").is_empty() {
             return Interest::Ignore;
         }
@@ -113,6 +125,9 @@ pub(crate) fn reconcile(
         .collect();
     let mut state = ctx.kubelet.lock().unwrap_or_else(PoisonError::into_inner);
     let state = &mut *state;
+    for pod in std::mem::take(&mut state.killed) {
+        killing_events(ctx, &pod);
+    }
     let now = Instant::now();
     let pods: Vec<Arc<Value>> = if wake.full {
         let pods = ctx.store.all(&ctx.kinds.pods.storage_key());
@@ -168,11 +183,15 @@ pub(crate) fn reconcile(
                 let mut due = None;
                 let status = pod_status(ctx, pod, boot, &mut state.runs, delay, &mut due);
                 let backoffs = new_backoffs(pod, &status);
+                let starts = new_starts(pod, &status);
                 let written = super::write_status(ctx, &ctx.kinds.pods, pod, status);
                 if written.is_some() {
                     backoffs
                         .iter()
                         .for_each(|c| backoff_event(ctx, pod, node, c));
+                    starts
+                        .iter()
+                        .for_each(|(c, image)| start_events(ctx, pod, node, c, image));
                 }
                 state.seen.insert(
                     uid.to_string(),
@@ -211,6 +230,80 @@ fn confirm_deletion(ctx: &Ctx, pod: &Value) {
     if let Err(e) = ctx.store.delete(&ctx.kinds.pods, ns, name, &opts) {
         tracing::debug!(namespace = ns, pod = name, error = %e, "final delete failed");
     }
+}
+
+/// Whether a pod on a node has a container running.
+fn has_running(pod: &Value) -> bool {
+    !meta::str_at(pod, "spec.nodeName").is_empty()
+        && previous_statuses(pod)
+            .values()
+            .any(|c| meta::path(c, "state.running").is_some())
+}
+
+/// The kubelet's `Killing` Events of a deleted pod's running containers.
+fn killing_events(ctx: &Ctx, pod: &Value) {
+    let node = meta::str_at(pod, "spec.nodeName");
+    for c in previous_statuses(pod)
+        .values()
+        .filter(|c| meta::path(c, "state.running").is_some())
+    {
+        let cname = meta::str_at(c, "name");
+        let message = format!("Stopping container {cname}");
+        kubelet_event(ctx, pod, node, cname, "Killing", &message);
+    }
+}
+
+/// The containers of `status` that have started a new run since the pod's last status
+/// (a new `containerID`, running): `(name, image)`.
+fn new_starts(pod: &Value, status: &Value) -> Vec<(String, String)> {
+    let old = previous_statuses(pod);
+    meta::path(status, "containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| meta::path(c, "state.running").is_some())
+        .filter(|c| {
+            old.get(meta::str_at(c, "name"))
+                .is_none_or(|o| o.get("containerID") != c.get("containerID"))
+        })
+        .map(|c| {
+            (
+                meta::str_at(c, "name").to_string(),
+                meta::str_at(c, "image").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The kubelet's `Pulled`, `Created` and `Started` Events of a container run.
+fn start_events(ctx: &Ctx, pod: &Value, node: &str, container: &str, image: &str) {
+    let notes = [
+        (
+            "Pulled",
+            format!("Container image \"{image}\" already present on machine"),
+        ),
+        ("Created", format!("Created container: {container}")),
+        ("Started", format!("Started container {container}")),
+    ];
+    for (reason, message) in &notes {
+        kubelet_event(ctx, pod, node, container, reason, message);
+    }
+}
+
+/// A Normal Event of the kubelet about a container of a pod.
+fn kubelet_event(ctx: &Ctx, pod: &Value, node: &str, container: &str, reason: &str, message: &str) {
+    super::events::record(
+        ctx,
+        pod,
+        &super::events::Note {
+            type_: "Normal",
+            reason,
+            message,
+            component: "kubelet",
+            host: node,
+            field_path: &format!("spec.containers{{{container}}}"),
+        },
+    );
 }
 
 /// The containers of `status` that have just gone into `CrashLoopBackOff` (not in it in
@@ -273,6 +366,11 @@ struct Pass<'a> {
     /// How long a started container takes to become ready.
     delay: Duration,
     node_ready: bool,
+    /// For a pod that runs to completion (`restartPolicy` `Never` or `OnFailure`): how
+    /// long its containers run (real time) and their exit code.
+    completes: Option<(Duration, i64)>,
+    /// `restartPolicy: OnFailure`: a container that exits non-zero starts again.
+    on_failure: bool,
 }
 
 /// What the kubelet reports for one container, and what it means for the pod.
@@ -280,6 +378,8 @@ struct Container {
     status: Value,
     running: bool,
     ready: bool,
+    /// The exit code of a container that ran to completion.
+    exit: Option<i64>,
 }
 
 impl Container {
@@ -289,6 +389,7 @@ impl Container {
             status,
             running: false,
             ready: false,
+            exit: None,
         }
     }
 }
@@ -322,10 +423,13 @@ fn pod_status(
         now: Instant::now(),
         delay,
         node_ready: ctx.control.node_ready(node),
+        completes: run_to_completion(ctx, pod),
+        on_failure: meta::str_at(pod, "spec.restartPolicy") == "OnFailure",
     };
     let old = previous_statuses(pod);
     let creating = sandbox_pending(&p, &old, &mut runs.starts, next);
     let (mut all_running, mut all_ready) = (true, true);
+    let (mut all_exited, mut all_zero) = (true, true);
     let mut statuses = Vec::new();
     for c in meta::path(pod, "spec.containers")
         .and_then(Value::as_array)
@@ -340,15 +444,126 @@ fn pod_status(
         } else {
             container_status(&p, c, old.get(meta::str_at(c, "name")), runs, next)
         };
-        all_running &= container.running;
+        all_running &= container.running || container.exit.is_some();
         all_ready &= container.ready;
+        all_exited &= container.exit.is_some();
+        all_zero &= container.exit.is_none_or(|c| c == 0);
         statuses.push(container.status);
     }
     let mut status = pod.get("status").cloned().unwrap_or(json!({}));
     let gates_ok = readiness_gates_ok(pod, &status);
     set_conditions(&mut status, all_ready, gates_ok);
-    set_fields(&mut status, all_running, statuses, node, p.uid);
+    let phase = match (all_exited && !statuses.is_empty(), all_zero, all_running) {
+        (true, true, _) => "Succeeded",
+        (true, false, _) => "Failed",
+        (false, _, true) => "Running",
+        (false, _, false) => "Pending",
+    };
+    set_fields(&mut status, phase, statuses, node, p.uid);
     status
+}
+
+/// How long the containers of a pod with `restartPolicy` `Never` or `OnFailure` run
+/// (real time) and the code they exit with: [`super::Config::run_time`] and 0, or the
+/// pod's `sim.bosun.dev/run-seconds` and `sim.bosun.dev/exit-code` annotations. `None`
+/// for other pods: their containers run until stopped.
+fn run_to_completion(ctx: &Ctx, pod: &Value) -> Option<(Duration, i64)> {
+    if !matches!(
+        meta::str_at(pod, "spec.restartPolicy"),
+        "Never" | "OnFailure"
+    ) {
+        return None;
+    }
+    let annotation = |k: &str| {
+        meta::path(pod, "metadata.annotations")
+            .and_then(|a| a.get(k))
+            .and_then(Value::as_str)
+            .map(str::trim)
+    };
+    let config = &ctx.control.config;
+    let run = annotation(RUN_SECONDS)
+        .and_then(|s| s.parse::<f64>().ok())
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(config.run_time);
+    let code = annotation(EXIT_CODE)
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or(0);
+    Some((config.scaled(run), code))
+}
+
+/// The annotation of a pod (template) setting how long its containers run, in simulated
+/// seconds, when its `restartPolicy` is `Never` or `OnFailure`.
+pub(crate) const RUN_SECONDS: &str = "sim.bosun.dev/run-seconds";
+/// The annotation of a pod (template) setting its containers' exit code.
+pub(crate) const EXIT_CODE: &str = "sim.bosun.dev/exit-code";
+
+/// A container that ran to completion, as it last was.
+fn exited(prev: &Value) -> Option<Container> {
+    let code = meta::path(prev, "state.terminated.exitCode")?.as_i64()?;
+    Some(Container {
+        status: prev.clone(),
+        running: false,
+        ready: false,
+        exit: Some(code),
+    })
+}
+
+/// The container of a pod that runs to completion, `run` started at `started`: running
+/// until its run time is up, then terminated with its exit code (or, under `OnFailure`
+/// with a non-zero code, started again: restartCount + 1).
+fn complete(
+    p: &Pass<'_>,
+    c: Container,
+    run: &Run,
+    started: Instant,
+    runs: &mut Runs,
+    next: &mut Option<Instant>,
+) -> Container {
+    let Some((run_for, code)) = p.completes else {
+        return c;
+    };
+    let ends = started + run_for;
+    if p.now < ends {
+        wake_at(next, ends);
+        return c;
+    }
+    let (cname, image) = (
+        meta::str_at(&c.status, "name"),
+        meta::str_at(&c.status, "image"),
+    );
+    let terminated = json!({
+        "exitCode": code,
+        "reason": if code == 0 { "Completed" } else { "Error" },
+        "startedAt": run.started_at, "finishedAt": meta::now(),
+    });
+    if code != 0 && p.on_failure {
+        let again = Run {
+            restarts: run.restarts.saturating_add(1),
+            last_state: json!({"terminated": terminated}),
+            started_at: meta::now(),
+            fresh: true,
+        };
+        let key = format!("{}/{cname}/{}", p.uid, again.restarts);
+        runs.starts.entry(key.clone()).or_insert(p.now);
+        runs.boots.entry(key).or_insert_with(|| p.boot.to_string());
+        wake_at(next, p.now + run_for);
+        return Container {
+            status: running_status(p.uid, cname, image, &again, false),
+            running: true,
+            ready: false,
+            exit: None,
+        };
+    }
+    let mut status = c.status;
+    status["ready"] = json!(false);
+    status["started"] = json!(false);
+    status["state"] = json!({"terminated": terminated});
+    Container {
+        status,
+        running: false,
+        ready: false,
+        exit: Some(code),
+    }
 }
 
 /// Lowers `next` to `at`: the earliest instant some status changes by itself.
@@ -400,6 +615,11 @@ fn container_status(
     next: &mut Option<Instant>,
 ) -> Container {
     let (cname, image) = (meta::str_at(c, "name"), meta::str_at(c, "image"));
+    if p.completes.is_some()
+        && let Some(done) = prev.and_then(exited)
+    {
+        return done;
+    }
     let control = &p.ctx.control;
     let transient = control.pod_pull_fails(p.ns, p.name, image, p.now);
     if let Some(until) = transient {
@@ -435,11 +655,14 @@ fn container_status(
         .entry(key.clone())
         .or_insert_with(|| p.boot.to_string());
     let ready = container_ready(p, &mut runs.starts, &key, run.fresh, next);
-    Container {
+    let started = runs.starts.get(&key).copied().unwrap_or(p.now);
+    let c = Container {
         status: running_status(p.uid, cname, image, &run, ready),
         running: true,
         ready,
-    }
+        exit: None,
+    };
+    complete(p, c, &run, started, runs, next)
 }
 
 /// How a running container ended, when it restarts.
@@ -554,6 +777,7 @@ fn looping(status: Value) -> Container {
         status,
         running: true,
         ready: false,
+        exit: None,
     }
 }
 
@@ -769,14 +993,11 @@ fn set_conditions(status: &mut Value, all_ready: bool, gates_ok: bool) {
 
 /// Phase, container statuses, start time, QoS class and the addresses the simulated
 /// network gives the pod (a pod keeps its IP once it has one).
-fn set_fields(status: &mut Value, all_running: bool, statuses: Vec<Value>, node: &str, uid: &str) {
+fn set_fields(status: &mut Value, phase: &str, statuses: Vec<Value>, node: &str, uid: &str) {
     let Some(m) = status.as_object_mut() else {
         return;
     };
-    m.insert(
-        "phase".into(),
-        json!(if all_running { "Running" } else { "Pending" }),
-    );
+    m.insert("phase".into(), json!(phase));
     m.insert("containerStatuses".into(), Value::Array(statuses));
     m.entry("startTime").or_insert_with(|| json!(meta::now()));
     m.insert("qosClass".into(), json!("BestEffort"));

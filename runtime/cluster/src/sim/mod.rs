@@ -27,6 +27,20 @@
 //!
 //! Bad parameters get a 400; a crash loop on a pod that does not exist, a 404.
 //!
+//! # Pods that run to completion
+//! The containers of a pod with `restartPolicy` `Never` or `OnFailure` (a Job's) run for
+//! [`Config::run_time`] (1 s by default) and exit with code 0; the pod is then
+//! `Succeeded` (`Failed` on a non-zero code; under `OnFailure` the container restarts
+//! instead). Annotations on the pod, or a Job's pod template, override both:
+//! - `sim.bosun.dev/run-seconds: "3"`: simulated seconds the containers run (decimals
+//!   allowed);
+//! - `sim.bosun.dev/exit-code: "1"`: their exit code.
+//!
+//! # Events
+//! The simulated components record Events as kube's do (see `events`): `Scheduled`,
+//! `Pulled`, `Created`, `Started`, `Killing`, `SuccessfulCreate`, `SuccessfulDelete`,
+//! `ScalingReplicaSet`, `Completed`, `BackoffLimitExceeded`.
+//!
 //! # Node lifecycle
 //! As kube-controller-manager's node lifecycle controller does, for the simulated nodes
 //! (see `lifecycle`):
@@ -48,8 +62,11 @@
 //!   does. A delete with `gracePeriodSeconds=0` removes it at once.
 
 mod creates;
+mod daemonset;
 mod deployment;
 mod disruption;
+mod events;
+mod job;
 mod kubelet;
 mod lifecycle;
 mod node;
@@ -96,6 +113,10 @@ pub struct Config {
     /// marks it `Unknown` (kube-controller-manager's `--node-monitor-grace-period`).
     /// Default 40 s.
     pub node_monitor_grace_period: Duration,
+    /// How long the containers of a pod with `restartPolicy` `Never` or `OnFailure` run
+    /// before they exit (code 0), unless its `sim.bosun.dev/run-seconds` annotation says
+    /// otherwise. Default 1 s.
+    pub run_time: Duration,
 }
 
 impl Default for Config {
@@ -108,6 +129,7 @@ impl Default for Config {
             pod_start_delay: Duration::ZERO,
             max_pods_per_workload: 10_000,
             node_monitor_grace_period: Duration::from_secs(40),
+            run_time: Duration::from_secs(1),
         }
     }
 }
@@ -515,6 +537,8 @@ pub(crate) struct Kinds {
     pub replicasets: Arc<ResourceType>,
     pub deployments: Arc<ResourceType>,
     pub revisions: Arc<ResourceType>,
+    pub daemonsets: Arc<ResourceType>,
+    pub jobs: Arc<ResourceType>,
 }
 
 impl Kinds {
@@ -526,6 +550,8 @@ impl Kinds {
             replicasets: store.resolve("apps", "v1", "replicasets")?,
             deployments: store.resolve("apps", "v1", "deployments")?,
             revisions: store.resolve("apps", "v1", "controllerrevisions")?,
+            daemonsets: store.resolve("apps", "v1", "daemonsets")?,
+            jobs: store.resolve("batch", "v1", "jobs")?,
         })
     }
 }
@@ -545,6 +571,8 @@ pub(crate) struct Ctx {
     pub admission: Arc<Admission>,
     /// The owners whose pods could not be created, waiting to try again.
     pub backoffs: creates::Backoffs,
+    /// The Events the simulation created, to bound them.
+    pub events: events::Recorded,
 }
 
 /// Writes `status` through /status when it differs; a conflict is retried on the next
@@ -604,8 +632,11 @@ pub(crate) enum Interest {
 
 type Filter = fn(&Ctx, &crate::store::Event) -> Interest;
 
-/// Every change: a pass over everything.
-fn any_change(_: &Ctx, _: &crate::store::Event) -> Interest {
+/// Every change but an Event's (the simulation writes many): a pass over everything.
+fn any_change(_: &Ctx, e: &crate::store::Event) -> Interest {
+    if matches!(e.key.as_str(), "/events" | "events.k8s.io/events") {
+        return Interest::Ignore;
+    }
     Interest::Full
 }
 
@@ -651,9 +682,10 @@ pub(crate) fn spawn(
         capped: Mutex::default(),
         admission,
         backoffs: creates::Backoffs::default(),
+        events: events::Recorded::default(),
     });
     node::register(&ctx, nodes);
-    let loops: [(&'static str, Reconcile, Filter); 8] = [
+    let loops: [(&'static str, Reconcile, Filter); 10] = [
         ("nodes", node::reconcile, no_change),
         ("nodelifecycle", lifecycle::reconcile, no_change),
         ("scheduler", scheduler::reconcile, scheduler::interest),
@@ -662,6 +694,8 @@ pub(crate) fn spawn(
         ("replicaset", replicaset::reconcile, any_change),
         ("deployment", deployment::reconcile, any_change),
         ("disruption", disruption::reconcile, any_change),
+        ("daemonset", daemonset::reconcile, any_change),
+        ("job", job::reconcile, any_change),
     ];
     loops
         .into_iter()

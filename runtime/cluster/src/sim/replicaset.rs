@@ -42,15 +42,27 @@ pub(crate) fn reconcile(ctx: &Ctx, _: &super::Wake, creates: &mut Creates) -> Op
                     std::cmp::Reverse(meta::str_at(p, "metadata.creationTimestamp").to_string()),
                 )
             });
-            for p in owned.iter().take(owned.len() - want) {
-                let _ = ctx.store.delete(
-                    &ctx.kinds.pods,
-                    ns,
-                    meta::name(p),
-                    &DeleteOptions::default(),
-                );
+            for p in owned.drain(..owned.len() - want) {
+                let pod = meta::name(p);
+                if ctx
+                    .store
+                    .delete(&ctx.kinds.pods, ns, pod, &DeleteOptions::default())
+                    .is_ok()
+                {
+                    let message = format!("Deleted pod: {pod}");
+                    super::events::record(
+                        ctx,
+                        rs,
+                        &super::events::Note::normal(
+                            "replicaset-controller",
+                            "SuccessfulDelete",
+                            &message,
+                        ),
+                    );
+                }
             }
         }
+        // The status counts the pods kept: a Deployment reads it to scale down further.
         let ready = owned.iter().filter(|p| pod_ready(p)).count();
         let status = json!({
             "observedGeneration": meta::path(rs, "metadata.generation").cloned().unwrap_or(json!(1)),

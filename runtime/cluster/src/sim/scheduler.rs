@@ -17,7 +17,8 @@ fn node_ready(node: &Value) -> bool {
         })
 }
 
-fn tolerates(pod: &Value, taint: &Value) -> bool {
+/// Whether one of the pod's tolerations matches the taint (PreferNoSchedule always).
+pub(crate) fn tolerates(pod: &Value, taint: &Value) -> bool {
     let effect = meta::str_at(taint, "effect");
     if effect == "PreferNoSchedule" {
         return true;
@@ -126,6 +127,16 @@ pub(crate) fn reconcile(
                 let node_name = meta::name(node).to_string();
                 match crate::api::bind(&ctx.store, &ctx.kinds.pods, ns, name, &node_name, false) {
                     Ok(bound) => {
+                        let message = format!("Successfully assigned {ns}/{name} to {node_name}");
+                        super::events::record(
+                            ctx,
+                            &bound,
+                            &super::events::Note::normal(
+                                "default-scheduler",
+                                "Scheduled",
+                                &message,
+                            ),
+                        );
                         *load.entry(node_name).or_default() += 1;
                         let mut status = bound.get("status").cloned().unwrap_or(json!({}));
                         set_condition(&mut status, "PodScheduled", "True", "");

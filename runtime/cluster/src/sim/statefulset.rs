@@ -169,12 +169,23 @@ fn sync(ctx: &Ctx, sts: &Value, pods: &[&Value], revisions: &[&Value], creates: 
     }
     // Scale down from the highest ordinal.
     let delete = |p: &Value| {
-        let _ = ctx.store.delete(
-            &ctx.kinds.pods,
-            ns,
-            meta::name(p),
-            &DeleteOptions::default(),
-        );
+        let pod = meta::name(p);
+        if ctx
+            .store
+            .delete(&ctx.kinds.pods, ns, pod, &DeleteOptions::default())
+            .is_ok()
+        {
+            let message = format!("delete Pod {pod} in StatefulSet {name} successful");
+            super::events::record(
+                ctx,
+                sts,
+                &super::events::Note::normal(
+                    "statefulset-controller",
+                    "SuccessfulDelete",
+                    &message,
+                ),
+            );
+        }
     };
     if !busy {
         for (_, p) in by_ordinal.range(want..).rev() {
