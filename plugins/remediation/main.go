@@ -309,7 +309,14 @@ func (p *pass) run() []target {
 			candidates = append(candidates, t)
 		}
 	}
-	sort.SliceStable(candidates, func(i, j int) bool { return candidates[i].since.Before(candidates[j].since) })
+	// Oldest failure first; ties by name, so the order never depends on the cache's.
+	sort.SliceStable(candidates, func(i, j int) bool {
+		a, b := candidates[i], candidates[j]
+		if !a.since.Equal(b.since) {
+			return a.since.Before(b.since)
+		}
+		return a.key < b.key
+	})
 	p.guard(candidates)
 	p.reverts()
 	for _, t := range candidates {
