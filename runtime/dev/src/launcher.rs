@@ -353,18 +353,27 @@ mod tests {
             .as_array_mut()
             .expect("env")
             .retain(|v| v["name"] != "POD_UID");
-        let e = wanted(&pod(c.clone())).expect("wanted").config.unwrap_err();
+        let e = wanted(&pod(c.clone()))
+            .expect("wanted")
+            .config
+            .expect_err("refused");
         assert!(e.starts_with("POD_UID: not set"), "{e}");
 
         c["env"].as_array_mut().expect("env").push(json!(
             {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.generation"}}}));
-        let e = wanted(&pod(c.clone())).expect("wanted").config.unwrap_err();
+        let e = wanted(&pod(c.clone()))
+            .expect("wanted")
+            .config
+            .expect_err("refused");
         assert!(e.contains("metadata.generation"), "{e}");
 
         let last = c["env"].as_array().expect("env").len() - 1;
         c["env"][last] = json!(
             {"name": "POD_UID", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}});
-        let e = wanted(&pod(c)).expect("wanted").config.unwrap_err();
+        let e = wanted(&pod(c))
+            .expect("wanted")
+            .config
+            .expect_err("refused");
         assert!(e.contains("only values and fieldRefs"), "{e}");
     }
 

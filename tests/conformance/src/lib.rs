@@ -49,6 +49,31 @@ pub fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Runs `go test ./...` in `dir` (relative to the repository root) with the Go toolchain
+/// the builds use (`BOSUN_GO`, or `.venv/bin/go` from `.ci/setup`); panics with its
+/// output when it fails.
+pub fn go_test(dir: &str) {
+    let go = std::env::var_os("BOSUN_GO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate_dir().join("../../.venv/bin/go"));
+    let out = std::process::Command::new(&go)
+        .args(["test", "./..."])
+        .current_dir(crate_dir().join("../..").join(dir))
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "-mod=mod")
+        .env_remove("GOOS")
+        .env_remove("GOARCH")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} (run .ci/setup): {e}", go.display()));
+    assert!(
+        out.status.success(),
+        "go test in {dir} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The folder of the conformance plugin in `lang`.
 pub fn plugin_dir(lang: Lang) -> PathBuf {
     crate_dir().join("plugins").join(lang.as_str())

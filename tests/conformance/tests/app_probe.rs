@@ -227,26 +227,7 @@ fn bad_config_fails_the_load_with_the_reason() {
 
 #[test]
 fn its_go_unit_tests_pass() {
-    // The Go toolchain the build uses (BOSUN_GO, or .venv/bin/go from .ci/setup).
-    let go = std::env::var_os("BOSUN_GO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate_dir().join("../../.venv/bin/go"));
-    let out = std::process::Command::new(&go)
-        .args(["test", "./..."])
-        .current_dir(plugin_dir())
-        .env("GOTOOLCHAIN", "local")
-        .env("GOPROXY", "off")
-        .env("GOFLAGS", "-mod=mod")
-        .env_remove("GOOS")
-        .env_remove("GOARCH")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {} (run .ci/setup): {e}", go.display()));
-    assert!(
-        out.status.success(),
-        "go test in plugins/app-probe failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bosun_conformance::go_test("plugins/app-probe");
 }
 
 /// A tiny app on the loopback: answers `GET /ready` with `ready_status`, `POST /-/reload`

@@ -13,12 +13,11 @@
 //! pods, Events, the HealthCheck's status.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bosun_conformance::crate_dir;
+use bosun_conformance::{crate_dir, go_test};
 use bosun_dev::launcher::Launcher;
 use bosun_runtime::Runtime;
 use bosun_test_support::embedded::{Env, source};
@@ -27,29 +26,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use serde_json::{Value, json};
-
-fn go_test(dir: &str) {
-    // The Go toolchain the build uses (BOSUN_GO, or .venv/bin/go from .ci/setup).
-    let go = std::env::var_os("BOSUN_GO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate_dir().join("../../.venv/bin/go"));
-    let out = std::process::Command::new(&go)
-        .args(["test", "./..."])
-        .current_dir(crate_dir().join("../..").join(dir))
-        .env("GOTOOLCHAIN", "local")
-        .env("GOPROXY", "off")
-        .env("GOFLAGS", "-mod=mod")
-        .env_remove("GOOS")
-        .env_remove("GOARCH")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {} (run .ci/setup): {e}", go.display()));
-    assert!(
-        out.status.success(),
-        "go test in {dir} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn the_go_unit_tests_of_the_plugins_and_the_sdk_pass() {

@@ -331,10 +331,11 @@ fn backoff_event(ctx: &Ctx, pod: &Value, node: &str, container: &str) {
         "Back-off restarting failed container {container} in pod {}",
         pod_ref(pod)
     );
-    super::record_event(
+    super::events::record(
         ctx,
         pod,
-        &super::EventNote {
+        &super::events::Note {
+            type_: "Warning",
             reason: "BackOff",
             message: &message,
             component: "kubelet",

@@ -951,69 +951,6 @@ pub(crate) fn pods_wanted(ctx: &Ctx, obj: &Value) -> usize {
     max
 }
 
-/// What an Event a simulated component records says.
-pub(crate) struct EventNote<'a> {
-    pub reason: &'a str,
-    pub message: &'a str,
-    /// `source.component`: `kubelet`.
-    pub component: &'a str,
-    /// `source.host`: the node.
-    pub host: &'a str,
-    /// `involvedObject.fieldPath` (`spec.containers{app}`).
-    pub field_path: &'a str,
-}
-
-/// Records a `Warning` Event on `obj`; the same one again counts up (`count`,
-/// `lastTimestamp`), as client-go's event correlator does.
-pub(crate) fn record_event(ctx: &Ctx, obj: &Value, note: &EventNote<'_>) {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let Some(events) = ctx.store.resolve("", "v1", "events") else {
-        return;
-    };
-    let (ns, name) = (meta::namespace(obj), meta::name(obj));
-    let mut h = DefaultHasher::new();
-    (
-        meta::uid_of(obj),
-        note.reason,
-        note.message,
-        note.field_path,
-    )
-        .hash(&mut h);
-    let event_name = format!("{name}.{:016x}", h.finish());
-    let now = meta::now();
-    let result = ctx
-        .store
-        .mutate(&events, ns, &event_name, false, false, |cur| {
-            if let Some(cur) = cur {
-                let mut e = cur.clone();
-                let count = e.get("count").and_then(Value::as_i64).unwrap_or(1);
-                e["count"] = serde_json::json!(count.saturating_add(1));
-                e["lastTimestamp"] = serde_json::json!(now);
-                return Ok(e);
-            }
-            Ok(serde_json::json!({
-                "apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": event_name, "namespace": ns},
-                "involvedObject": {
-                    "apiVersion": meta::str_at(obj, "apiVersion"),
-                    "kind": meta::str_at(obj, "kind"),
-                    "name": name, "namespace": ns, "uid": meta::uid_of(obj),
-                    "fieldPath": note.field_path,
-                },
-                "reason": note.reason,
-                "message": note.message,
-                "type": "Warning",
-                "source": {"component": note.component, "host": note.host},
-                "count": 1,
-                "firstTimestamp": now,
-                "lastTimestamp": now,
-            }))
-        });
-    if let Err(e) = result {
-        tracing::debug!(namespace = ns, name, error = %e, "event not recorded");
-    }
-}
-
 /// `spec.replicas` (default 1).
 pub(crate) fn replicas(obj: &Value) -> usize {
     meta::path(obj, "spec.replicas")
