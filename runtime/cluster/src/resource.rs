@@ -159,6 +159,16 @@ const BUILTINS: &[Builtin] = &[
     ),
     ("batch", "v1", "Job", "jobs", true, true, false, &[]),
     (
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        true,
+        true,
+        false,
+        &["cj"],
+    ),
+    (
         "apps",
         "v1",
         "ControllerRevision",

@@ -10,6 +10,11 @@ fn age(obj: &Value) -> String {
     let Some(t) = meta::parse_rfc3339(meta::str_at(obj, "metadata.creationTimestamp")) else {
         return "<unknown>".into();
     };
+    since(t)
+}
+
+/// The short age of a time (seconds since the epoch).
+fn since(t: i64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -194,6 +199,37 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
                     num(o, "status.succeeded"),
                     num(o, "spec.completions")
                 ))
+            }));
+            cols.push(age_col);
+        }
+        ("batch", "CronJob") => {
+            cols.push(col("Schedule", "string", 0, |o| {
+                json!(meta::str_at(o, "spec.schedule"))
+            }));
+            cols.push(col("Timezone", "string", 0, |o| {
+                let tz = meta::str_at(o, "spec.timeZone");
+                json!(if tz.is_empty() { "<none>" } else { tz })
+            }));
+            cols.push(col("Suspend", "boolean", 0, |o| {
+                // printBoolPtr's words, as kube-apiserver's printer writes them.
+                json!(if meta::path(o, "spec.suspend") == Some(&json!(true)) {
+                    "True"
+                } else {
+                    "False"
+                })
+            }));
+            cols.push(col("Active", "integer", 0, |o| {
+                json!(
+                    meta::path(o, "status.active")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                )
+            }));
+            cols.push(col("Last Schedule", "string", 0, |o| {
+                json!(
+                    meta::parse_rfc3339(meta::str_at(o, "status.lastScheduleTime"))
+                        .map_or("<none>".to_string(), since)
+                )
             }));
             cols.push(age_col);
         }

@@ -141,6 +141,7 @@ pub(crate) fn prepare_update(
             spec.entry("completionMode").or_insert(json!("NonIndexed"));
             spec.entry("suspend").or_insert(json!(false));
         }
+        ("batch", "CronJob") => cronjob(obj).map_err(invalid)?,
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             let check = schema::check_crd(obj);
             // An update is only warned about what it brings.
@@ -176,6 +177,44 @@ pub(crate) fn prepare_update(
         _ => {}
     }
     custom_resource(rt, obj, old, false)
+}
+
+/// A CronJob's schedule (as kube's cron parser reads it), time zone (only UTC is
+/// simulated) and concurrency policy; its defaults.
+fn cronjob(obj: &mut Value) -> std::result::Result<(), String> {
+    let schedule = meta::str_at(obj, "spec.schedule").to_string();
+    if schedule.is_empty() {
+        return Err("spec.schedule: Required value".into());
+    }
+    if schedule.contains("TZ") {
+        return Err(format!(
+            "spec.schedule: Invalid value: \"{schedule}\": cannot use TZ or CRON_TZ in schedule, use timeZone field instead"
+        ));
+    }
+    if let Err(why) = crate::sim::Schedule::parse(&schedule) {
+        return Err(format!(
+            "spec.schedule: Invalid value: \"{schedule}\": {why}"
+        ));
+    }
+    if let Some(tz) = meta::path(obj, "spec.timeZone").and_then(Value::as_str)
+        && !matches!(tz, "UTC" | "Etc/UTC")
+    {
+        return Err(format!(
+            "spec.timeZone: Invalid value: \"{tz}\": unknown time zone {tz} (the simulation supports only UTC)"
+        ));
+    }
+    let policy = meta::str_at(obj, "spec.concurrencyPolicy").to_string();
+    if !matches!(policy.as_str(), "" | "Allow" | "Forbid" | "Replace") {
+        return Err(format!(
+            "spec.concurrencyPolicy: Unsupported value: \"{policy}\": supported values: \"Allow\", \"Forbid\", \"Replace\""
+        ));
+    }
+    let spec = meta::object_mut(obj, "spec");
+    spec.entry("concurrencyPolicy").or_insert(json!("Allow"));
+    spec.entry("suspend").or_insert(json!(false));
+    spec.entry("successfulJobsHistoryLimit").or_insert(json!(3));
+    spec.entry("failedJobsHistoryLimit").or_insert(json!(1));
+    Ok(())
 }
 
 /// Checks on a write through the status subresource (`obj`: the stored object with the

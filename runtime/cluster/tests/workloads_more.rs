@@ -5,7 +5,7 @@ mod common;
 
 use common::eventually;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -547,6 +547,207 @@ async fn the_simulation_records_events_as_kube_components_do() -> anyhow::Result
             .any(|e| e.1 == format!("Scaled down replica set {rs} from 1 to 0")),
         "{of_d:?}"
     );
+    c.shutdown().await;
+    Ok(())
+}
+
+fn cronjob(name: &str, policy: &str, run_seconds: &str) -> CronJob {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "schedule": "* * * * *",
+            "concurrencyPolicy": policy,
+            "successfulJobsHistoryLimit": 2,
+            "jobTemplate": {
+                "metadata": {"labels": {"from": name}},
+                "spec": {"backoffLimit": 0, "template": {
+                    "metadata": {"annotations": {"sim.bosun.dev/run-seconds": run_seconds}},
+                    "spec": {"restartPolicy": "Never",
+                        "containers": [{"name": "work", "image": "work:v1"}]}}}
+            }
+        }
+    }))
+    .expect("valid cronjob")
+}
+
+/// Jobs owned by the CronJob `name`.
+async fn jobs_of(jobs: &Api<Job>, name: &str) -> Vec<Job> {
+    let list = jobs.list(&ListParams::default()).await.map(|l| l.items);
+    list.unwrap_or_default()
+        .into_iter()
+        .filter(|j| {
+            j.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "CronJob" && o.name == name)
+        })
+        .collect()
+}
+
+/// A schedule minute lasts one second here (`cron_minute`), so `* * * * *` runs every
+/// second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cronjobs_run_jobs_on_schedule_prune_history_and_forbid_overlap() -> anyhow::Result<()> {
+    let c = common::with(bosun_cluster::Config {
+        nodes: 1,
+        sim: bosun_cluster::sim::Config {
+            startup_delay: Duration::from_millis(20),
+            cron_minute: Duration::from_secs(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await?;
+    let client = c.client().await?;
+    let cjs: Api<CronJob> = Api::namespaced(client.clone(), "default");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+
+    // Refused schedules and zones, as kube-apiserver refuses them.
+    let mut bad = cronjob("bad", "Allow", "0.1");
+    bad.spec.schedule = "x".into();
+    let err = cjs
+        .create(&PostParams::default(), &bad)
+        .await
+        .expect_err("refused");
+    let kube::Error::Api(ae) = err else {
+        anyhow::bail!("not an API error: {err}")
+    };
+    assert_eq!(ae.code, 422);
+    assert!(
+        ae.message
+            .contains(r#"spec.schedule: Invalid value: "x": expected exactly 5 fields, found 1"#),
+        "{}",
+        ae.message
+    );
+    let mut bad = cronjob("bad", "Allow", "0.1");
+    bad.spec.time_zone = Some("Europe/Berlin".into());
+    let err = cjs
+        .create(&PostParams::default(), &bad)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("spec.timeZone"), "{err}");
+
+    // Allow: a Job every minute from the template; they complete; two kept.
+    let tick = cjs
+        .create(&PostParams::default(), &cronjob("tick", "Allow", "0.1"))
+        .await?;
+    let spec = &tick.spec;
+    assert_eq!(spec.failed_jobs_history_limit, Some(1));
+    assert_eq!(spec.suspend, Some(false));
+    let first = eventually(10, || async {
+        jobs_of(&jobs, "tick").await.into_iter().next()
+    })
+    .await?;
+    let name = first.metadata.name.clone().unwrap_or_default();
+    let minute = name.strip_prefix("tick-").expect("NAME-<minute>");
+    assert!(minute.parse::<u64>().is_ok(), "{name}");
+    assert_eq!(
+        first
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("from"))
+            .map(String::as_str),
+        Some("tick")
+    );
+    let annotations = first.metadata.annotations.clone().unwrap_or_default();
+    assert!(annotations.contains_key("batch.kubernetes.io/cronjob-scheduled-timestamp"));
+    let owner = &first.metadata.owner_references.as_ref().expect("owned")[0];
+    assert_eq!(owner.controller, Some(true));
+    eventually(20, || async {
+        let done = jobs_of(&jobs, "tick").await;
+        let complete = done
+            .iter()
+            .filter(|j| condition(j, "Complete").is_some())
+            .count();
+        let evs = events_of(&events, "tick").await;
+        let deleted = evs.iter().any(|(r, m, s)| {
+            r == "SuccessfulDelete"
+                && m.starts_with("Deleted job tick-")
+                && s == "cronjob-controller"
+        });
+        let cj = cjs.get("tick").await.ok()?;
+        let status = cj.status?;
+        (deleted
+            && complete <= 2
+            && evs
+                .iter()
+                .any(|(r, m, _)| r == "SuccessfulCreate" && m.starts_with("Created job tick-"))
+            && evs.iter().any(|(r, m, _)| {
+                r == "SawCompletedJob"
+                    && m.starts_with("Saw completed job: tick-")
+                    && m.ends_with(", status: Complete")
+            })
+            && status.last_schedule_time.is_some()
+            && status.last_successful_time.is_some())
+        .then_some(())
+    })
+    .await?;
+    assert!(
+        !jobs
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .any(|j| j.metadata.name.as_deref() == Some(name.as_str())),
+        "the oldest Job {name} was pruned"
+    );
+    if let Some(out) = kubectl(&c, &["get", "cronjob", "tick"]).await? {
+        let header: Vec<&str> = out
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            header,
+            [
+                "NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"
+            ]
+        );
+        assert!(
+            out.contains("* * * * *") && out.contains("<none>") && out.contains("False"),
+            "{out}"
+        );
+    }
+    cjs.patch(
+        "tick",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": true}})),
+    )
+    .await?;
+
+    // Forbid: while a Job runs (3 s, three schedule minutes) no other starts.
+    cjs.create(&PostParams::default(), &cronjob("slow", "Forbid", "3"))
+        .await?;
+    eventually(10, || async {
+        (!jobs_of(&jobs, "slow").await.is_empty()).then_some(())
+    })
+    .await?;
+    for _ in 0..10 {
+        let running = jobs_of(&jobs, "slow")
+            .await
+            .into_iter()
+            .filter(|j| condition(j, "Complete").is_none() && condition(j, "Failed").is_none())
+            .count();
+        assert!(running <= 1, "{running} Jobs run at once under Forbid");
+        let active = cjs
+            .get("slow")
+            .await?
+            .status
+            .and_then(|s| s.active)
+            .map_or(0, |a| a.len());
+        assert!(active <= 1, "status.active: {active}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(jobs_of(&jobs, "slow").await.len(), 1, "a run was skipped");
+    // When it ends, the next one starts.
+    eventually(15, || async {
+        (jobs_of(&jobs, "slow").await.len() >= 2).then_some(())
+    })
+    .await?;
     c.shutdown().await;
     Ok(())
 }

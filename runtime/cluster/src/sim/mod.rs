@@ -62,6 +62,8 @@
 //!   does. A delete with `gracePeriodSeconds=0` removes it at once.
 
 mod creates;
+mod cronjob;
+pub(crate) use cronjob::Schedule;
 mod daemonset;
 mod deployment;
 mod disruption;
@@ -117,6 +119,10 @@ pub struct Config {
     /// before they exit (code 0), unless its `sim.bosun.dev/run-seconds` annotation says
     /// otherwise. Default 1 s.
     pub run_time: Duration,
+    /// How long one minute of a CronJob's schedule lasts, in real time (not divided by
+    /// `speed`): tests shorten it to run `* * * * *` every second. At least 1 s. Default
+    /// 60 s (see `cronjob`).
+    pub cron_minute: Duration,
 }
 
 impl Default for Config {
@@ -130,6 +136,7 @@ impl Default for Config {
             max_pods_per_workload: 10_000,
             node_monitor_grace_period: Duration::from_secs(40),
             run_time: Duration::from_secs(1),
+            cron_minute: Duration::from_secs(60),
         }
     }
 }
@@ -539,6 +546,7 @@ pub(crate) struct Kinds {
     pub revisions: Arc<ResourceType>,
     pub daemonsets: Arc<ResourceType>,
     pub jobs: Arc<ResourceType>,
+    pub cronjobs: Arc<ResourceType>,
 }
 
 impl Kinds {
@@ -552,6 +560,7 @@ impl Kinds {
             revisions: store.resolve("apps", "v1", "controllerrevisions")?,
             daemonsets: store.resolve("apps", "v1", "daemonsets")?,
             jobs: store.resolve("batch", "v1", "jobs")?,
+            cronjobs: store.resolve("batch", "v1", "cronjobs")?,
         })
     }
 }
@@ -685,7 +694,7 @@ pub(crate) fn spawn(
         events: events::Recorded::default(),
     });
     node::register(&ctx, nodes);
-    let loops: [(&'static str, Reconcile, Filter); 10] = [
+    let loops: [(&'static str, Reconcile, Filter); 11] = [
         ("nodes", node::reconcile, no_change),
         ("nodelifecycle", lifecycle::reconcile, no_change),
         ("scheduler", scheduler::reconcile, scheduler::interest),
@@ -696,6 +705,7 @@ pub(crate) fn spawn(
         ("disruption", disruption::reconcile, any_change),
         ("daemonset", daemonset::reconcile, any_change),
         ("job", job::reconcile, any_change),
+        ("cronjob", cronjob::reconcile, any_change),
     ];
     loops
         .into_iter()
