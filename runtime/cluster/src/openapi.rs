@@ -498,6 +498,24 @@ pub(crate) fn prune(rt: &ResourceType, obj: &mut Value) -> Vec<String> {
     unknown
 }
 
+/// A write through the status subresource of a built-in kind: only `status` comes from
+/// the request (the rest is the stored object, already decoded), so only it is walked —
+/// the simulation's kubelets and controllers write status all the time.
+pub(crate) fn prune_status(rt: &ResourceType, obj: &mut Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let Some(name) = builtin_name(rt) else {
+        return unknown;
+    };
+    let kind = json!({"$ref": format!("{REF_V3}{name}")});
+    let schema = resolve(&kind)
+        .and_then(|s| s.get("properties"))
+        .and_then(|p| p.get("status"));
+    if let (Some(schema), Some(status)) = (schema, obj.get_mut("status")) {
+        prune_at(status, schema, "status", &mut unknown, 1);
+    }
+    unknown
+}
+
 /// Nesting beyond this is not walked (the body limit bounds it anyway).
 const MAX_DEPTH: usize = 64;
 

@@ -243,6 +243,7 @@ fn custom_resource(
     let duplicates = fieldvalidation::take_duplicates();
     let mut unknown = match schema {
         Some(schema) => schema::coerce(obj, schema),
+        None if status_only => crate::openapi::prune_status(rt, obj),
         None => crate::openapi::prune(rt, obj),
     };
     if status_only {
