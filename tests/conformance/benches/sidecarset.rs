@@ -26,7 +26,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bosun_api::plugin::{FailurePolicy, Webhook, WebhookRule};
 use bosun_conformance::crate_dir;
 use bosun_runtime::guardrail::Rate;
 use bosun_test_support::embedded::{Env, source};
@@ -35,6 +34,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+
+#[path = "../tests/support/injector.rs"]
+mod injector;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -243,30 +245,8 @@ async fn main() {
     let rt = env.runtime(config).await;
     rt.install(&source(bosun_test_artifacts::SIDECARSET_INJECTOR), "{}")
         .expect("injector loads");
-    let rule = |ops: &[&str], group: &str, resource: &str, version: &str| WebhookRule {
-        operations: ops.iter().map(|s| (*s).to_owned()).collect(),
-        api_groups: vec![group.to_owned()],
-        api_versions: vec![version.to_owned()],
-        resources: vec![resource.to_owned()],
-        scope: None,
-    };
-    rt.rollouts().declare_webhook(
-        "sidecarset-injector",
-        Some(Webhook {
-            mutating: true,
-            rules: vec![
-                rule(&["CREATE"], "", "pods", "v1"),
-                rule(
-                    &["CREATE", "UPDATE"],
-                    "bosun.dev",
-                    "sidecarsets",
-                    "v1alpha1",
-                ),
-            ],
-            failure_policy: Some(FailurePolicy::Fail),
-            ..Webhook::default()
-        }),
-    );
+    rt.rollouts()
+        .declare_webhook("sidecarset-injector", Some(injector::webhook()));
     let set: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "bosun.dev/v1alpha1", "kind": "SidecarSet",
         "metadata": {"name": "agent"},

@@ -22,6 +22,9 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams,
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+#[path = "support/injector.rs"]
+mod injector;
+
 const HASH: &str = "kruise.io/sidecarset-hash";
 const HASH_WITHOUT_IMAGE: &str = "kruise.io/sidecarset-hash-without-image";
 const INJECTED_LIST: &str = "kruise.io/sidecarset-injected-list";
@@ -170,30 +173,8 @@ async fn sidecarsets_are_injected_into_pods_as_kruise_injects_them() {
 
     rt.install(&source(bosun_test_artifacts::SIDECARSET_INJECTOR), "{}")
         .expect("loads");
-    let rule = |ops: &[&str], group: &str, version: &str, resource: &str| WebhookRule {
-        operations: ops.iter().map(|s| (*s).to_owned()).collect(),
-        api_groups: vec![group.to_owned()],
-        api_versions: vec![version.to_owned()],
-        resources: vec![resource.to_owned()],
-        scope: None,
-    };
-    rt.rollouts().declare_webhook(
-        "sidecarset-injector",
-        Some(Webhook {
-            mutating: true,
-            rules: vec![
-                rule(&["CREATE"], "", "v1", "pods"),
-                rule(
-                    &["CREATE", "UPDATE"],
-                    "bosun.dev",
-                    "v1alpha1",
-                    "sidecarsets",
-                ),
-            ],
-            failure_policy: Some(FailurePolicy::Fail),
-            ..Webhook::default()
-        }),
-    );
+    rt.rollouts()
+        .declare_webhook("sidecarset-injector", Some(injector::webhook()));
     eventually(
         "the webhook is configured",
         Duration::from_secs(30),

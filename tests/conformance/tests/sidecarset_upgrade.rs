@@ -19,7 +19,6 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bosun_api::plugin::{FailurePolicy, Webhook, WebhookRule};
 use bosun_conformance::crate_dir;
 use bosun_runtime::Runtime;
 use bosun_test_support::embedded::{Env, source};
@@ -28,6 +27,9 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+
+#[path = "support/injector.rs"]
+mod injector;
 
 const NS: &str = "shop";
 const SET: &str = "log-agent";
@@ -156,30 +158,8 @@ async fn start_runtime(env: &Env) -> Arc<Runtime> {
     let rt = env.runtime(config).await;
     rt.install(&source(bosun_test_artifacts::SIDECARSET_INJECTOR), "{}")
         .expect("injector loads");
-    let rule = |ops: &[&str], group: &str, resource: &str, version: &str| WebhookRule {
-        operations: ops.iter().map(|s| (*s).to_owned()).collect(),
-        api_groups: vec![group.to_owned()],
-        api_versions: vec![version.to_owned()],
-        resources: vec![resource.to_owned()],
-        scope: None,
-    };
-    rt.rollouts().declare_webhook(
-        "sidecarset-injector",
-        Some(Webhook {
-            mutating: true,
-            rules: vec![
-                rule(&["CREATE"], "", "pods", "v1"),
-                rule(
-                    &["CREATE", "UPDATE"],
-                    "bosun.dev",
-                    "sidecarsets",
-                    "v1alpha1",
-                ),
-            ],
-            failure_policy: Some(FailurePolicy::Fail),
-            ..Webhook::default()
-        }),
-    );
+    rt.rollouts()
+        .declare_webhook("sidecarset-injector", Some(injector::webhook()));
     rt.install(
         &source(&plugin().display().to_string()),
         r#"{"pollMs": 100}"#,
