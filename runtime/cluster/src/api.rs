@@ -58,6 +58,7 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
         req.uri().query(),
         &header_str(req.headers(), header::CONTENT_TYPE, ""),
     );
+    let wanted = crate::protobuf::negotiate(&header_str(req.headers(), header::ACCEPT, ""));
     let span = tracing::debug_span!("bosun.cluster.request", %method, %path);
     async move {
         let (out, dropped) = crate::fieldvalidation::scope(fields, dispatch(st, req)).await;
@@ -83,10 +84,54 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
                 headers.append(header::WARNING, v);
             }
         }
-        resp
+        negotiated(wanted, resp).await
     }
     .instrument(span)
     .await
+}
+
+/// Marks a response whose body is a stream (a watch), which is never rewritten.
+#[derive(Clone, Copy)]
+struct Streaming;
+
+/// The answer in the media type the client prefers: a JSON object (or Status) becomes
+/// protobuf when the client asked for it first and the kind has a protobuf form.
+async fn negotiated(wanted: crate::protobuf::Wanted, resp: Response) -> Response {
+    let crate::protobuf::Wanted::Protobuf { json_too } = wanted else {
+        return resp;
+    };
+    let is_json = resp.headers().get(header::CONTENT_TYPE)
+        == Some(&HeaderValue::from_static("application/json"));
+    if !is_json || resp.extensions().get::<Streaming>().is_some() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::internal("reading the response").into_response();
+    };
+    let encoded = serde_json::from_slice::<Value>(&bytes)
+        .map_err(|e| crate::protobuf::NoProtobuf(e.to_string()))
+        .and_then(|v| crate::protobuf::encode(&v));
+    match encoded {
+        Ok(pb) => {
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::protobuf::MEDIA_TYPE),
+            );
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(pb))
+        }
+        Err(_) if json_too => Response::from_parts(parts, Body::from(bytes)),
+        Err(e) => ApiError::internal(format!("cannot write the answer as protobuf: {}", e.0))
+            .into_response(),
+    }
+}
+
+/// 406, as kube-apiserver's negotiation refuses protobuf for a custom resource.
+fn not_acceptable() -> ApiError {
+    ApiError::not_acceptable(
+        "only the following media types are accepted: application/json, application/yaml",
+    )
 }
 
 fn json_response(code: StatusCode, v: &Value) -> Response {
@@ -217,6 +262,13 @@ async fn dispatch(st: AppState, req: Request) -> Result<Response> {
         _ => {}
     }
     let target = parse_target(&st.store, &segs)?;
+    // Refused before anything is done, as kube-apiserver negotiates first.
+    if crate::protobuf::negotiate(&header_str(&parts.headers, header::ACCEPT, ""))
+        == (crate::protobuf::Wanted::Protobuf { json_too: false })
+        && target.rt.custom
+    {
+        return Err(not_acceptable());
+    }
     let body = read_body(body).await?;
     let span = tracing::debug_span!(
         "bosun.cluster.verb",
@@ -857,18 +909,33 @@ fn watch(
     // a bookmark that marks the end of the initial events.
     let initial_events = query.flag("sendInitialEvents");
     let from = if initial_events { None } else { from };
+    let table = crate::table::wanted(accept);
+    let protobuf = !table
+        && !rt.custom
+        && matches!(
+            crate::protobuf::negotiate(accept),
+            crate::protobuf::Wanted::Protobuf { .. }
+        );
     let start = match st.store.watch(&rt, ns, from) {
         Ok(s) => s,
         // As kube-apiserver: the watch is accepted, then ends with an ERROR event, which
         // is what makes clients (kube-runtime's watcher, client-go's reflector) relist.
         Err(e) if e.code == 410 => {
-            let line = format!("{}\n", json!({"type": "ERROR", "object": e.to_status()}));
-            return Ok((
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                line,
-            )
-                .into_response());
+            let status = e.to_status();
+            let (body, content_type) = match protobuf
+                .then(|| crate::protobuf::watch_frame("ERROR", &status).ok())
+                .flatten()
+            {
+                Some(frame) => (frame, WATCH_PROTOBUF),
+                None => (
+                    format!("{}\n", json!({"type": "ERROR", "object": status})).into_bytes(),
+                    "application/json",
+                ),
+            };
+            let mut resp =
+                (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
+            resp.extensions_mut().insert(Streaming);
+            return Ok(resp);
         }
         Err(e) => return Err(e),
     };
@@ -882,16 +949,22 @@ fn watch(
             .then_some(st.bookmark_interval),
         stop: st.stop.clone(),
         initial_events_end: initial_events,
-        table: crate::table::wanted(accept),
+        table,
+        protobuf,
     };
     let body = Body::from_stream(watch::stream(rt, start, params));
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response())
+    let content_type = if protobuf {
+        WATCH_PROTOBUF
+    } else {
+        "application/json"
+    };
+    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
+    resp.extensions_mut().insert(Streaming);
+    Ok(resp)
 }
+
+/// A protobuf watch stream's media type, as kube-apiserver writes it.
+const WATCH_PROTOBUF: &str = "application/vnd.kubernetes.protobuf;stream=watch";
 
 /// An applied configuration names the object of the URL, and its type.
 fn check_applied_identity(

@@ -34,6 +34,8 @@ pub(crate) struct Params {
     pub initial_events_end: bool,
     /// Send each object as a one-row Table (`kubectl get -w` asks with `as=Table`).
     pub table: bool,
+    /// Send length-prefixed protobuf `WatchEvent`s instead of JSON lines.
+    pub protobuf: bool,
 }
 
 struct State {
@@ -85,7 +87,7 @@ async fn next_line(st: &mut State) -> Option<Bytes> {
     }
     if st.params.initial_events_end {
         st.params.initial_events_end = false;
-        return Some(to_line(&bookmark(st, true)));
+        return Some(frame(st, "BOOKMARK", &bookmark(st, true)));
     }
     enum Next {
         End,
@@ -115,7 +117,7 @@ async fn next_line(st: &mut State) -> Option<Bytes> {
         };
         match next {
             Next::End => return None,
-            Next::Bookmark => return Some(to_line(&bookmark(st, false))),
+            Next::Bookmark => return Some(frame(st, "BOOKMARK", &bookmark(st, false))),
             Next::Event(e) => {
                 st.last_rv = st.last_rv.max(e.rv);
                 if let Some(line) = render(st, &e) {
@@ -147,7 +149,7 @@ fn render(st: &State, e: &Event) -> Option<Bytes> {
     };
     if !st.rt.custom && !st.params.table {
         // The common case: the stored object as it is, serialized without a copy.
-        return Some(event_line(kind, &e.object));
+        return Some(frame(st, kind.as_str(), &e.object));
     }
     let mut object = Value::clone(&e.object);
     if st.rt.custom
@@ -165,22 +167,29 @@ fn render(st: &State, e: &Event) -> Option<Bytes> {
         let rv = meta::str_at(&object, "metadata.resourceVersion").to_string();
         object = crate::table::render(&st.rt, &[object], &rv);
     }
-    Some(event_line(kind, &object))
+    Some(frame(st, kind.as_str(), &object))
 }
 
-/// One watch event line: `{"type":…,"object":…}`.
-fn event_line(kind: EventKind, object: &Value) -> Bytes {
+/// One watch event: a JSON line `{"type":…,"object":…}`, or a protobuf frame.
+fn frame(st: &State, kind: &str, object: &Value) -> Bytes {
+    if st.params.protobuf {
+        return match crate::protobuf::watch_frame(kind, object) {
+            Ok(f) => Bytes::from(f),
+            Err(e) => {
+                // Not expected for a built-in kind; the client relists on the error.
+                tracing::warn!(error = %e.0, "a watch event has no protobuf form");
+                let status = crate::status::ApiError::internal(e.0).to_status();
+                Bytes::from(crate::protobuf::watch_frame("ERROR", &status).unwrap_or_default())
+            }
+        };
+    }
     #[derive(serde::Serialize)]
     struct Line<'a> {
         #[serde(rename = "type")]
         kind: &'a str,
         object: &'a Value,
     }
-    let mut s = serde_json::to_string(&Line {
-        kind: kind.as_str(),
-        object,
-    })
-    .unwrap_or_default();
+    let mut s = serde_json::to_string(&Line { kind, object }).unwrap_or_default();
     s.push('\n');
     Bytes::from(s)
 }
@@ -190,14 +199,5 @@ fn bookmark(st: &State, initial_events_end: bool) -> Value {
     if initial_events_end {
         metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    json!({
-        "type": "BOOKMARK",
-        "object": {"kind": st.rt.kind, "apiVersion": st.rt.api_version(), "metadata": metadata},
-    })
-}
-
-fn to_line(v: &Value) -> Bytes {
-    let mut s = v.to_string();
-    s.push('\n');
-    Bytes::from(s)
+    json!({"kind": st.rt.kind, "apiVersion": st.rt.api_version(), "metadata": metadata})
 }

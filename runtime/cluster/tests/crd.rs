@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{api_only, code};
+use common::{api_only, code, eventually};
 use futures::TryStreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
@@ -133,5 +133,46 @@ async fn custom_resources_crud_watch_and_validation() -> anyhow::Result<()> {
         .await?;
     assert_eq!(code(&api.get("web").await.expect_err("not served")), 404);
     c.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn custom_resources_have_no_protobuf_form() -> anyhow::Result<()> {
+    let c = api_only().await?;
+    let client = c.client().await?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(
+        &PostParams::default(),
+        &crd("Namespaced", "widgets", "Widget")?,
+    )
+    .await?;
+    let send = |accept: &'static str| {
+        let client = client.clone();
+        async move {
+            let req = http::Request::get("/apis/bosun.dev/v1/namespaces/default/widgets")
+                .header("accept", accept)
+                .body(kube::client::Body::empty())?;
+            let resp = client.send(req).await?;
+            let ct = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            anyhow::Ok((resp.status().as_u16(), ct))
+        }
+    };
+    // Protobuf first with JSON after: JSON, as kube-apiserver answers for CRs.
+    let (code, ct) = eventually(10, || async {
+        send("application/vnd.kubernetes.protobuf, application/json")
+            .await
+            .ok()
+            .filter(|(code, _)| *code == 200)
+    })
+    .await?;
+    assert_eq!((code, ct.as_str()), (200, "application/json"));
+    // Protobuf only: 406 before anything is done.
+    let (code, _) = send("application/vnd.kubernetes.protobuf").await?;
+    assert_eq!(code, 406);
     Ok(())
 }

@@ -445,7 +445,8 @@ async fn kubectl_create_sends_protobuf_for_builtin_kinds() -> anyhow::Result<()>
         (&json!("Namespace"), &json!("p"))
     );
 
-    // The typed generators send protobuf, as kubectl's request log shows.
+    // The typed generators send protobuf and take protobuf back (kubectl decodes the
+    // answer to print it), as kubectl's request log shows.
     let out = Command::new(KUBECTL)
         .arg("--kubeconfig")
         .arg(&kc)
@@ -466,6 +467,15 @@ async fn kubectl_create_sends_protobuf_for_builtin_kinds() -> anyhow::Result<()>
         log.contains("Content-Type: application/vnd.kubernetes.protobuf"),
         "{log}"
     );
+    let answer = log
+        .split("\"Response\" status=\"201 Created\"")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        answer.contains("Content-Type: application/vnd.kubernetes.protobuf"),
+        "{log}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("secret/s created"));
     let s = get_json(&kc, &["-n", "p", "get", "secret", "s"]).await?;
     assert_eq!(s["data"], json!({"a": "Yg=="}), "{s}");
     assert_eq!(s["metadata"]["namespace"], "p");
