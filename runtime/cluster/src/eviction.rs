@@ -4,7 +4,7 @@ use crate::meta;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, Result};
 use crate::store::{DeleteOptions, Store};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Whether a pod's Ready condition is True.
 pub(crate) fn is_ready(pod: &Value) -> bool {
@@ -91,10 +91,17 @@ pub(crate) fn evict(store: &Store, ns: &str, name: &str, opts: &DeleteOptions) -
                 continue;
             };
             if healthy <= desired {
-                return Err(ApiError::too_many_requests(format!(
-                    "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {desired} healthy pods and has {healthy} currently",
-                    meta::name(&pdb)
-                )));
+                // As kube-apiserver's eviction REST: the budget is the cause.
+                return Err(ApiError::too_many_requests(
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                )
+                .with_causes(vec![json!({
+                    "reason": "DisruptionBudget",
+                    "message": format!(
+                        "The disruption budget {} needs {desired} healthy pods and has {healthy} currently",
+                        meta::name(&pdb)
+                    ),
+                })]));
             }
         }
     }

@@ -116,7 +116,8 @@ pub fn server_side_apply(
     if let Some(cur) = current {
         let mut wanted = Vec::new();
         leaves(&new_fields, &mut Vec::new(), &mut wanted);
-        let mut conflicts = Vec::new();
+        // (manager as kube prints it, field), in the order found.
+        let mut conflicts: Vec<(String, String)> = Vec::new();
         for e in managed_entries(cur) {
             let other = meta::str_at(&e, "manager");
             if other == manager {
@@ -126,45 +127,16 @@ pub fn server_side_apply(
                 continue;
             };
             for path in &wanted {
-                let owned = path.iter().try_fold(fields, |f, p| f.get(p)).is_some();
-                if owned && value_at(cur, path) != value_at(applied, path) {
-                    conflicts.push(format!("conflict with \"{other}\": {}", display(path)));
+                if owns(fields, path) && value_at(cur, path) != value_at(applied, path) {
+                    conflicts.push((print_manager(&e), display(path)));
                     taken.push((other.to_string(), path.clone()));
                 }
             }
         }
         if !conflicts.is_empty() && !force {
-            return Err(ApiError::conflict_msg(format!(
-                "Apply failed with {} conflict{}: {}",
-                conflicts.len(),
-                if conflicts.len() == 1 { "" } else { "s" },
-                conflicts.join(", ")
-            )));
+            return Err(apply_conflict(&conflicts));
         }
     }
-    let mut out = match current {
-        None => applied.clone(),
-        Some(cur) => {
-            let mut doc = cur.clone();
-            let old_fields = managed_entries(cur)
-                .into_iter()
-                .find(|e| {
-                    meta::str_at(e, "manager") == manager && meta::str_at(e, "operation") == "Apply"
-                })
-                .and_then(|e| e.get("fieldsV1").cloned());
-            if let Some(old) = old_fields {
-                remove_dropped(&mut doc, &old, &new_fields);
-            }
-            let mut a = applied.clone();
-            if let Some(m) = a.get_mut("metadata").and_then(Value::as_object_mut) {
-                // The applier cannot move the object's identity.
-                m.remove("resourceVersion");
-                m.remove("uid");
-            }
-            strategic_merge(&mut doc, &a);
-            doc
-        }
-    };
     let mut entries: Vec<Value> = current
         .map(managed_entries)
         .unwrap_or_default()
@@ -182,6 +154,36 @@ pub fn server_side_apply(
             }
         }
     }
+    let mut out = match current {
+        None => applied.clone(),
+        Some(cur) => {
+            let mut doc = cur.clone();
+            let old_fields = managed_entries(cur)
+                .into_iter()
+                .find(|e| {
+                    meta::str_at(e, "manager") == manager && meta::str_at(e, "operation") == "Apply"
+                })
+                .and_then(|e| e.get("fieldsV1").cloned());
+            if let Some(old) = old_fields {
+                // What another manager owns stays, even when this one stops applying it.
+                let mut others = Value::Object(Map::new());
+                for e in &entries {
+                    if let Some(f) = e.get("fieldsV1") {
+                        union_into(&mut others, f);
+                    }
+                }
+                remove_dropped(&mut doc, &old, &new_fields, &others);
+            }
+            let mut a = applied.clone();
+            if let Some(m) = a.get_mut("metadata").and_then(Value::as_object_mut) {
+                // The applier cannot move the object's identity.
+                m.remove("resourceVersion");
+                m.remove("uid");
+            }
+            strategic_merge(&mut doc, &a);
+            doc
+        }
+    };
     entries.push(json!({
         "manager": manager,
         "operation": "Apply",
@@ -192,6 +194,79 @@ pub fn server_side_apply(
     }));
     meta::metadata_mut(&mut out).insert("managedFields".into(), Value::Array(entries));
     Ok(out)
+}
+
+/// Whether a FieldsV1 set has `path` as a member: a leaf, or a node marked `.`. Owning
+/// `.data.y` is not owning `.data`.
+fn owns(set: &Value, path: &[String]) -> bool {
+    path.iter()
+        .try_fold(set, |f, p| f.get(p))
+        .and_then(Value::as_object)
+        .is_some_and(|node| node.is_empty() || node.contains_key("."))
+}
+
+/// A manager as kube-apiserver's conflict errors print it: `"name"`, with the
+/// subresource, and `using API-VERSION` for an Update manager.
+fn print_manager(entry: &Value) -> String {
+    let mut s = format!("{:?}", meta::str_at(entry, "manager"));
+    let sub = meta::str_at(entry, "subresource");
+    if !sub.is_empty() {
+        s = format!("{s} with subresource {sub:?}");
+    }
+    if meta::str_at(entry, "operation") == "Update" {
+        s = format!("{s} using {}", meta::str_at(entry, "apiVersion"));
+    }
+    s
+}
+
+/// The 409 of an apply that conflicts, worded as kube-apiserver's field manager does,
+/// one FieldManagerConflict cause per field.
+fn apply_conflict(conflicts: &[(String, String)]) -> ApiError {
+    let message = match conflicts {
+        [(m, field)] => format!("Apply failed with 1 conflict: conflict with {m}: {field}"),
+        _ => {
+            let mut managers: Vec<&String> = conflicts.iter().map(|(m, _)| m).collect();
+            managers.sort();
+            managers.dedup();
+            let mut lines = Vec::new();
+            for m in managers {
+                lines.push(format!("conflicts with {m}:"));
+                for (_, field) in conflicts.iter().filter(|(o, _)| o == m) {
+                    lines.push(format!("- {field}"));
+                }
+            }
+            format!(
+                "Apply failed with {} conflicts: {}",
+                conflicts.len(),
+                lines.join("\n")
+            )
+        }
+    };
+    let causes = conflicts
+        .iter()
+        .map(|(m, field)| {
+            json!({
+                "reason": "FieldManagerConflict",
+                "message": format!("conflict with {m}"),
+                "field": field,
+            })
+        })
+        .collect();
+    ApiError::conflict_msg(message).with_causes(causes)
+}
+
+/// Adds the members of FieldsV1 set `add` to `into`.
+fn union_into(into: &mut Value, add: &Value) {
+    let (Some(dst), Some(src)) = (into.as_object_mut(), add.as_object()) else {
+        return;
+    };
+    for (k, v) in src {
+        union_into(
+            dst.entry(k.clone())
+                .or_insert_with(|| Value::Object(Map::new())),
+            v,
+        );
+    }
 }
 
 /// The leaf paths of a FieldsV1 set.
@@ -257,8 +332,24 @@ fn managed_entries(obj: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// The FieldsV1 set of an applied configuration.
+/// The FieldsV1 set of an applied configuration, without what kube-apiserver strips
+/// from every set: apiVersion, kind, metadata.name and metadata.namespace.
 fn fieldset(field: &str, v: &Value) -> Value {
+    let mut set = fields_of(field, v);
+    if field.is_empty()
+        && let Some(top) = set.as_object_mut()
+        && let Some(Value::Object(md)) = top.get_mut("f:metadata")
+    {
+        md.remove("f:name");
+        md.remove("f:namespace");
+        if md.is_empty() {
+            top.remove("f:metadata");
+        }
+    }
+    set
+}
+
+fn fields_of(field: &str, v: &Value) -> Value {
     let mut out = Map::new();
     match v {
         Value::Object(m) => {
@@ -266,14 +357,14 @@ fn fieldset(field: &str, v: &Value) -> Value {
                 if field.is_empty() && matches!(k.as_str(), "apiVersion" | "kind") {
                     continue;
                 }
-                out.insert(format!("f:{k}"), fieldset(k, child));
+                out.insert(format!("f:{k}"), fields_of(k, child));
             }
         }
         Value::Array(items) => {
             if let Some(mk) = merge_key(field, items, &[]) {
                 for item in items {
                     if let Some(kv) = item.get(mk) {
-                        out.insert(format!("k:{}", json!({ mk: kv })), fieldset("", item));
+                        out.insert(format!("k:{}", json!({ mk: kv })), fields_of("", item));
                     }
                 }
             }
@@ -283,36 +374,44 @@ fn fieldset(field: &str, v: &Value) -> Value {
     Value::Object(out)
 }
 
-/// Removes from `doc` what `old` names and `new` does not.
-fn remove_dropped(doc: &mut Value, old: &Value, new: &Value) {
+/// Removes from `doc` what `old` names and `new` does not, but for what `others` (the
+/// other managers' sets, merged) own at or under it.
+fn remove_dropped(doc: &mut Value, old: &Value, new: &Value, others: &Value) {
     let (Some(old), Some(m)) = (old.as_object(), doc.as_object_mut()) else {
         return;
     };
+    let empty = Value::Object(Map::new());
     for (path, sub) in old {
         let Some(field) = path.strip_prefix("f:") else {
             continue;
         };
+        // Sets written before name and namespace were stripped may still list them.
         if field == "name" || field == "namespace" {
             continue;
         }
-        match new.get(path) {
-            None => {
+        let other = others.get(path);
+        let new_sub = match (new.get(path), other) {
+            (None, None) => {
                 m.remove(field);
+                continue;
             }
-            Some(new_sub) => {
-                if let Some(child) = m.get_mut(field) {
-                    match child {
-                        Value::Array(items) => remove_dropped_items(items, sub, new_sub),
-                        other => remove_dropped(other, sub, new_sub),
-                    }
-                }
+            (Some(n), _) => n,
+            // Others own something here: only what they do not own goes.
+            (None, Some(_)) => &empty,
+        };
+        if let Some(child) = m.get_mut(field) {
+            let other = other.unwrap_or(&empty);
+            match child {
+                Value::Array(items) => remove_dropped_items(items, sub, new_sub, other),
+                child => remove_dropped(child, sub, new_sub, other),
             }
         }
     }
 }
 
-fn remove_dropped_items(items: &mut Vec<Value>, old: &Value, new: &Value) {
+fn remove_dropped_items(items: &mut Vec<Value>, old: &Value, new: &Value, others: &Value) {
     let Some(old) = old.as_object() else { return };
+    let empty = Value::Object(Map::new());
     for (path, sub) in old {
         let Some(key) = path
             .strip_prefix("k:")
@@ -321,11 +420,14 @@ fn remove_dropped_items(items: &mut Vec<Value>, old: &Value, new: &Value) {
             continue;
         };
         let matches = |e: &Value| key.iter().all(|(k, v)| e.get(k) == Some(v));
-        match new.get(path) {
-            None => items.retain(|e| !matches(e)),
-            Some(new_sub) => {
+        let other = others.get(path);
+        match (new.get(path), other) {
+            (None, None) => items.retain(|e| !matches(e)),
+            (new_sub, other) => {
+                let new_sub = new_sub.unwrap_or(&empty);
+                let other = other.unwrap_or(&empty);
                 for e in items.iter_mut().filter(|e| matches(e)) {
-                    remove_dropped(e, sub, new_sub);
+                    remove_dropped(e, sub, new_sub, other);
                 }
             }
         }
@@ -515,5 +617,43 @@ mod tests {
         );
         let same = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "3"}});
         assert!(server_side_apply(Some(&out), &same, "other", false).is_ok());
+    }
+
+    #[test]
+    fn apply_conflicts_are_worded_and_caused_as_kube_apiserver_words_them() {
+        let cm = |data: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": data});
+        let mut live = server_side_apply(None, &cm(json!({"a": "1", "b": "1"})), "alpha", false)
+            .expect("applies");
+        // An Update manager (kubectl edit) owning .data.c.
+        live["data"]["c"] = json!("1");
+        live["metadata"]["managedFields"]
+            .as_array_mut()
+            .expect("entries")
+            .push(
+                json!({"manager": "kubectl-edit", "operation": "Update", "apiVersion": "v1",
+                "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:c": {}}}}),
+            );
+        let err = server_side_apply(
+            Some(&live),
+            &cm(json!({"a": "2", "b": "2", "c": "2"})),
+            "beta",
+            false,
+        )
+        .expect_err("three conflicts");
+        assert_eq!(
+            err.message,
+            "Apply failed with 3 conflicts: conflicts with \"alpha\":\n- .data.a\n- .data.b\nconflicts with \"kubectl-edit\" using v1:\n- .data.c"
+        );
+        let causes = &err.to_status()["details"]["causes"];
+        assert_eq!(
+            causes[2],
+            json!({"reason": "FieldManagerConflict", "message": "conflict with \"kubectl-edit\" using v1", "field": ".data.c"})
+        );
+        // The applier's own set never lists the object's name.
+        assert!(
+            live["metadata"]["managedFields"][0]["fieldsV1"]
+                .get("f:metadata")
+                .is_none()
+        );
     }
 }

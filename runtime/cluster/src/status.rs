@@ -131,6 +131,10 @@ impl ApiError {
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         Self::new(415, "UnsupportedMediaType", message)
     }
+    /// 406: the client accepts no media type the server can write.
+    pub fn not_acceptable(message: impl Into<String>) -> Self {
+        Self::new(406, "NotAcceptable", message)
+    }
     /// 429: e.g. an eviction that would violate a PodDisruptionBudget.
     pub fn too_many_requests(message: impl Into<String>) -> Self {
         Self::new(429, "TooManyRequests", message)
@@ -146,6 +150,18 @@ impl ApiError {
     /// 500: a server fault (storage failure).
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)
+    }
+
+    /// The same answer with `details.causes` (each `{reason, message, field}`, as Go's
+    /// StatusCause writes its `Type` as `reason`).
+    pub(crate) fn with_causes(mut self, causes: Vec<Value>) -> Self {
+        let mut details = match self.details.take() {
+            Some(Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        details.insert("causes".into(), Value::Array(causes));
+        self.details = Some(Value::Object(details));
+        self
     }
 
     /// The `Status` object (without `reason` when it has none, as some of
