@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod offline;
 pub mod plugin;
+pub mod rbac;
 pub mod record;
 pub mod release;
 pub mod serve;
@@ -45,6 +46,9 @@ pub enum Command {
     /// In-place releases of StatefulSets by the release plugin.
     #[command(subcommand)]
     Release(release::Command),
+    /// Print the least-privilege RBAC (ClusterRole, Roles, bindings) a runtime with this
+    /// configuration needs to run these plugins.
+    Rbac(rbac::RbacArgs),
 }
 
 /// `bosun cluster` subcommands.
@@ -82,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(cmd) => plugin::run(cmd),
         Command::Release(cmd) => release::run(cmd),
         Command::Record(args) => record::record(&args),
+        Command::Rbac(args) => rbac::rbac(&args),
     }
 }
 

@@ -91,7 +91,7 @@ pub struct StatusArgs {
 #[error("{0}")]
 pub struct BadConfig(pub String);
 
-fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+pub(crate) fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     match path {
         Some(p) => Config::load(p).map_err(|e| BadConfig(e.to_string()).into()),
         None => Ok(Config::default()),
@@ -267,7 +267,28 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let tokio_rt = runtime()?;
     let result = tokio_rt.block_on(async move {
         let client = bosun_runtime::connect::client(args.kubeconfig.as_deref()).await?;
-        let rt = Runtime::start(config, client).await?;
+        // The plugins folder's plugins are published as Plugin objects, as `bosun up`
+        // does, so that `bosun plugin …` sees and manages them (deploy/ ships the
+        // built-in plugins in the runtime image this way).
+        let mirror = (config.plugin_objects)
+            .then(|| config.plugins_dir.clone())
+            .flatten()
+            .map(|dir| {
+                let ns = bosun_runtime::rollout::controller::namespace(
+                    config.plugin_namespace.as_deref(),
+                    &client,
+                );
+                (std::fs::canonicalize(&dir).unwrap_or(dir), ns)
+            });
+        let rt = Runtime::start(config, client.clone()).await?;
+        if let Some((dir, ns)) = mirror {
+            tokio::spawn(bosun_runtime::rollout::folder::mirror_folder(
+                std::sync::Arc::downgrade(rt.registry()),
+                client,
+                dir,
+                ns,
+            ));
+        }
         println!("runtime running; admin on http://{}", rt.admin_addr());
         up::signal().await;
         eprintln!("stopping…");

@@ -30,6 +30,7 @@ pub mod leader;
 pub mod metrics;
 pub mod pipe;
 pub mod queue;
+pub mod rbac;
 pub mod record;
 pub mod rollout;
 pub mod runtime;

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use bosun_api::keys;
 use bosun_api::plugin::{self as crd, Analysis, Canary, LabelSelector, Plugin, Rollout, Strategy};
-use bosun_host::{Revision, Services, Source, Spec};
+use bosun_host::{Revision, Services, Spec};
 use clap::{ArgGroup, Args};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -56,7 +56,7 @@ pub struct ClusterArgs {
 #[command(group(ArgGroup::new("strategy").args(["canary", "canary_selector", "shadow"])))]
 #[command(group(ArgGroup::new("canary_rollout").args(["canary", "canary_selector"])))]
 pub struct PushArgs {
-    /// The component (.wasm).
+    /// The component (.wasm), or a plugin source folder to build first.
     pub file: PathBuf,
     /// The Plugin's name; must be the name in the component's metadata.
     #[arg(long)]
@@ -679,8 +679,7 @@ pub fn push(args: &PushArgs) -> anyhow::Result<ExitCode> {
     let rollout = args.rollout()?;
     let config = args.config()?;
     let path = &args.file;
-    let source =
-        Source::file(path).with_context(|| format!("cannot read the plugin {}", path.display()))?;
+    let source = super::component(path)?;
     let engine = args.engine.engine()?;
     let revision =
         Revision::inspect(&engine, &source, Spec::new(Services::offline())).map_err(|e| {
