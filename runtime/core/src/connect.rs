@@ -44,11 +44,56 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
                     message: e.to_string(),
                 })?
         }
+        None if std::env::var_os(SERVICE_ACCOUNT_DIR_ENV).is_some() => in_cluster()?,
         None => Config::infer()
             .await
             .map_err(|e| Error::Infer(e.to_string()))?,
     };
     from_config(config)
+}
+
+/// Overrides where the service account's files are mounted (tests start the runtime the
+/// way a pod does, on a machine where that path is not theirs to write).
+pub const SERVICE_ACCOUNT_DIR_ENV: &str = "BOSUN_SERVICEACCOUNT_DIR";
+
+/// Where the pod's service account is mounted: `token`, `ca.crt`, `namespace`.
+pub fn service_account_dir() -> std::path::PathBuf {
+    std::env::var_os(SERVICE_ACCOUNT_DIR_ENV).map_or_else(
+        || "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+        std::path::PathBuf::from,
+    )
+}
+
+/// The in-cluster configuration, as kube's own (`KUBERNETES_SERVICE_HOST`/`_PORT`, the
+/// service account's CA, a token file re-read as the kubelet rotates it, its namespace),
+/// from [`service_account_dir`].
+fn in_cluster() -> Result<Config, Error> {
+    let infer = |m: String| Error::Infer(m);
+    let env = |k: &str| std::env::var(k).map_err(|_| infer(format!("{k} is not set")));
+    let (host, port) = (env("KUBERNETES_SERVICE_HOST")?, env("KUBERNETES_SERVICE_PORT")?);
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let url = format!("https://{host}:{port}")
+        .parse()
+        .map_err(|e| infer(format!("KUBERNETES_SERVICE_HOST/PORT: {e}")))?;
+    let dir = service_account_dir();
+    let ca = std::fs::read(dir.join("ca.crt"))
+        .map_err(|e| infer(format!("{}: {e}", dir.join("ca.crt").display())))?;
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let roots: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&ca)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| infer(format!("{}: {e}", dir.join("ca.crt").display())))?;
+    let mut config = Config::new(url);
+    config.root_cert = Some(roots);
+    config.auth_info.token_file = Some(dir.join("token").display().to_string());
+    if let Ok(ns) = std::fs::read_to_string(dir.join("namespace")) {
+        config.default_namespace = ns.trim().to_owned();
+    }
+    Ok(config)
 }
 
 /// A client from a kube config, without kube's built-in retries: the runtime retries

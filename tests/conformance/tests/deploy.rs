@@ -93,7 +93,6 @@ async fn every_install_renders_and_applies_to_the_embedded_cluster() -> anyhow::
             "customresourcedefinition.apiextensions.k8s.io/plugins.bosun.dev serverside-applied",
             "clusterrole.rbac.authorization.k8s.io/bosun-runtime serverside-applied",
             "deployment.apps/bosun-runtime serverside-applied",
-            "sidecarset.bosun.dev/bosun-sidecar serverside-applied",
             "service/bosun-webhook serverside-applied",
         ] {
             assert!(
@@ -124,6 +123,20 @@ async fn every_install_renders_and_applies_to_the_embedded_cluster() -> anyhow::
             },
         )
         .await;
+        // The built-in SidecarSet goes in after the runtime (deploy/README.md).
+        let sidecarset = root.join("deploy/sidecarset").display().to_string();
+        let applied = kubectl(&[
+            "--kubeconfig",
+            &kc,
+            "apply",
+            "--server-side",
+            "-k",
+            &sidecarset,
+        ])?;
+        assert!(
+            applied.contains("sidecarset.bosun.dev/bosun-sidecar serverside-applied"),
+            "{applied}"
+        );
         // Applying again changes nothing and conflicts with nothing.
         kubectl(&["--kubeconfig", &kc, "apply", "--server-side", "-f", &file])?;
         env.cluster.shutdown().await;

@@ -412,7 +412,7 @@ fn with_bound_port(url: &str, port: u16) -> String {
 
 /// The namespace of the pod this process runs in, from its service account.
 pub fn pod_namespace() -> Option<String> {
-    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    std::fs::read_to_string(crate::connect::service_account_dir().join("namespace"))
         .ok()
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty())
