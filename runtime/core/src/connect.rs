@@ -70,7 +70,10 @@ pub fn service_account_dir() -> std::path::PathBuf {
 fn in_cluster() -> Result<Config, Error> {
     let infer = |m: String| Error::Infer(m);
     let env = |k: &str| std::env::var(k).map_err(|_| infer(format!("{k} is not set")));
-    let (host, port) = (env("KUBERNETES_SERVICE_HOST")?, env("KUBERNETES_SERVICE_PORT")?);
+    let (host, port) = (
+        env("KUBERNETES_SERVICE_HOST")?,
+        env("KUBERNETES_SERVICE_PORT")?,
+    );
     let host = if host.contains(':') {
         format!("[{host}]")
     } else {
