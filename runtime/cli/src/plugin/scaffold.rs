@@ -2,13 +2,16 @@
 //!
 //! Every language gets the same plugin: it labels each pod `bosun.dev/hello=world` with
 //! one merge patch, and `testdata/` holds a pod to try it on with `bosun plugin test`.
+//! It depends on the SDK `sdk::sdk_dir` resolves, by absolute path (a Go `replace`, a
+//! Cargo path dependency, an npm `file:` dependency).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
 
-use super::build::{Lang, sdk_dir};
+use super::build::Lang;
+use super::sdk::sdk_dir;
 
 /// Flags of `bosun plugin new`.
 #[derive(Debug, Args)]
@@ -139,7 +142,7 @@ go 1.24
 
 require github.com/bosun-dev/bosun/sdk-guest/go v0.0.0
 
-replace github.com/bosun-dev/bosun/sdk-guest/go => SDK/go
+replace github.com/bosun-dev/bosun/sdk-guest/go => "SDK/go"
 "#;
 
 const JS_MAIN: &str = r#"// NAME: a Bosun controller plugin.
@@ -171,7 +174,8 @@ const JS_PACKAGE: &str = r#"{
   "private": true,
   "type": "module",
   "main": "plugin.js",
-  "bosun": { "world": "controller" }
+  "bosun": { "world": "controller" },
+  "dependencies": { "@bosun/sdk": "file:SDK/js" }
 }
 "#;
 
@@ -203,12 +207,18 @@ pub fn scaffold(args: &NewArgs) -> anyhow::Result<PathBuf> {
             dir.display()
         );
     }
-    let sdk = sdk_dir();
-    let sdk = sdk.to_str().context("the SDK path is not UTF-8")?;
+    // Every template quotes SDK the same way: TOML, JSON and go.mod strings all take
+    // `\\` and `\"` escapes.
+    let sdk = sdk_dir()?;
+    let sdk = sdk
+        .to_str()
+        .with_context(|| format!("the SDK path {} is not UTF-8", sdk.display()))?
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
     let fill = |t: &str| {
         t.replace("NAME", name)
-            .replace("SDK", sdk)
             .replace("LANG", args.lang.as_str())
+            .replace("SDK", &sdk)
     };
     let files: Vec<(&str, String)> = match args.lang {
         Lang::Rust => vec![
