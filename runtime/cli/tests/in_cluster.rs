@@ -381,3 +381,48 @@ async fn the_runtime_runs_in_cluster_with_only_the_generated_rbac() -> anyhow::R
     cluster.shutdown().await;
     Ok(())
 }
+
+/// An admission plugin in a runtime whose webhook is off is never called: the runtime
+/// says so instead of leaving it a mystery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_plugin_without_the_webhook_is_warned_about() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    let wasm = bosun_cli::plugin::build_with(&repo().join("plugins/sidecarset-injector"), false)?;
+    std::fs::copy(&wasm, plugins.join("sidecarset-injector.wasm"))?;
+    let cluster = bosun_cluster::start(bosun_cluster::Config {
+        nodes: 0,
+        ..Default::default()
+    })
+    .await?;
+    let log = dir.path().join("run.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .arg("run")
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig_path())
+        .arg("--plugins")
+        .arg(&plugins)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--admin-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let said = || {
+        std::fs::read_to_string(&log).is_ok_and(|l| {
+            l.contains("admission plugin loaded, but the admission webhook is off")
+                && l.contains("sidecarset-injector")
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !said() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(said(), "{}", std::fs::read_to_string(&log)?);
+    cluster.shutdown().await;
+    Ok(())
+}

@@ -214,7 +214,13 @@ impl Runtime {
                 tasks.append(&mut started);
                 Some(w)
             }
-            None => None,
+            None => {
+                tasks.push(tokio::spawn(warn_unserved_admission(
+                    Arc::downgrade(&registry),
+                    rollouts.changed(),
+                )));
+                None
+            }
         };
 
         let (listener, admin_addr) = bind_admin(config.admin_addr).await?;
@@ -661,4 +667,34 @@ fn background(
             }
         }
     }));
+}
+
+/// Without `webhook.listen` nothing serves admission plugins: each one loaded is said
+/// once, so that a plugin that never gets called is not a mystery.
+async fn warn_unserved_admission(
+    registry: std::sync::Weak<bosun_host::registry::Registry>,
+    mut changed: tokio::sync::watch::Receiver<u64>,
+) {
+    let mut warned = std::collections::HashSet::new();
+    loop {
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        for name in registry.names() {
+            let admission = registry
+                .current(&name)
+                .is_some_and(|r| r.info().world == bosun_host::World::Admission);
+            if admission && warned.insert(name.clone()) {
+                tracing::warn!(
+                    plugin = %name,
+                    "admission plugin loaded, but the admission webhook is off: the API server never calls it; set `webhook.listen` (and `webhook.service` or `webhook.url`) in the runtime config"
+                );
+            }
+        }
+        drop(registry);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            r = changed.changed() => if r.is_err() { return },
+        }
+    }
 }
