@@ -317,6 +317,50 @@ async fn the_runtime_runs_in_cluster_with_only_the_generated_rbac() -> anyhow::R
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The link's CA, made once into the Secret, is published where sidecars mount it.
+    let published = || {
+        kubectl(
+            &kc,
+            &[
+                "-n",
+                "default",
+                "get",
+                "configmap",
+                "bosun-runtime-ca",
+                "-o",
+                "jsonpath={.data.ca\\.pem}",
+            ],
+        )
+        .unwrap_or_default()
+    };
+    let mut ca = String::new();
+    let deadline = std::time::Instant::now() + wait;
+    while !ca.contains("BEGIN CERTIFICATE") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the link's CA is not published:\n{}",
+            rt.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ca = published();
+    }
+    let kept = kubectl(
+        &kc,
+        &[
+            "-n",
+            "bosun-system",
+            "get",
+            "secret",
+            "bosun-link-tls",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ],
+    )?;
+    assert_eq!(
+        base64(&ca),
+        kept.trim(),
+        "the published CA is not the Secret's"
+    );
     let log = rt.stop();
     assert!(
         !log.to_lowercase().contains("forbidden"),
@@ -331,6 +375,11 @@ async fn the_runtime_runs_in_cluster_with_only_the_generated_rbac() -> anyhow::R
             "runtime (Plugin status)",
             "runtime-c",
             "writes Plugin status",
+        ),
+        (
+            "runtime (publishes the sidecar link's CA",
+            "runtime-d",
+            "publishes the CA",
         ),
     ] {
         let reduced = without_rule(&rbac, rule);
@@ -353,11 +402,25 @@ async fn the_runtime_runs_in_cluster_with_only_the_generated_rbac() -> anyhow::R
             ],
         )?;
         kubectl(&kc, &["-n", "bosun-system", "delete", "plugins", "--all"])?;
+        kubectl(
+            &kc,
+            &[
+                "-n",
+                "default",
+                "delete",
+                "configmap",
+                "bosun-runtime-ca",
+                "--ignore-not-found",
+            ],
+        )?;
         let rt = Runtime::start(dir.path(), name, &cluster, &sa, &plugins)?;
         tokio::time::sleep(Duration::from_secs(15)).await;
         let log = rt.stop();
         match broken {
             "leads" => assert_eq!(lease_holder(&kc), "", "led without the lease rules:\n{log}"),
+            "publishes the CA" => {
+                assert_eq!(published(), "", "published without its rule:\n{log}")
+            }
             _ => assert_eq!(
                 plugins_ready(&kc),
                 0,
@@ -378,8 +441,37 @@ async fn the_runtime_runs_in_cluster_with_only_the_generated_rbac() -> anyhow::R
             ],
         )?;
     }
+    // Every runtime since loaded the one CA from the Secret.
+    let rt = Runtime::start(dir.path(), "runtime-e", &cluster, &sa, &plugins)?;
+    eventually("the CA published again, unchanged", wait, || async {
+        published() == ca
+    })
+    .await;
+    rt.stop();
     cluster.shutdown().await;
     Ok(())
+}
+
+/// Base64 (standard, padded), as the API shows a Secret's data.
+fn base64(text: &str) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// An admission plugin in a runtime whose webhook is off is never called: the runtime

@@ -66,6 +66,14 @@ pub struct Sidecars {
     /// The audience sidecar tokens must be issued for (`tokenReview`): the projected
     /// service-account token's `audience`.
     pub token_audience: String,
+    /// With `tls`: keep the link's CA and serving certificate in this Secret of the
+    /// runtime's namespace instead of the data directory, so that every replica (and
+    /// every restart) serves the one CA the sidecars trust. The first replica makes it.
+    pub tls_secret: Option<String>,
+    /// With `tls`: the leader publishes the link's CA as this ConfigMap (key `ca.pem`)
+    /// in every namespace, where the sidecars mount it, as kube-controller-manager
+    /// publishes `kube-root-ca.crt`.
+    pub publish_ca: Option<String>,
 }
 
 /// How sidecars authenticate.
@@ -89,6 +97,8 @@ impl Default for Sidecars {
             resend_ms: 5000,
             auth: SidecarAuth::Issued,
             token_audience: "bosun".to_owned(),
+            tls_secret: None,
+            publish_ca: None,
         }
     }
 }

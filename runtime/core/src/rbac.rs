@@ -282,6 +282,23 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
             "runtime: leader election",
         );
     }
+    let link = &config.sidecars;
+    if link.listen.is_some() && link.tls {
+        // sidecars/tls.rs: the link's CA and certificate shared through a Secret.
+        if let Some(secret) = &link.tls_secret {
+            let ns = Some(namespace.to_owned());
+            let why = "runtime: sidecar link certificate";
+            r.grant(ns.clone(), "", "secrets", None, &["create"], why);
+            r.grant(ns, "", "secrets", Some(secret), &["get"], why);
+        }
+        // sidecars/publish.rs: the CA as a ConfigMap in every namespace (server-side
+        // apply by name).
+        if let Some(cm) = &link.publish_ca {
+            let why = "runtime: publishes the sidecar link's CA";
+            r.grant(cluster.clone(), "", "namespaces", None, &watch, why);
+            r.grant(cluster.clone(), "", "configmaps", Some(cm), &["patch"], why);
+        }
+    }
     if config.sidecars.listen.is_some() {
         // The sidecar link assigns pod-agents by pod (sidecars/mod.rs).
         r.grant(

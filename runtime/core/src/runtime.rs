@@ -159,8 +159,10 @@ impl Runtime {
                 }
             }));
         }
-        let sidecars =
-            sidecar_link(&config, &client, &registry, &informers, &pipe, &mut tasks).await?;
+        let sidecars = sidecar_link(
+            &config, &client, &registry, &informers, &pipe, &leading, &mut tasks,
+        )
+        .await?;
         background(&config, &client, &dispatcher, &health, &audit, &mut tasks);
 
         let rollouts = Arc::new(Rollouts::new(
@@ -605,11 +607,31 @@ async fn sidecar_link(
     registry: &Arc<Registry>,
     informers: &Arc<Informers>,
     pipe: &Arc<Pipe>,
+    leading: &watch::Receiver<bool>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<Option<(Arc<Sidecars>, std::net::SocketAddr)>, Error> {
     let Some(addr) = config.sidecars.listen else {
         return Ok(None);
     };
+    let c = &config.sidecars;
+    let shared = match (&c.tls_secret, c.tls) {
+        (Some(secret), true) => {
+            let namespace = crate::webhook::pod_namespace()
+                .unwrap_or_else(|| client.default_namespace().to_owned());
+            Some(
+                crate::sidecars::tls::load_shared(
+                    client.clone(),
+                    &namespace,
+                    secret,
+                    &config.data_dir,
+                    &c.tls_names,
+                )
+                .await?,
+            )
+        }
+        _ => None,
+    };
+    let ca = shared.as_ref().map(|t| t.ca_pem().to_owned());
     let (sidecars, tls) = Sidecars::new(
         &config.data_dir,
         &config.sidecars,
@@ -617,7 +639,26 @@ async fn sidecar_link(
         registry.clone(),
         informers.clone(),
         pipe.clone(),
+        shared,
     )?;
+    if let (Some(name), true) = (&c.publish_ca, c.tls) {
+        // The CA in the data directory when it is not shared.
+        let ca = match ca {
+            Some(ca) => ca,
+            None => sidecars
+                .ca_file()
+                .and_then(|f| std::fs::read_to_string(f).ok())
+                .unwrap_or_default(),
+        };
+        informers.watch(Kind::new("v1", "Namespace"));
+        tasks.push(tokio::spawn(crate::sidecars::publish::ca(
+            informers.clone(),
+            client.clone(),
+            leading.clone(),
+            name.clone(),
+            ca,
+        )));
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| crate::sidecars::Error::Listen { addr, source })?;

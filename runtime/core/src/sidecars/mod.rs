@@ -19,8 +19,9 @@ mod assignment;
 mod auth;
 mod delivery;
 mod journal;
+pub mod publish;
 mod service;
-mod tls;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -184,6 +185,7 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()>
 
 impl Sidecars {
     /// Sets up the link's state in `data_dir` (secret, journal, TLS material).
+    /// `shared`: the TLS material kept in a Secret (`tlsSecret`), loaded by the caller.
     pub fn new(
         data_dir: &Path,
         config: &config::Sidecars,
@@ -191,13 +193,14 @@ impl Sidecars {
         registry: Arc<Registry>,
         informers: Arc<Informers>,
         pipe: Arc<Pipe>,
+        shared: Option<tls::Tls>,
     ) -> Result<(Arc<Self>, Option<Pem>), Error> {
         let secret = auth::load_secret(data_dir)?;
         let (journal, pending) = Journal::open(&data_dir.join("pod-commands.jsonl"))?;
-        let tls = if config.tls {
-            Some(tls::load(data_dir, &config.tls_names)?)
-        } else {
-            None
+        let tls = match shared {
+            Some(t) => Some(t),
+            None if config.tls => Some(tls::load(data_dir, &config.tls_names)?),
+            None => None,
         };
         let mut state = State::default();
         for (delivery, queued_ms) in pending {

@@ -11,13 +11,65 @@ use super::{Error, io_err};
 const DIR: &str = "pipe-tls";
 
 /// The link's certificate.
-pub(super) struct Tls {
+pub struct Tls {
     /// The certificate (PEM).
     pub(super) cert: String,
     /// Its key (PEM).
     pub(super) key: String,
-    /// The file sidecars trust: the certificate itself (it is self-signed).
+    /// The file sidecars trust: the certificate itself when it is self-signed, else the
+    /// CA's (written beside).
     pub(super) ca_file: PathBuf,
+    /// What sidecars trust (PEM).
+    pub(super) ca: String,
+}
+
+impl Tls {
+    /// The CA sidecars trust (PEM).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca
+    }
+}
+
+/// How long the shared CA and serving certificate are valid (the link does not rotate
+/// them; the webhook's CA is as long-lived).
+const SHARED_VALIDITY: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The certificate kept in the Secret `name` of `namespace`, made (a CA and a serving
+/// certificate for `localhost`, `127.0.0.1` and `names`) by the first replica to find
+/// none; its CA is also written to `pipe-tls-shared/ca.pem` in `dir`.
+pub async fn load_shared(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    dir: &Path,
+    names: &[String],
+) -> Result<Tls, Error> {
+    use crate::webhook::tls::{Keep, make_named};
+    let keep = Keep::Secret(
+        Box::new(kube::Api::namespaced(client, namespace)),
+        name.to_owned(),
+    );
+    let tls_err = |e: crate::webhook::Error| Error::Tls(e.to_string());
+    let material = match keep.load().await.map_err(tls_err)? {
+        Some(m) => m,
+        None => {
+            let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+            sans.extend(names.iter().cloned());
+            let made =
+                make_named("bosun sidecar link CA", &sans, SHARED_VALIDITY).map_err(tls_err)?;
+            keep.store(&made, true).await.map_err(tls_err)?
+        }
+    };
+    let shared = dir.join("pipe-tls-shared");
+    std::fs::create_dir_all(&shared).map_err(io_err(&shared))?;
+    let ca_file = shared.join("ca.pem");
+    std::fs::write(&ca_file, &material.ca_cert).map_err(io_err(&ca_file))?;
+    Ok(Tls {
+        cert: material.cert,
+        key: material.key,
+        ca_file,
+        ca: material.ca_cert,
+    })
 }
 
 /// The certificate in `dir`, made valid for `localhost`, `127.0.0.1` and `names` the
@@ -37,6 +89,7 @@ pub(super) fn load(dir: &Path, names: &[String]) -> Result<Tls, Error> {
                 .map_err(io_err(&key))?;
         }
         return Ok(Tls {
+            ca: c.clone(),
             cert: c,
             key: k,
             ca_file: cert,
@@ -50,6 +103,7 @@ pub(super) fn load(dir: &Path, names: &[String]) -> Result<Tls, Error> {
     super::write_private(&key, k.as_bytes()).map_err(io_err(&key))?;
     std::fs::write(&cert, &c).map_err(io_err(&cert))?;
     Ok(Tls {
+        ca: c.clone(),
         cert: c,
         key: k,
         ca_file: cert,

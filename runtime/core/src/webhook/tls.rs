@@ -153,12 +153,21 @@ impl Keep {
 
 /// Makes a CA and a serving certificate for `names`, valid for `validity`.
 pub(crate) fn make(names: &[String], validity: Duration) -> Result<Material, Error> {
+    make_named("bosun webhook CA", names, validity)
+}
+
+/// [`make`] with the CA named `ca_name`.
+pub(crate) fn make_named(
+    ca_name: &str,
+    names: &[String],
+    validity: Duration,
+) -> Result<Material, Error> {
     let tls = |e: rcgen::Error| Error::Tls(e.to_string());
     let now = time::OffsetDateTime::now_utc();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(tls)?;
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "bosun webhook CA");
+        .push(rcgen::DnType::CommonName, ca_name);
     ca.key_usages = vec![
         rcgen::KeyUsagePurpose::KeyCertSign,
         rcgen::KeyUsagePurpose::DigitalSignature,
