@@ -76,6 +76,7 @@ impl Runtime {
         cluster: &bosun_cluster::Cluster,
         sa: &Path,
         plugins: &Path,
+        pod: &str,
     ) -> anyhow::Result<Self> {
         let mut config: Value = serde_yaml::from_str(&std::fs::read_to_string(
             repo().join("deploy/runtime/config.yaml"),
@@ -105,6 +106,7 @@ impl Runtime {
             .env("KUBERNETES_SERVICE_HOST", addr.ip().to_string())
             .env("KUBERNETES_SERVICE_PORT", addr.port().to_string())
             .env("BOSUN_SERVICEACCOUNT_DIR", sa)
+            .env("POD_NAME", pod)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
@@ -239,11 +241,51 @@ async fn the_runtime_runs_in_cluster_with_only_the_generated_rbac() -> anyhow::R
     std::fs::write(sa.join("ca.crt"), auth.ca_pem())?;
     std::fs::write(sa.join("namespace"), "bosun-system")?;
 
-    let rt = Runtime::start(dir.path(), "runtime-a", &cluster, &sa, &plugins)?;
+    // The pod the runtime "is": one of the Deployment's (simulated) pods.
+    let runtime_pod = kubectl(
+        &kc,
+        &[
+            "-n",
+            "bosun-system",
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    )?;
+    anyhow::ensure!(!runtime_pod.is_empty(), "the runtime Deployment has no pod");
+    let leader_label = || {
+        kubectl(
+            &kc,
+            &[
+                "-n",
+                "bosun-system",
+                "get",
+                "pod",
+                &runtime_pod,
+                "-o",
+                "jsonpath={.metadata.labels.bosun\\.dev/leader}",
+            ],
+        )
+        .unwrap_or_default()
+    };
+    let rt = Runtime::start(
+        dir.path(),
+        "runtime-a",
+        &cluster,
+        &sa,
+        &plugins,
+        &runtime_pod,
+    )?;
     let wait = Duration::from_secs(120);
     eventually("the runtime ready", wait, || async { rt.ready() }).await;
     eventually("it leads", wait, || async {
         lease_holder(&kc) == "runtime-a"
+    })
+    .await;
+    // Its pod is labelled for the Service that sends the sidecars to the leader.
+    eventually("its pod labelled the leader", wait, || async {
+        leader_label() == "true"
     })
     .await;
     eventually(
@@ -413,11 +455,15 @@ async fn the_runtime_runs_in_cluster_with_only_the_generated_rbac() -> anyhow::R
                 "--ignore-not-found",
             ],
         )?;
-        let rt = Runtime::start(dir.path(), name, &cluster, &sa, &plugins)?;
+        let rt = Runtime::start(dir.path(), name, &cluster, &sa, &plugins, &runtime_pod)?;
         tokio::time::sleep(Duration::from_secs(15)).await;
         let log = rt.stop();
         match broken {
-            "leads" => assert_eq!(lease_holder(&kc), "", "led without the lease rules:\n{log}"),
+            "leads" => {
+                assert_eq!(lease_holder(&kc), "", "led without the lease rules:\n{log}");
+                // Not leading, it takes the label its pod kept from runtime-a off.
+                assert_eq!(leader_label(), "", "a pod not leading labelled:\n{log}");
+            }
             "publishes the CA" => {
                 assert_eq!(published(), "", "published without its rule:\n{log}")
             }
@@ -442,7 +488,14 @@ async fn the_runtime_runs_in_cluster_with_only_the_generated_rbac() -> anyhow::R
         )?;
     }
     // Every runtime since loaded the one CA from the Secret.
-    let rt = Runtime::start(dir.path(), "runtime-e", &cluster, &sa, &plugins)?;
+    let rt = Runtime::start(
+        dir.path(),
+        "runtime-e",
+        &cluster,
+        &sa,
+        &plugins,
+        &runtime_pod,
+    )?;
     eventually("the CA published again, unchanged", wait, || async {
         published() == ca
     })

@@ -189,6 +189,11 @@ pub struct LeaderElection {
     pub lease_seconds: u64,
     /// This runtime's identity (default: hostname and process id).
     pub identity: Option<String>,
+    /// Label this runtime's own pod `bosun.dev/leader: "true"` while it leads (and
+    /// remove the label otherwise), so that a Service can send the sidecars to the
+    /// leader, the only replica that delivers pod-commands. The pod is `POD_NAME`
+    /// (downward API) in the service account's namespace.
+    pub label_pod: bool,
 }
 
 impl Default for LeaderElection {
@@ -199,6 +204,7 @@ impl Default for LeaderElection {
             name: "bosun-runtime".to_owned(),
             lease_seconds: 15,
             identity: None,
+            label_pod: false,
         }
     }
 }

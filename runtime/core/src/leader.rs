@@ -21,7 +21,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -234,6 +234,48 @@ pub fn default_identity() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "bosun".to_owned());
     format!("{host}-{}", std::process::id())
+}
+
+/// The label the leader's pod carries (`leaderElection.labelPod`).
+pub const LEADER_LABEL: &str = "bosun.dev/leader";
+
+/// Keeps [`LEADER_LABEL`] on this runtime's pod (`POD_NAME` in the service account's
+/// namespace) while it leads, and off it otherwise (also at start: a restarted container
+/// keeps its pod's labels). A failed patch is retried.
+pub async fn label_pod(client: Client, mut leading: tokio::sync::watch::Receiver<bool>) {
+    let span = tracing::info_span!("bosun.leader.label_pod");
+    let (Some(pod), Some(ns)) = (
+        std::env::var("POD_NAME").ok().filter(|p| !p.is_empty()),
+        crate::webhook::pod_namespace(),
+    ) else {
+        tracing::warn!(parent: &span, "leaderElection.labelPod needs POD_NAME (downward API) and a service-account namespace; the pod is not labelled");
+        return;
+    };
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, &ns);
+    let mut labelled: Option<bool> = None;
+    loop {
+        let lead = *leading.borrow();
+        if labelled != Some(lead) {
+            let value = if lead { json!("true") } else { json!(null) };
+            let patch = json!({"metadata": {"labels": {LEADER_LABEL: value}}});
+            match pods
+                .patch(&pod, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(parent: &span, pod = %pod, leading = lead, "pod label updated");
+                    labelled = Some(lead);
+                }
+                Err(e) => {
+                    tracing::warn!(parent: &span, pod = %pod, error = %e, "cannot label this runtime's pod; retrying");
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(if labelled == Some(lead) { 30 } else { 2 })) => {}
+            r = leading.changed() => if r.is_err() { return },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -264,6 +264,17 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
     if config.leader_election.enabled {
         // leader.rs: created when absent, then read, renewed and released by update.
         let le = &config.leader_election;
+        if le.label_pod {
+            // leader.rs `label_pod`: its own pod, whose name is not known in advance.
+            r.grant(
+                Some(namespace.to_owned()),
+                "",
+                "pods",
+                None,
+                &["patch"],
+                "runtime: labels its pod while it leads",
+            );
+        }
         let ns = Some(le.namespace.clone());
         r.grant(
             ns.clone(),

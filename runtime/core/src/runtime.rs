@@ -578,6 +578,12 @@ fn leader_election(
                 metrics.leader(*rx.borrow());
             }
         }));
+        if config.leader_election.label_pod {
+            tasks.push(tokio::spawn(leader::label_pod(
+                client.clone(),
+                lead_tx.subscribe(),
+            )));
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(leader::run(
             client.clone(),
