@@ -49,7 +49,13 @@ pub(crate) fn checkout() -> Option<PathBuf> {
         .canonicalize()
         .ok()?;
     let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
-    (exe.starts_with(&root) && root.join("sdk-guest").is_dir()).then_some(root)
+    // Built into the checkout's target folder, or into the CARGO_TARGET_DIR it was built
+    // with (a target folder shared by several checkouts, as CI's).
+    let target = option_env!("CARGO_TARGET_DIR")
+        .map(Path::new)
+        .and_then(|t| t.canonicalize().ok());
+    let built_here = exe.starts_with(&root) || target.is_some_and(|t| exe.starts_with(t));
+    (built_here && root.join("sdk-guest").is_dir()).then_some(root)
 }
 
 /// `$BOSUN_CACHE_DIR`, `$XDG_CACHE_HOME/bosun` or `~/.cache/bosun`, absolute.
