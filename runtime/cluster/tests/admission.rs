@@ -38,7 +38,7 @@ struct Webhook {
     port: u16,
     ca_pem: String,
     seen: Arc<Mutex<Vec<(String, Value)>>>,
-    /// Connections accepted.
+    /// Connections accepted (TLS established).
     accepted: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -85,12 +85,16 @@ impl Webhook {
         let counted = accepted.clone();
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let (acceptor, handler, seen) = (acceptor.clone(), handler.clone(), seen2.clone());
+                let counted = counted.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
+                    // Counted once TLS is up: a client of another test's cluster that
+                    // still calls this port (the OS reused it) fails the handshake with
+                    // its own CA and is not this test's connection.
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                         let (handler, seen) = (handler.clone(), seen.clone());
                         async move {
