@@ -17,6 +17,7 @@ use bosun_host::host::{cache, clock, commands, log};
 use bosun_host::{Engine, Revision, Services, Source, Spec, Strategy};
 use serde_json::{Value, json};
 
+pub mod peers;
 pub mod pod;
 
 /// A guest language.
@@ -53,17 +54,11 @@ pub fn crate_dir() -> PathBuf {
 /// the builds use (`BOSUN_GO`, or `.venv/bin/go` from `.ci/setup`); panics with its
 /// output when it fails.
 pub fn go_test(dir: &str) {
-    let go = std::env::var_os("BOSUN_GO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate_dir().join("../../.venv/bin/go"));
-    let out = std::process::Command::new(&go)
+    let go = go_path();
+    let out = go_command()
         .args(["test", "./..."])
         .current_dir(crate_dir().join("../..").join(dir))
-        .env("GOTOOLCHAIN", "local")
-        .env("GOPROXY", "off")
         .env("GOFLAGS", "-mod=mod")
-        .env_remove("GOOS")
-        .env_remove("GOARCH")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {} (run .ci/setup): {e}", go.display()));
     assert!(
@@ -72,6 +67,23 @@ pub fn go_test(dir: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The Go toolchain: `$BOSUN_GO`, else the checkout's `.venv/bin/go` (`.ci/setup`).
+fn go_path() -> PathBuf {
+    std::env::var_os("BOSUN_GO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate_dir().join("../../.venv/bin/go"))
+}
+
+/// `go` for the host, offline: no toolchain download, no module proxy.
+pub fn go_command() -> Command {
+    let mut cmd = Command::new(go_path());
+    cmd.env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env_remove("GOOS")
+        .env_remove("GOARCH");
+    cmd
 }
 
 /// The folder of the conformance plugin in `lang`.

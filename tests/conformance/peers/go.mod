@@ -1,0 +1,3 @@
+module bosun.dev/peers
+
+go 1.24
