@@ -134,6 +134,14 @@ impl Runtime {
     }
 }
 
+impl Drop for Runtime {
+    /// A failed assertion does not leave the runtime running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn plugins_ready(kc: &Path) -> usize {
     let Ok(out) = kubectl(kc, &["-n", "bosun-system", "get", "plugins", "-o", "json"]) else {
         return 0;
