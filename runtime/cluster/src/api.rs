@@ -61,7 +61,7 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
     let wanted = crate::protobuf::negotiate(&header_str(req.headers(), header::ACCEPT, ""));
     let span = tracing::debug_span!("bosun.cluster.request", %method, %path);
     async move {
-        let (out, dropped) = crate::fieldvalidation::scope(fields, dispatch(st, req)).await;
+        let (out, dropped) = crate::fieldvalidation::scope(fields, dispatch(st, req, wanted)).await;
         let mut resp = match out {
             Ok(r) => r,
             Err(e) => {
@@ -217,7 +217,7 @@ struct Target {
     watch_path: bool,
 }
 
-async fn dispatch(st: AppState, req: Request) -> Result<Response> {
+async fn dispatch(st: AppState, req: Request, wanted: crate::protobuf::Wanted) -> Result<Response> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = Query::parse(parts.uri.query());
@@ -263,10 +263,7 @@ async fn dispatch(st: AppState, req: Request) -> Result<Response> {
     }
     let target = parse_target(&st.store, &segs)?;
     // Refused before anything is done, as kube-apiserver negotiates first.
-    if crate::protobuf::negotiate(&header_str(&parts.headers, header::ACCEPT, ""))
-        == (crate::protobuf::Wanted::Protobuf { json_too: false })
-        && target.rt.custom
-    {
+    if wanted == (crate::protobuf::Wanted::Protobuf { json_too: false }) && target.rt.custom {
         return Err(not_acceptable());
     }
     let body = read_body(body).await?;
@@ -279,6 +276,7 @@ async fn dispatch(st: AppState, req: Request) -> Result<Response> {
     let call = Call {
         content_type: header_str(&parts.headers, header::CONTENT_TYPE, "application/json"),
         accept: header_str(&parts.headers, header::ACCEPT, ""),
+        wanted,
         method: parts.method,
         st,
         target,
@@ -467,6 +465,8 @@ struct Call {
     content_type: String,
     /// `Accept`, empty when absent.
     accept: String,
+    /// The media type `Accept` negotiated.
+    wanted: crate::protobuf::Wanted,
     body: axum::body::Bytes,
     /// What webhooks warned about, for the `Warning` headers.
     warnings: Warnings,
@@ -552,7 +552,7 @@ fn list(c: &Call) -> Result<Response> {
     let (rt, ns, query) = (c.rt(), c.ns(), &c.query);
     let (labels, fields) = selectors(query)?;
     if c.target.watch_path || query.flag("watch") {
-        return watch(&c.st, rt.clone(), ns, query, labels, fields, &c.accept);
+        return watch(c, rt.clone(), ns, labels, fields);
     }
     let limit = query
         .get("limit")
@@ -589,15 +589,7 @@ fn get(c: &Call, name: &str) -> Result<Response> {
     let (rt, ns) = (c.rt(), c.ns());
     if c.target.watch_path {
         let fields = FieldSelector::parse(&format!("metadata.name={name}"))?;
-        return watch(
-            &c.st,
-            rt.clone(),
-            ns,
-            &c.query,
-            LabelSelector::default(),
-            fields,
-            &c.accept,
-        );
+        return watch(c, rt.clone(), ns, LabelSelector::default(), fields);
     }
     let obj = c.store().get(rt, ns, name)?;
     if crate::table::wanted(&c.accept) && c.target.sub.is_none() {
@@ -875,14 +867,13 @@ async fn delete_collection(c: &Call) -> Result<Response> {
 }
 
 fn watch(
-    st: &AppState,
+    c: &Call,
     rt: Arc<ResourceType>,
     ns: &str,
-    query: &Query,
     labels: LabelSelector,
     fields: FieldSelector,
-    accept: &str,
 ) -> Result<Response> {
+    let (st, query) = (&c.st, &c.query);
     let from = match query.get("resourceVersion") {
         None | Some("") => None,
         Some(v) => Some(
@@ -909,13 +900,9 @@ fn watch(
     // a bookmark that marks the end of the initial events.
     let initial_events = query.flag("sendInitialEvents");
     let from = if initial_events { None } else { from };
-    let table = crate::table::wanted(accept);
-    let protobuf = !table
-        && !rt.custom
-        && matches!(
-            crate::protobuf::negotiate(accept),
-            crate::protobuf::Wanted::Protobuf { .. }
-        );
+    let table = crate::table::wanted(&c.accept);
+    let protobuf =
+        !table && !rt.custom && matches!(c.wanted, crate::protobuf::Wanted::Protobuf { .. });
     let start = match st.store.watch(&rt, ns, from) {
         Ok(s) => s,
         // As kube-apiserver: the watch is accepted, then ends with an ERROR event, which
