@@ -164,19 +164,17 @@ fn yaml(args: &RbacArgs, rules: &rbac::Rules, revisions: &[Revision]) -> String 
 
 fn rule_yaml(rule: &Rule) -> String {
     let mut out = String::new();
-    // `plugin release: patch`, `plugin release: read` -> `release (patch, read)`.
-    let mut who: Vec<(String, Vec<String>)> = Vec::new();
+    // Reasons come sorted by who: `release (patch, read); runtime (sidecar link)`.
+    let mut groups: Vec<(&rbac::Who, Vec<&str>)> = Vec::new();
     for why in &rule.reasons {
-        let (w, what) = why.split_once(": ").unwrap_or((why.as_str(), ""));
-        let w = w.trim_start_matches("plugin ").to_owned();
-        match who.iter_mut().find(|(x, _)| *x == w) {
-            Some((_, whats)) => whats.push(what.to_owned()),
-            None => who.push((w, vec![what.to_owned()])),
+        match groups.last_mut() {
+            Some((who, whats)) if **who == why.who => whats.push(&why.what),
+            _ => groups.push((&why.who, vec![&why.what])),
         }
     }
-    let line: Vec<String> = who
-        .into_iter()
-        .map(|(w, whats)| format!("{w} ({})", whats.join(", ")))
+    let line: Vec<String> = groups
+        .iter()
+        .map(|(who, whats)| format!("{who} ({})", whats.join(", ")))
         .collect();
     let _ = writeln!(out, "  # {}", line.join("; "));
     let list = |items: &[String]| {

@@ -80,12 +80,55 @@ pub type Scope = Option<String>;
 type Target = (String, String, Option<String>);
 
 /// `(group, verbs, resourceNames)` -> `(resources, reasons)`: targets merged into rules.
-type Merged = BTreeMap<(String, Vec<String>, Vec<String>), (Vec<String>, BTreeSet<String>)>;
+type Merged = BTreeMap<(String, Vec<String>, Vec<String>), (Vec<String>, BTreeSet<Why>)>;
+
+/// Who needs a rule: a plugin (by name), or the runtime itself (listed last).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Who {
+    /// A plugin.
+    Plugin(String),
+    /// The runtime.
+    Runtime,
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Who::Plugin(name) => f.write_str(name),
+            Who::Runtime => f.write_str("runtime"),
+        }
+    }
+}
+
+/// Why a rule is there: who needs it for what (`release`: `patch`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Why {
+    /// Who.
+    pub who: Who,
+    /// For what: a plugin's verb, or what the runtime does.
+    pub what: String,
+}
+
+impl Why {
+    fn runtime(what: &str) -> Self {
+        Why {
+            who: Who::Runtime,
+            what: what.to_owned(),
+        }
+    }
+
+    fn plugin(name: &str, what: &str) -> Self {
+        Why {
+            who: Who::Plugin(name.to_owned()),
+            what: what.to_owned(),
+        }
+    }
+}
 
 /// The rules, by scope; each verb keeps why it is needed.
 #[derive(Debug, Default, Clone)]
 pub struct Rules {
-    grants: BTreeMap<Scope, BTreeMap<Target, BTreeMap<String, BTreeSet<String>>>>,
+    grants: BTreeMap<Scope, BTreeMap<Target, BTreeMap<String, BTreeSet<Why>>>>,
 }
 
 /// One rule as Kubernetes writes it, with why it is there.
@@ -99,8 +142,8 @@ pub struct Rule {
     pub names: Vec<String>,
     /// `verbs`.
     pub verbs: Vec<String>,
-    /// Who needs it, e.g. `plugin release: patch` or `runtime: leader election`.
-    pub reasons: Vec<String>,
+    /// Who needs it for what, plugins by name then the runtime.
+    pub reasons: Vec<Why>,
 }
 
 impl Rules {
@@ -111,7 +154,7 @@ impl Rules {
         resource: &str,
         name: Option<&str>,
         verbs: &[&str],
-        why: &str,
+        why: &Why,
     ) {
         let target = (
             group.to_owned(),
@@ -128,7 +171,7 @@ impl Rules {
             by_verb
                 .entry((*v).to_owned())
                 .or_default()
-                .insert(why.to_owned());
+                .insert(why.clone());
         }
     }
 
@@ -225,7 +268,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
             "plugins",
             None,
             &watch,
-            "runtime: Plugin objects",
+            &Why::runtime("Plugin objects"),
         );
         r.grant(
             cluster.clone(),
@@ -233,7 +276,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
             "plugins/status",
             None,
             &["patch"],
-            "runtime: Plugin status",
+            &Why::runtime("Plugin status"),
         );
         // `configMap` sources, and the stable revision's code after a restart
         // (rollout/source.rs, rollout/controller.rs).
@@ -247,7 +290,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
             "configmaps",
             None,
             &["get", "list"],
-            "runtime: plugin code in ConfigMaps",
+            &Why::runtime("plugin code in ConfigMaps"),
         );
         if config.plugins_dir.is_some() {
             // The plugins folder publishes its plugins as Plugin objects (rollout/folder.rs).
@@ -257,7 +300,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
                 "plugins",
                 None,
                 &["get", "patch"],
-                "runtime: publishes the plugins folder as Plugin objects",
+                &Why::runtime("publishes the plugins folder as Plugin objects"),
             );
         }
     }
@@ -272,7 +315,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
                 "pods",
                 None,
                 &["patch"],
-                "runtime: labels its pod while it leads",
+                &Why::runtime("labels its pod while it leads"),
             );
         }
         let ns = Some(le.namespace.clone());
@@ -282,7 +325,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
             "leases",
             None,
             &["create"],
-            "runtime: leader election",
+            &Why::runtime("leader election"),
         );
         r.grant(
             ns,
@@ -290,7 +333,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
             "leases",
             Some(&le.name),
             &["get", "update"],
-            "runtime: leader election",
+            &Why::runtime("leader election"),
         );
     }
     let link = &config.sidecars;
@@ -298,14 +341,14 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
         // sidecars/tls.rs: the link's CA and certificate shared through a Secret.
         if let Some(secret) = &link.tls_secret {
             let ns = Some(namespace.to_owned());
-            let why = "runtime: sidecar link certificate";
+            let why = &Why::runtime("sidecar link certificate");
             r.grant(ns.clone(), "", "secrets", None, &["create"], why);
             r.grant(ns, "", "secrets", Some(secret), &["get"], why);
         }
         // sidecars/publish.rs: the CA as a ConfigMap in every namespace (server-side
         // apply by name).
         if let Some(cm) = &link.publish_ca {
-            let why = "runtime: publishes the sidecar link's CA";
+            let why = &Why::runtime("publishes the sidecar link's CA");
             r.grant(cluster.clone(), "", "namespaces", None, &watch, why);
             r.grant(cluster.clone(), "", "configmaps", Some(cm), &["patch"], why);
         }
@@ -318,7 +361,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
             "pods",
             None,
             &watch,
-            "runtime: sidecar link",
+            &Why::runtime("sidecar link"),
         );
         if config.sidecars.auth == SidecarAuth::TokenReview {
             r.grant(
@@ -327,7 +370,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
                 "tokenreviews",
                 None,
                 &["create"],
-                "runtime: sidecar link tokenReview",
+                &Why::runtime("sidecar link tokenReview"),
             );
         }
     }
@@ -345,7 +388,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
                 kind,
                 Some(name),
                 &["patch", "delete"],
-                "runtime: admission webhook",
+                &Why::runtime("admission webhook"),
             );
         }
         if let Some(secret) = &config.webhook.secret {
@@ -356,7 +399,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
                 "secrets",
                 None,
                 &["create"],
-                "runtime: webhook certificate",
+                &Why::runtime("webhook certificate"),
             );
             r.grant(
                 ns,
@@ -364,7 +407,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
                 "secrets",
                 Some(secret),
                 &["get", "update"],
-                "runtime: webhook certificate",
+                &Why::runtime("webhook certificate"),
             );
         }
     }
@@ -377,7 +420,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
             "nodes",
             None,
             &watch,
-            "runtime: maxCordonedNodes budget",
+            &Why::runtime("maxCordonedNodes budget"),
         );
     }
     let workloads = g.any(|s| s.max_unavailable.is_some() || s.min_healthy_share.is_some());
@@ -389,7 +432,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
             "pods",
             None,
             &watch,
-            "runtime: disruption budgets",
+            &Why::runtime("disruption budgets"),
         );
     }
     if workloads {
@@ -406,7 +449,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
                 plural,
                 None,
                 &watch,
-                "runtime: maxUnavailable budget",
+                &Why::runtime("maxUnavailable budget"),
             );
         }
     }
@@ -417,7 +460,7 @@ fn runtime_rules(r: &mut Rules, config: &Config, namespace: &str) {
             "poddisruptionbudgets",
             None,
             &watch,
-            "runtime: podDisruptionBudgets",
+            &Why::runtime("podDisruptionBudgets"),
         );
     }
 }
@@ -449,7 +492,7 @@ fn plugin_rules(
                 &res.plural,
                 None,
                 &watch,
-                &format!("plugin {name}: subscribes"),
+                &Why::plugin(name, "subscribes"),
             );
         }
     }
@@ -468,19 +511,19 @@ fn plugin_rules(
         }
         let res = named(&perm.api_version, &perm.kind)?;
         for verb in &perm.verbs {
-            let why = format!("plugin {name}: {}", verb.as_str());
+            let why = &Why::plugin(name, verb.as_str());
             let (g, plural) = (res.group.as_str(), res.plural.as_str());
             match verb {
-                Verb::Read => r.grant(None, g, plural, None, &watch, &why),
-                Verb::Apply => r.grant(None, g, plural, None, &["patch"], &why),
+                Verb::Read => r.grant(None, g, plural, None, &watch, why),
+                Verb::Apply => r.grant(None, g, plural, None, &["patch"], why),
                 Verb::Patch => {
-                    r.grant(None, g, plural, None, &["patch"], &why);
-                    r.grant(None, g, &format!("{plural}/status"), None, &["patch"], &why);
+                    r.grant(None, g, plural, None, &["patch"], why);
+                    r.grant(None, g, &format!("{plural}/status"), None, &["patch"], why);
                 }
-                Verb::Delete => r.grant(None, g, plural, None, &["delete"], &why),
-                Verb::Evict => r.grant(None, "", "pods/eviction", None, &["create"], &why),
-                Verb::Cordon => r.grant(None, "", "nodes", None, &["get", "patch"], &why),
-                Verb::RecordEvent => r.grant(None, "", "events", None, &["create"], &why),
+                Verb::Delete => r.grant(None, g, plural, None, &["delete"], why),
+                Verb::Evict => r.grant(None, "", "pods/eviction", None, &["create"], why),
+                Verb::Cordon => r.grant(None, "", "nodes", None, &["get", "patch"], why),
+                Verb::RecordEvent => r.grant(None, "", "events", None, &["create"], why),
                 Verb::PodCommand => {}
             }
         }
