@@ -11,7 +11,7 @@
 //! Minimal (sampled): without the leader-election rules it never leads; without
 //! `plugins/status` no Plugin gets a status.
 
-use bosun_test_support::{eventually, free_port};
+use bosun_test_support::{eventually, free_port, kubectl};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -29,21 +29,6 @@ const BUILT_IN: [&str; 6] = [
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn kubectl(kc: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kc)
-        .args(args)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "kubectl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// The built-in plugins as the runtime image lays them out (deploy/images).

@@ -3,9 +3,8 @@
 
 use bosun_conformance::crate_dir;
 use bosun_test_support::embedded::Env;
-use bosun_test_support::eventually;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use bosun_test_support::{eventually, kubectl};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The built-in plugins the runtime image carries (deploy/images).
@@ -53,21 +52,6 @@ fn shipped_rbac_is_what_bosun_rbac_prints() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn kubectl(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("kubectl").args(args).output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "kubectl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-fn render(dir: &Path) -> anyhow::Result<String> {
-    kubectl(&["kustomize", &dir.display().to_string()])
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_install_renders_and_applies_to_the_embedded_cluster() -> anyhow::Result<()> {
     let root = repo();
@@ -77,8 +61,11 @@ async fn every_install_renders_and_applies_to_the_embedded_cluster() -> anyhow::
         "deploy/overlays/restricted",
     ] {
         let env = Env::bare(2).await;
-        let kc = env.cluster.kubeconfig_path().display().to_string();
-        let rendered = render(&root.join(install))?;
+        let kc = env.cluster.kubeconfig_path().to_path_buf();
+        let rendered = kubectl(
+            &kc,
+            &["kustomize", &root.join(install).display().to_string()],
+        )?;
         assert!(!rendered.contains("\"*\""), "{install}: a wildcard");
         let file = env.dir.path().join("rendered.yaml");
         std::fs::write(&file, &rendered)?;
@@ -86,8 +73,8 @@ async fn every_install_renders_and_applies_to_the_embedded_cluster() -> anyhow::
         // The CRDs first, as deploy/README.md says: kubectl does not wait for a CRD it
         // applies to be served before applying the custom resources after it.
         let crds = root.join("deploy/crds").display().to_string();
-        kubectl(&["--kubeconfig", &kc, "apply", "--server-side", "-k", &crds])?;
-        let applied = kubectl(&["--kubeconfig", &kc, "apply", "--server-side", "-f", &file])?;
+        kubectl(&kc, &["apply", "--server-side", "-k", &crds])?;
+        let applied = kubectl(&kc, &["apply", "--server-side", "-f", &file])?;
         for what in [
             "namespace/bosun-system serverside-applied",
             "customresourcedefinition.apiextensions.k8s.io/plugins.bosun.dev serverside-applied",
@@ -107,17 +94,18 @@ async fn every_install_renders_and_applies_to_the_embedded_cluster() -> anyhow::
             || {
                 let kc = kc.clone();
                 async move {
-                    kubectl(&[
-                        "--kubeconfig",
+                    kubectl(
                         &kc,
-                        "-n",
-                        "bosun-system",
-                        "get",
-                        "deployment",
-                        "bosun-runtime",
-                        "-o",
-                        "jsonpath={.status.readyReplicas}",
-                    ])
+                        &[
+                            "-n",
+                            "bosun-system",
+                            "get",
+                            "deployment",
+                            "bosun-runtime",
+                            "-o",
+                            "jsonpath={.status.readyReplicas}",
+                        ],
+                    )
                     .is_ok_and(|n| n == want)
                 }
             },
@@ -125,20 +113,13 @@ async fn every_install_renders_and_applies_to_the_embedded_cluster() -> anyhow::
         .await;
         // The built-in SidecarSet goes in after the runtime (deploy/README.md).
         let sidecarset = root.join("deploy/sidecarset").display().to_string();
-        let applied = kubectl(&[
-            "--kubeconfig",
-            &kc,
-            "apply",
-            "--server-side",
-            "-k",
-            &sidecarset,
-        ])?;
+        let applied = kubectl(&kc, &["apply", "--server-side", "-k", &sidecarset])?;
         assert!(
             applied.contains("sidecarset.bosun.dev/bosun-sidecar serverside-applied"),
             "{applied}"
         );
         // Applying again changes nothing and conflicts with nothing.
-        kubectl(&["--kubeconfig", &kc, "apply", "--server-side", "-f", &file])?;
+        kubectl(&kc, &["apply", "--server-side", "-f", &file])?;
         env.cluster.shutdown().await;
     }
     Ok(())

@@ -43,3 +43,20 @@ pub fn with_custom_section(component: &[u8], tag: &str) -> Vec<u8> {
     bytes.extend_from_slice(tag.as_bytes());
     bytes
 }
+
+/// `kubectl --kubeconfig KUBECONFIG ARGS…`: its stdout, or an error naming the command
+/// and holding its stderr.
+pub fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
