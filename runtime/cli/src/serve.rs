@@ -267,28 +267,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let tokio_rt = runtime()?;
     let result = tokio_rt.block_on(async move {
         let client = bosun_runtime::connect::client(args.kubeconfig.as_deref()).await?;
-        // The plugins folder's plugins are published as Plugin objects, as `bosun up`
-        // does, so that `bosun plugin …` sees and manages them (deploy/ ships the
-        // built-in plugins in the runtime image this way).
-        let mirror = (config.plugin_objects)
-            .then(|| config.plugins_dir.clone())
-            .flatten()
-            .map(|dir| {
-                let ns = bosun_runtime::rollout::controller::namespace(
-                    config.plugin_namespace.as_deref(),
-                    &client,
-                );
-                (std::fs::canonicalize(&dir).unwrap_or(dir), ns)
-            });
         let rt = Runtime::start(config, client.clone()).await?;
-        if let Some((dir, ns)) = mirror {
-            tokio::spawn(bosun_runtime::rollout::folder::mirror_folder(
-                std::sync::Arc::downgrade(rt.registry()),
-                client,
-                dir,
-                ns,
-            ));
-        }
+        // As `bosun up`: deploy/ ships the built-in plugins in the image's plugins folder.
+        let _publish = rt.publish_folder(client);
         println!("runtime running; admin on http://{}", rt.admin_addr());
         up::signal().await;
         eprintln!("stopping…");

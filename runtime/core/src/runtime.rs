@@ -346,6 +346,25 @@ impl Runtime {
         &self.rollouts
     }
 
+    /// Publishes the plugins folder's plugins as Plugin objects (a `file` source) where
+    /// this runtime reads them, so `bosun plugin …` sees and manages them; nothing
+    /// without a plugins folder or with Plugin objects off. Runs until aborted.
+    pub fn publish_folder(&self, client: Client) -> Option<tokio::task::JoinHandle<()>> {
+        let dir = self
+            .config
+            .plugins_dir
+            .clone()
+            .filter(|_| self.config.plugin_objects)?;
+        let namespace =
+            rollout::controller::namespace(self.config.plugin_namespace.as_deref(), &client);
+        Some(tokio::spawn(rollout::folder::mirror_folder(
+            Arc::downgrade(&self.registry),
+            client,
+            std::fs::canonicalize(&dir).unwrap_or(dir),
+            namespace,
+        )))
+    }
+
     /// The plugin registry.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry

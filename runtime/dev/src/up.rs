@@ -131,11 +131,6 @@ impl Up {
             config.webhook.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
             config.webhook.url = Some("https://127.0.0.1:0".to_owned());
         }
-        // The folder publishes where the runtime reads Plugins.
-        let plugin_namespace = bosun_runtime::rollout::controller::namespace(
-            config.plugin_namespace.as_deref(),
-            &client,
-        );
         let configuration = config.webhook.configuration_name.clone();
         let runtime = Runtime::start(config, client.clone())
             .await
@@ -143,14 +138,9 @@ impl Up {
         let launcher =
             crate::launcher::Launcher::start(&runtime, options.data_dir.join("sidecars"));
         // The folder's plugins are Plugin objects too, managed by `bosun plugin …`.
-        let plugins_dir = std::fs::canonicalize(&options.plugins_dir)
-            .unwrap_or_else(|_| options.plugins_dir.clone());
-        let mirror = tokio::spawn(bosun_runtime::rollout::folder::mirror_folder(
-            Arc::downgrade(runtime.registry()),
-            client.clone(),
-            plugins_dir,
-            plugin_namespace,
-        ));
+        let mirror = runtime
+            .publish_folder(client.clone())
+            .unwrap_or_else(|| tokio::spawn(async {}));
         apply_sidecarset(&client)
             .await
             .context("cannot apply the built-in SidecarSet bosun-sidecar")?;
