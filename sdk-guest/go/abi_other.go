@@ -2,12 +2,90 @@
 
 package bosun
 
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
 // Outside a WebAssembly host (go vet, go test on the build machine) the imports go to
 // TestHost, an in-memory host.
 
 func hostGet(target ObjectRef) (string, bool) {
 	s, ok := testHost.objects[target]
 	return s, ok
+}
+
+// hostGetFields cuts the object as the runtime's host does (see cache.get-fields).
+func hostGetFields(target ObjectRef, fields []string) (string, bool, error) {
+	t, err := parseFields(fields)
+	if err != nil {
+		return "", false, err
+	}
+	s, ok := testHost.objects[target]
+	if !ok {
+		return "", false, nil
+	}
+	var v any
+	if err := jsonUnmarshal(s, &v); err != nil {
+		return "", false, err
+	}
+	cut, _ := t.cut(v)
+	b, err := json.Marshal(cut)
+	return string(b), true, err
+}
+
+type fieldTree struct {
+	whole    bool
+	children map[string]*fieldTree
+}
+
+func parseFields(fields []string) (*fieldTree, error) {
+	if len(fields) == 0 || len(fields) > 64 {
+		return nil, fmt.Errorf("name between 1 and 64 fields, not %d", len(fields))
+	}
+	root := &fieldTree{children: map[string]*fieldTree{}}
+	for _, f := range fields {
+		node := root
+		for _, name := range strings.Split(f, ".") {
+			if name == "" {
+				return nil, fmt.Errorf("invalid field %q: a field is a dotted path of names such as \"spec.nodeName\"", f)
+			}
+			next, ok := node.children[name]
+			if !ok {
+				next = &fieldTree{children: map[string]*fieldTree{}}
+				node.children[name] = next
+			}
+			node = next
+		}
+		node.whole = true
+	}
+	return root, nil
+}
+
+func (t *fieldTree) cut(v any) (any, bool) {
+	if t.whole {
+		return v, true
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		out := map[string]any{}
+		for name, child := range t.children {
+			if x, ok := v[name]; ok {
+				if c, ok := child.cut(x); ok {
+					out[name] = c
+				}
+			}
+		}
+		return out, true
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i], _ = t.cut(x)
+		}
+		return out, true
+	}
+	return nil, false
 }
 
 func hostList(apiVersion, kind, namespace, selector string) ([]string, error) {

@@ -182,6 +182,9 @@ func ret() uint32 { return uint32(uintptr(unsafe.Pointer(&retArea))) }
 //go:wasmimport bosun:operator/cache@0.1.0 get
 func importGet(avP, avN, kP, kN, nsD, nsP, nsN, nP, nN, ret uint32)
 
+//go:wasmimport bosun:operator/cache@0.1.0 get-fields
+func importGetFields(avP, avN, kP, kN, nsD, nsP, nsN, nP, nN, fP, fN, ret uint32)
+
 //go:wasmimport bosun:operator/cache@0.1.0 list-objects
 func importList(avP, avN, kP, kN, nsD, nsP, nsN, selD, selP, selN, ret uint32)
 
@@ -223,6 +226,27 @@ func hostGet(target ObjectRef) (string, bool) {
 		return "", false
 	}
 	return liftString(load32(r+4), load32(r+8)), true
+}
+
+func hostGetFields(target ObjectRef, fields []string) (string, bool, error) {
+	f := flattenRef(&target)
+	// list<string> is an array of (pointer, length) pairs; the strings stay where Go keeps
+	// them, alive until the call returns.
+	pairs := make([]uint32, 2*len(fields))
+	for i, field := range fields {
+		pairs[2*i], pairs[2*i+1] = strArg(field)
+	}
+	pP, _ := bytesArg(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(pairs))), 4*len(pairs)))
+	r := ret()
+	importGetFields(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], pP, uint32(len(fields)), r)
+	keepAlive(&target, &fields, &pairs)
+	if load8(r) != 0 {
+		return "", false, hostError(liftString(load32(r+4), load32(r+8)))
+	}
+	if load8(r+4) == 0 {
+		return "", false, nil
+	}
+	return liftString(load32(r+8), load32(r+12)), true, nil
 }
 
 func hostList(apiVersion, kind, namespace, selector string) ([]string, error) {

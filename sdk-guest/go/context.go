@@ -39,6 +39,70 @@ func (c *Context) GetAs(target ObjectRef, v any) (bool, error) {
 	return true, nil
 }
 
+// GetFields returns the object reduced to the named fields, decoded into v; false when it
+// is not in the cache. A field is a dotted path from the root ("metadata.labels",
+// "spec.nodeName"); one through an array applies to each element
+// ("spec.containers.image"). The host skips the rest of the object, so encoding/json
+// decodes a few hundred bytes instead of the whole object. An empty list, more than 64
+// fields or an empty path segment is an error.
+func (c *Context) GetFields(target ObjectRef, fields []string, v any) (bool, error) {
+	text, found, err := hostGetFields(target, fields)
+	if err != nil {
+		return false, fmt.Errorf("reading fields of %s: %w", target, err)
+	}
+	if !found {
+		return false, nil
+	}
+	if err := json.Unmarshal([]byte(text), v); err != nil {
+		return true, fmt.Errorf("reading %s: %w", target, err)
+	}
+	return true, nil
+}
+
+// The fields of the slim views, the same as the Rust and JavaScript SDKs'.
+var (
+	metaFields = []string{"metadata.name", "metadata.namespace", "metadata.uid", "metadata.generation",
+		"metadata.resourceVersion", "metadata.labels", "metadata.annotations", "metadata.creationTimestamp",
+		"metadata.deletionTimestamp", "metadata.ownerReferences"}
+	podFields = append(append([]string{}, metaFields...), "spec.nodeName", "spec.containers.name",
+		"spec.containers.image", "status.phase", "status.conditions", "status.containerStatuses")
+	nodeFields = append(append([]string{}, metaFields...), "spec.unschedulable", "spec.taints",
+		"status.conditions", "status.nodeInfo.bootID")
+)
+
+// GetPod reads the pod as the SDK's slim view (PodObject): the host cuts it down to the
+// view's fields, so this is much cheaper than Get on a large pod. nil when it is not in
+// the cache.
+func (c *Context) GetPod(target ObjectRef) (*PodObject, error) {
+	var pod PodObject
+	if found, err := c.GetFields(target, podFields, &pod); err != nil || !found {
+		return nil, err
+	}
+	return &pod, nil
+}
+
+// GetNode reads the node named name as the SDK's slim view (NodeObject). nil when it is
+// not in the cache.
+func (c *Context) GetNode(name string) (*NodeObject, error) {
+	var node NodeObject
+	if found, err := c.GetFields(NewRef("v1", "Node", name), nodeFields, &node); err != nil || !found {
+		return nil, err
+	}
+	return &node, nil
+}
+
+// GetMeta reads any object's metadata and nothing else of it. nil when it is not in the
+// cache.
+func (c *Context) GetMeta(target ObjectRef) (*ObjectMeta, error) {
+	var obj struct {
+		Metadata ObjectMeta `json:"metadata"`
+	}
+	if found, err := c.GetFields(target, metaFields, &obj); err != nil || !found {
+		return nil, err
+	}
+	return &obj.Metadata, nil
+}
+
 // ListRaw lists objects of one kind as JSON text. An empty namespace lists all
 // namespaces; selector is a Kubernetes label selector (empty for none).
 func (c *Context) ListRaw(apiVersion, kind, namespace, selector string) ([]string, error) {

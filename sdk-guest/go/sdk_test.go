@@ -4,6 +4,7 @@ package bosun
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -49,6 +50,39 @@ func TestReconcileAgainstTheTestHost(t *testing.T) {
 	out, _ = NewTestHost().Reconcile(labeler{}, &Request{Target: target})
 	if ms, ok := out.RequeueAfterMs(); !ok || ms != 30000 {
 		t.Fatalf("a missing pod requeues after 30 s, got %v %v", ms, ok)
+	}
+}
+
+func TestSlimViews(t *testing.T) {
+	NewTestHost().
+		WithObject(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-0","namespace":"default","labels":{"app":"web"}},"spec":{"nodeName":"n1","containers":[{"name":"app","image":"web:1","env":[{"name":"A"}]}]}}`).
+		WithObject(`{"apiVersion":"v1","kind":"Node","metadata":{"name":"n1"},"spec":{"unschedulable":true}}`)
+	ctx := &Context{}
+	pod, err := ctx.GetPod(NewRef("v1", "Pod", "web-0").InNamespace("default"))
+	if err != nil || pod == nil || pod.Spec.NodeName != "n1" || pod.Spec.Containers[0].Image != "web:1" {
+		t.Fatalf("pod: %+v %v", pod, err)
+	}
+	node, err := ctx.GetNode("n1")
+	if err != nil || node == nil || !node.Spec.Unschedulable || node.Ready() != "Unknown" {
+		t.Fatalf("node: %+v %v", node, err)
+	}
+	meta, err := ctx.GetMeta(NewRef("v1", "Pod", "web-0").InNamespace("default"))
+	if err != nil || meta == nil || meta.Labels["app"] != "web" {
+		t.Fatalf("meta: %+v %v", meta, err)
+	}
+	if gone, err := ctx.GetNode("n2"); gone != nil || err != nil {
+		t.Fatalf("a missing node is nil without an error: %+v %v", gone, err)
+	}
+	var cut map[string]any
+	if _, err := ctx.GetFields(NewRef("v1", "Node", "n1"), []string{"spec..x"}, &cut); err == nil || !strings.Contains(err.Error(), "dotted path") {
+		t.Fatalf("an empty segment is refused: %v", err)
+	}
+	var containers struct {
+		Spec struct{ Containers []map[string]any }
+	}
+	if _, err := ctx.GetFields(NewRef("v1", "Pod", "web-0").InNamespace("default"), []string{"spec.containers.image"}, &containers); err != nil ||
+		len(containers.Spec.Containers) != 1 || len(containers.Spec.Containers[0]) != 1 {
+		t.Fatalf("a path through an array keeps only that field of each element: %+v %v", containers, err)
 	}
 }
 

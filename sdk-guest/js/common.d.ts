@@ -89,6 +89,15 @@ export declare class BaseContext {
 export declare class CacheContext extends BaseContext {
   get(target: RefLike): any | null;
   getRaw(target: RefLike): string | null;
+  /** The object reduced to the named fields (dotted paths; through arrays, each element). */
+  getFields(target: RefLike, fields: string[]): any | null;
+  /** A pod's slim view: metadata, spec.nodeName, containers' names and images, phase,
+   * conditions, container statuses. */
+  getPod(target: RefLike): any | null;
+  /** A node's slim view: metadata, unschedulable, taints, conditions, bootID. */
+  getNode(name: string): any | null;
+  /** Any object's metadata. */
+  getMeta(target: RefLike): any | null;
   list(apiVersion: string, kind: string, namespace?: string | null, selector?: string | null): any[];
   listRaw(apiVersion: string, kind: string, namespace?: string | null, selector?: string | null): string[];
   stateGet(key: string): Uint8Array | null;

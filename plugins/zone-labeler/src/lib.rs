@@ -10,7 +10,7 @@ use bosun_sdk::{
     Command, Context, Controller, Error, Metadata, ObjectRef, Outcome, Request, Verb, parse_config,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The label copied when the configuration names none.
 const DEFAULT_LABEL: &str = "topology.kubernetes.io/zone";
@@ -38,13 +38,6 @@ struct ZoneLabeler {
     label: String,
 }
 
-fn label<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
-    object
-        .pointer("/metadata/labels")
-        .and_then(|labels| labels.get(key))
-        .and_then(Value::as_str)
-}
-
 impl Controller for ZoneLabeler {
     fn metadata() -> Metadata {
         Metadata::new("zone-labeler", env!("CARGO_PKG_VERSION"))
@@ -68,14 +61,16 @@ impl Controller for ZoneLabeler {
         if req.is_deleted() {
             return Ok(Outcome::done());
         }
-        let Some(pod) = ctx.get(req.target()) else {
+        // The slim views read the pod's labels and node name and skip the rest of it: on a
+        // 4.5 KB pod that is several times cheaper than a `Value` of every field.
+        let Some(pod) = ctx.get_pod(req.target())? else {
             return Ok(Outcome::done());
         };
         // Unbound pods are reconciled again when the scheduler binds them.
-        let Some(node_name) = pod.pointer("/spec/nodeName").and_then(Value::as_str) else {
+        let Some(node_name) = pod.spec.node_name.as_deref() else {
             return Ok(Outcome::done());
         };
-        let Some(node) = ctx.get(&ObjectRef::new("v1", "Node").named(node_name)) else {
+        let Some(node) = ctx.get_node(node_name)? else {
             ctx.warn(format!(
                 "{}: node {node_name} is not in the cache yet, retrying in {}s",
                 req.target(),
@@ -83,10 +78,10 @@ impl Controller for ZoneLabeler {
             ));
             return Ok(Outcome::requeue_after(NODE_MISSING_RETRY));
         };
-        let Some(zone) = label(&node, &self.label) else {
+        let Some(zone) = node.metadata.label(&self.label) else {
             return Ok(Outcome::done());
         };
-        if label(&pod, &self.label) == Some(zone) {
+        if pod.metadata.label(&self.label) == Some(zone) {
             return Ok(Outcome::done());
         }
         let patch = json!({"metadata": {"labels": {self.label.as_str(): zone}}});
@@ -107,6 +102,7 @@ mod tests {
     use bosun_sdk::EventKind;
     use bosun_sdk::log::Level;
     use bosun_sdk::testing::Host;
+    use serde_json::Value;
 
     use super::*;
 

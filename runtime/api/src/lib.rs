@@ -13,11 +13,13 @@
 //! - [`gojson`]: JSON strings written byte for byte as Go writes them.
 //! - [`keys`]: every annotation, label and ConfigMap key Bosun reads or writes.
 //! - [`selector`]: the one Kubernetes label-selector parser.
+//! - [`fields`]: an object cut down to named fields (`cache.get-fields`).
 //! - [`name`]: Kubernetes name rules (DNS-1123 labels and subdomains).
 //! - [`time`]: RFC 3339 times as Kubernetes writes them.
 //! - [`World`]: the WIT worlds a plugin can implement.
 #![warn(missing_docs)]
 
+pub mod fields;
 pub mod gojson;
 #[cfg(feature = "crd")]
 pub mod healthcheck;

@@ -6,6 +6,12 @@
 //! load time from the compiled cache against a cold compile, and the time of a hot swap.
 //!
 //! Run: `cargo bench -p bosun-host --bench reconcile`
+//!
+//! Profiling: `BOSUN_BENCH_PROFILE=warm|fresh|native` runs only that loop for 6 s after
+//! loading; with `BOSUN_PERFMAP=1` the engine writes /tmp/perf-PID.map so `perf report`
+//! names the guest's functions (build the plugin unstripped and name it with
+//! `BOSUN_BENCH_COMPONENT=path.wasm`):
+//! `BOSUN_PERFMAP=1 BOSUN_BENCH_PROFILE=warm perf record -g -D 2500 <bench binary>`
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -159,7 +165,9 @@ fn main() {
         outcomes: vec![],
         attempt: 0,
     };
-    let path = bosun_test_artifacts::ZONE_LABELER;
+    let path = std::env::var("BOSUN_BENCH_COMPONENT")
+        .unwrap_or_else(|_| bosun_test_artifacts::ZONE_LABELER.to_owned());
+    let path = path.as_str();
     let bytes = std::fs::read(path).expect("artifact");
     println!(
         "zone-labeler: {} bytes of component, reconciling a {} byte Pod",
@@ -195,6 +203,23 @@ fn main() {
         key: Some(target.clone()),
     };
 
+    if let Ok(what) = std::env::var("BOSUN_BENCH_PROFILE") {
+        let until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < until {
+            for _ in 0..100 {
+                match what.as_str() {
+                    "native" => native(&cache, &sink, &call, &target),
+                    "fresh" => {
+                        fresh.reconcile(&request).expect("ok");
+                    }
+                    _ => {
+                        warm.reconcile(&request).expect("ok");
+                    }
+                }
+            }
+        }
+        return;
+    }
     let native_f = measure(iterations, || native(&cache, &sink, &call, &target));
     let warm_f = measure(iterations, || {
         warm.reconcile(&request).expect("ok");

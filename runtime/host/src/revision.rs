@@ -182,6 +182,7 @@ impl Revision {
             limits: spec.limits,
             services: spec.services,
             counters: Counters::default(),
+            fields: Default::default(),
         });
         let mut revision = Revision {
             engine: engine.clone(),

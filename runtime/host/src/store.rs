@@ -1,6 +1,7 @@
 //! The state of one plugin instance's store: WASI (sandboxed), the memory limiter, the
 //! plugin's services and the current call.
 
+use bosun_api::fields::{Fields, FieldsError};
 use std::sync::{Arc, OnceLock};
 
 use wasmtime::component::ResourceTable;
@@ -25,6 +26,37 @@ pub(crate) struct Shared {
     pub limits: Limits,
     pub services: Services,
     pub counters: Counters,
+    /// Field lists of `cache.get-fields` already parsed: a plugin names the same few lists
+    /// on every call, and parsing one costs as much as cutting a pod.
+    pub fields: FieldLists,
+}
+
+/// The last few field lists a revision's calls named, parsed. At most [`FieldLists::KEPT`];
+/// a new one replaces the oldest.
+#[derive(Default)]
+pub(crate) struct FieldLists(
+    std::sync::Mutex<std::collections::VecDeque<(Vec<String>, Arc<Fields>)>>,
+);
+
+impl FieldLists {
+    const KEPT: usize = 8;
+
+    /// The parsed form of `paths`, parsed now if it is not kept.
+    pub fn get(&self, paths: Vec<String>) -> Result<Arc<Fields>, FieldsError> {
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, fields)) = kept.iter().find(|(p, _)| *p == paths) {
+            return Ok(fields.clone());
+        }
+        let fields = Arc::new(Fields::parse(&paths)?);
+        if kept.len() == Self::KEPT {
+            kept.pop_front();
+        }
+        kept.push_back((paths, fields.clone()));
+        Ok(fields)
+    }
 }
 
 /// Per-call bookkeeping against the caps.

@@ -21,6 +21,15 @@ mod wasm {
     }
 
     #[cfg(any(feature = "controller", feature = "admission"))]
+    pub(crate) fn get_fields(
+        target: &crate::ObjectRef,
+        fields: &[&str],
+    ) -> Result<Option<String>, String> {
+        let fields: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+        cache::get_fields(&target.into(), &fields)
+    }
+
+    #[cfg(any(feature = "controller", feature = "admission"))]
     pub(crate) fn list(
         api_version: &str,
         kind: &str,

@@ -4,6 +4,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::objects::{MetaObject, NodeObject, ObjectMeta, PodObject};
 use crate::{Error, ObjectRef, backend, clock, log};
 
 /// The plugin's view of the runtime during one call.
@@ -48,6 +49,57 @@ impl Context {
             .map(|text| serde_json::from_str(&text))
             .transpose()
             .map_err(|err| Error::from(err).context(format!("reading {target}")))
+    }
+
+    /// The object reduced to the named fields, as JSON: dotted paths from the root
+    /// (`"metadata.labels"`, `"spec.nodeName"`); a path through an array applies to each
+    /// element (`"spec.containers.image"`). Each value stays at its place; paths the object
+    /// lacks are left out. The host skips the rest of the object natively, so this is the
+    /// cheapest read of a few fields of a large object. `Ok(None)` when it is not in the
+    /// cache; `Err` for an empty list, more than 64 fields or an empty path segment.
+    ///
+    /// ```ignore
+    /// let pod = ctx.get_fields(req.target(), &["metadata.labels", "spec.nodeName"])?;
+    /// ```
+    pub fn get_fields(&self, target: &ObjectRef, fields: &[&str]) -> Result<Option<Value>, Error> {
+        self.get_fields_as(target, fields)
+    }
+
+    /// [`get_fields`](Self::get_fields) deserialized into `T`.
+    pub fn get_fields_as<T: DeserializeOwned>(
+        &self,
+        target: &ObjectRef,
+        fields: &[&str],
+    ) -> Result<Option<T>, Error> {
+        backend::get_fields(target, fields)
+            .map_err(|err| Error::msg(format!("reading fields of {target}: {err}")))?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|err| Error::from(err).context(format!("reading {target}")))
+    }
+
+    /// The pod as the SDK's slim view ([`PodObject`]): metadata, node name, containers'
+    /// images, phase, conditions and container statuses. Much cheaper than [`get`](Self::get)
+    /// on a large pod, which builds a [`Value`] of every field. `Ok(None)` when it is not
+    /// in the cache.
+    pub fn get_pod(&self, target: &ObjectRef) -> Result<Option<PodObject>, Error> {
+        self.get_fields_as(target, PodObject::FIELDS)
+    }
+
+    /// The node as the SDK's slim view ([`NodeObject`]): metadata, cordon, taints,
+    /// conditions, boot id.
+    pub fn get_node(&self, name: &str) -> Result<Option<NodeObject>, Error> {
+        self.get_fields_as(
+            &ObjectRef::new("v1", "Node").named(name),
+            NodeObject::FIELDS,
+        )
+    }
+
+    /// Any object's metadata ([`ObjectMeta`]) and nothing else of it.
+    pub fn get_meta(&self, target: &ObjectRef) -> Result<Option<ObjectMeta>, Error> {
+        Ok(self
+            .get_fields_as::<MetaObject>(target, MetaObject::FIELDS)?
+            .map(|o| o.metadata))
     }
 
     /// Objects of one kind. `namespace` `None` lists all namespaces; `selector` is a

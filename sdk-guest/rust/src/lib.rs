@@ -60,6 +60,7 @@ mod config;
 mod error;
 mod metadata;
 mod object_ref;
+pub mod objects;
 mod outcome;
 
 pub use command::{Command, CommandId, EventType, Refused, Taint, TaintEffect};

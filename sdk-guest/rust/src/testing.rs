@@ -210,6 +210,21 @@ pub(crate) mod backend {
         with(|host| host.objects.get(target).cloned())
     }
 
+    /// Cut as the runtime's host cuts it (the same code, from bosun-api).
+    #[cfg(any(feature = "controller", feature = "admission"))]
+    pub(crate) fn get_fields(
+        target: &crate::ObjectRef,
+        fields: &[&str],
+    ) -> Result<Option<String>, String> {
+        let fields = bosun_api::fields::Fields::parse(fields).map_err(|e| e.to_string())?;
+        with(|host| {
+            host.objects
+                .get(target)
+                .map(|text| fields.cut(text).map_err(|e| format!("{target}: {e}")))
+                .transpose()
+        })
+    }
+
     #[cfg(any(feature = "controller", feature = "admission"))]
     pub(crate) fn list(
         api_version: &str,

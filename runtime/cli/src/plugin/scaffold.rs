@@ -54,10 +54,12 @@ impl Controller for Plugin {
     }
 
     fn reconcile(&self, ctx: &mut Context, req: &Request) -> Result<Outcome, Error> {
-        let Some(pod) = ctx.get(req.target()) else {
+        // get_meta reads only the metadata (get_pod, get_node: slim pods and nodes);
+        // ctx.get parses the whole object, several times dearer on a large pod.
+        let Some(meta) = ctx.get_meta(req.target())? else {
             return Ok(Outcome::done());
         };
-        if pod.pointer("/metadata/labels/bosun.dev~1hello").is_some() {
+        if meta.label("bosun.dev/hello").is_some() {
             return Ok(Outcome::done());
         }
         let patch = json!({"metadata": {"labels": {"bosun.dev/hello": "world"}}});
@@ -88,7 +90,7 @@ serde_json = "1"
 
 [profile.plugin]
 inherits = "release"
-opt-level = "s"
+opt-level = 3
 debug = false
 strip = true
 "#;
@@ -114,12 +116,13 @@ func (plugin) Metadata() bosun.Metadata {
 func (plugin) Init(config string) error { return nil }
 
 func (plugin) Reconcile(ctx *bosun.Context, req *bosun.Request) (bosun.Outcome, error) {
-	pod, ok := ctx.Get(req.Target)
-	if !ok {
-		return bosun.Done(), nil
+	// GetMeta reads only the metadata (GetPod, GetNode: slim pods and nodes); Get
+	// decodes the whole object, several times dearer on a large pod.
+	meta, err := ctx.GetMeta(req.Target)
+	if err != nil || meta == nil {
+		return bosun.Done(), err
 	}
-	labels, _ := pod["metadata"].(map[string]any)["labels"].(map[string]any)
-	if _, done := labels["bosun.dev/hello"]; done {
+	if _, done := meta.Labels["bosun.dev/hello"]; done {
 		return bosun.Done(), nil
 	}
 	patch := map[string]any{"metadata": map[string]any{"labels": map[string]any{"bosun.dev/hello": "world"}}}
@@ -157,9 +160,11 @@ exportController({
   },
   init(_config) {},
   reconcile(ctx, req) {
-    const pod = ctx.get(req.target);
-    if (!pod) return Outcome.done();
-    if (pod.metadata?.labels?.['bosun.dev/hello'] !== undefined) return Outcome.done();
+    // getMeta reads only the metadata (getPod, getNode: slim pods and nodes); get
+    // parses the whole object, several times dearer on a large pod.
+    const meta = ctx.getMeta(req.target);
+    if (!meta) return Outcome.done();
+    if (meta.labels?.['bosun.dev/hello'] !== undefined) return Outcome.done();
     const patch = { metadata: { labels: { 'bosun.dev/hello': 'world' } } };
     const id = ctx.submit(Command.mergePatch(req.target, patch));
     ctx.info(`${req.target}: labelled (command #${id})`);

@@ -203,6 +203,27 @@ impl Host for StoreState {
         Ok(object.map(|o| o.to_string()))
     }
 
+    fn get_fields(
+        &mut self,
+        target: ObjectRef,
+        fields: Vec<String>,
+    ) -> wasmtime::Result<Result<Option<String>, String>> {
+        let fields = match self.shared.fields.get(fields) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if !self.readable(&target.api_version, &target.kind) {
+            return Ok(Ok(None));
+        }
+        let Some(object) = self.shared.services.cache.get(&self.call, &target) else {
+            self.copied(1)?;
+            return Ok(Ok(None));
+        };
+        let cut = fields.cut(&object).map_err(|e| format!("{target}: {e}"));
+        self.copied(cut.as_ref().map_or(1, |c| c.len().max(1)))?;
+        Ok(cut.map(Some))
+    }
+
     fn list_objects(
         &mut self,
         api_version: String,

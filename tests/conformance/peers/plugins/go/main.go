@@ -50,9 +50,9 @@ func (p *zoneLabeler) Reconcile(ctx *bosun.Context, req *bosun.Request) (bosun.O
 	if req.IsDeleted() {
 		return bosun.Done(), nil
 	}
-	// The SDK's typed views decode only the fields they declare, not the whole object.
-	var pod bosun.PodObject
-	if found, err := ctx.GetAs(req.Target, &pod); err != nil || !found {
+	// The SDK's slim views decode only the fields they declare, not the whole object.
+	pod, err := ctx.GetPod(req.Target)
+	if err != nil || pod == nil {
 		return bosun.Done(), err
 	}
 	// Unbound pods are reconciled again when the scheduler binds them.
@@ -60,12 +60,11 @@ func (p *zoneLabeler) Reconcile(ctx *bosun.Context, req *bosun.Request) (bosun.O
 	if nodeName == "" {
 		return bosun.Done(), nil
 	}
-	var node bosun.NodeObject
-	found, err := ctx.GetAs(bosun.NewRef("v1", "Node", nodeName), &node)
+	node, err := ctx.GetNode(nodeName)
 	if err != nil {
 		return bosun.Done(), err
 	}
-	if !found {
+	if node == nil {
 		ctx.Warn(fmt.Sprintf("%s: node %s is not in the cache yet, retrying in %ds",
 			req.Target, nodeName, int(nodeMissingRetry/time.Second)))
 		return bosun.RequeueAfter(nodeMissingRetry), nil
