@@ -289,7 +289,8 @@ impl Runtime {
                             return;
                         }
                     }
-                    match stop_rx.recv_timeout(Duration::from_millis(250)) {
+                    // Every 250 ms, or as soon as a changed file has settled.
+                    match stop_rx.recv_timeout(folder.pause(Duration::from_millis(250))) {
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                         _ => return,
                     }

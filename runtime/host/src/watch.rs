@@ -140,8 +140,16 @@ impl Folder {
                 }
             });
             if tracked.stamp != stamp {
+                // The file has been still since its last write, not since this scan saw
+                // it: count the settle time from its mtime (never from the future), so a
+                // scan's interval does not add to the time before it loads.
+                let still_for = stamp
+                    .modified
+                    .and_then(|m| m.elapsed().ok())
+                    .unwrap_or_default()
+                    .min(self.settle);
                 tracked.stamp = stamp;
-                tracked.changed_at = now;
+                tracked.changed_at = now.checked_sub(still_for).unwrap_or(now);
             }
         }
         let gone: Vec<PathBuf> = self
@@ -184,6 +192,24 @@ impl Folder {
         events
     }
 
+    /// How long to wait before the next scan: `interval`, or less when a file settles
+    /// sooner.
+    pub fn pause(&self, interval: Duration) -> Duration {
+        self.next_due().map_or(interval, |due| {
+            due.saturating_duration_since(Instant::now()).min(interval)
+        })
+    }
+
+    /// When the next file settles, if one is waiting to: scan then to load it without
+    /// waiting for the next interval.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.files
+            .values()
+            .filter(|t| t.loaded.as_ref() != Some(&t.stamp))
+            .map(|t| t.changed_at + self.settle)
+            .min()
+    }
+
     /// Scans every `interval` on a thread of its own, handing events to `on_event`,
     /// until `on_event` returns false.
     pub fn spawn(
@@ -198,7 +224,7 @@ impl Folder {
                         return;
                     }
                 }
-                std::thread::sleep(interval);
+                std::thread::sleep(self.pause(interval));
             }
         })
     }

@@ -215,6 +215,34 @@ fn folder_hot_reload_waits_for_files_to_settle() {
 }
 
 #[test]
+fn the_settle_time_counts_from_the_files_last_write_not_from_the_scan_that_saw_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = Arc::new(Registry::new(engine()));
+    let settle = Duration::from_millis(300);
+    let mut folder = Folder::new(dir.path(), registry.clone(), settle, |_| labeler_spec());
+    let path = dir.path().join("zone-labeler.wasm");
+    std::fs::write(&path, variant(&bytes(), "one")).expect("write");
+    assert!(folder.scan().is_empty());
+    // A file waiting to settle shortens the pause before the next scan to its due time.
+    let pause = folder.pause(Duration::from_secs(5));
+    assert!(pause <= settle, "{pause:?}");
+    std::thread::sleep(pause);
+    assert!(
+        matches!(&folder.scan()[..], [Event::Loaded { .. }]),
+        "loaded at its due time"
+    );
+    assert_eq!(folder.pause(Duration::from_secs(5)), Duration::from_secs(5));
+
+    // A rewrite first seen once it has been still for the settle time loads in that scan.
+    std::fs::write(&path, variant(&bytes(), "two")).expect("write");
+    std::thread::sleep(settle + Duration::from_millis(50));
+    assert!(
+        matches!(&folder.scan()[..], [Event::Loaded { .. }]),
+        "a settled rewrite loads at once"
+    );
+}
+
+#[test]
 fn a_second_engine_loads_from_the_compiled_cache() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = bosun_host::engine::Config {
