@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use bosun_sdk::{
-    Command, Context, Controller, Error, Metadata, ObjectRef, Outcome, Request, Verb, parse_config,
+    Command, Context, Controller, Error, Metadata, Outcome, Request, Verb, parse_config,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -100,6 +100,7 @@ bosun_sdk::export_controller!(ZoneLabeler);
 #[cfg(test)]
 mod tests {
     use bosun_sdk::EventKind;
+    use bosun_sdk::ObjectRef;
     use bosun_sdk::log::Level;
     use bosun_sdk::testing::Host;
     use serde_json::Value;

@@ -297,13 +297,19 @@ mod tests {
 
     #[test]
     fn bad_field_lists_are_refused_with_the_reason() {
-        assert_eq!(Fields::parse::<&str>(&[]).unwrap_err(), FieldsError::Empty);
+        assert_eq!(
+            Fields::parse::<&str>(&[]).expect_err("empty"),
+            FieldsError::Empty
+        );
         for bad in ["", "a..b", ".a", "a."] {
-            let err = Fields::parse(&[bad]).unwrap_err();
+            let err = Fields::parse(&[bad]).expect_err("bad path");
             assert!(err.to_string().contains("dotted path"), "{bad}: {err}");
         }
         let many: Vec<String> = (0..65).map(|i| format!("f{i}")).collect();
-        assert_eq!(Fields::parse(&many).unwrap_err(), FieldsError::TooMany(65));
+        assert_eq!(
+            Fields::parse(&many).expect_err("too many"),
+            FieldsError::TooMany(65)
+        );
         let fields = Fields::parse(&["a"]).expect("fields");
         assert!(matches!(
             fields.cut("[1]"),
