@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the static (musl) binaries and the images bosun-runtime and bosun-sidecar.
 #   deploy/images/build.sh [TARGET_DIR]      (default: $CARGO_TARGET_DIR, else target/)
-# Environment: TAG (0.1.0), REGISTRY (ghcr.io/bosun-dev), JOBS (cargo -j),
+# Environment: TAG (0.1.0), REGISTRY (ghcr.io/bosun-dev), JOBS (cargo -j), SIDECAR_COMPILER
+# (1: a sidecar that can compile, see below),
 # CA_BUNDLE (/etc/ssl/certs/ca-certificates.crt), BUILDAH_ARGS (e.g. --storage-driver vfs).
 # Needs rustup or the x86_64-unknown-linux-musl target, musl-gcc (Debian: musl-tools; ring
 # compiles C) and strip; buildah for the images; and what the built-in plugins build with
@@ -23,9 +24,15 @@ command -v strip >/dev/null || fail "strip not found; install binutils"
 if command -v rustup >/dev/null; then rustup target add "$triple"; fi
 
 # One cargo run per binary: built together, the sidecar would get the runtime's features.
+# The sidecar has no compiler (Cranelift): it runs the code the runtime of this same build
+# compiles and ships. SIDECAR_COMPILER=1 keeps the compiler, for runtimes of other builds.
+sidecar_features=--no-default-features
+[[ ${SIDECAR_COMPILER:-} == 1 ]] && sidecar_features=
 for pkg in bosun-sidecar bosun-cli; do
+  features=
+  [[ $pkg == bosun-sidecar ]] && features=$sidecar_features
   (cd "$repo" && cargo build --release --locked --target "$triple" -p "$pkg" ${JOBS:+-j "$JOBS"} \
-    --target-dir "$target_dir")
+    $features --target-dir "$target_dir")
 done
 
 # stage NAME BINARY: the build context $target_dir/images/NAME.

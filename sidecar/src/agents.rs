@@ -38,6 +38,16 @@ pub enum Error {
     /// The host refused it (compile, link, metadata, init).
     #[error(transparent)]
     Load(#[from] bosun_host::load::Error),
+    /// The runtime's precompiled code was refused (another wasmtime build, settings or
+    /// CPU).
+    #[error("plugin {name}: {source}")]
+    Precompiled {
+        /// The plugin.
+        name: String,
+        /// Why.
+        #[source]
+        source: bosun_host::engine::Error,
+    },
     /// The plugin cache is unusable.
     #[error("plugin cache {path}: {source}")]
     Cache {
@@ -112,6 +122,36 @@ impl Agents {
             let _ = std::fs::remove_file(&path);
             None
         }
+    }
+
+    /// The key of this sidecar's engine: precompiled code from a runtime with the same key
+    /// may be adopted.
+    pub fn engine_key(&self) -> String {
+        self.engine.artifact_key()
+    }
+
+    /// Whether compiled code for `digest` is already here (adopted or in the cache).
+    pub fn has_compiled(&self, digest: &str) -> bool {
+        self.engine
+            .has_compiled(digest.strip_prefix("sha256:").unwrap_or(digest))
+    }
+
+    /// Adopts the runtime's precompiled code for the component of `digest` (checked by
+    /// wasmtime against this engine before anything of it is used).
+    pub fn adopt(&self, name: &str, digest: &str, code: &[u8]) -> Result<(), Error> {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.engine
+            .adopt_precompiled(hex, code)
+            .map_err(|source| Error::Precompiled {
+                name: name.to_owned(),
+                source,
+            })
+    }
+
+    /// How the code of plugin `name` came to this sidecar: compiled here, read from the
+    /// compiled-code cache, or shipped by the runtime.
+    pub fn compiled(&self, name: &str) -> Option<bosun_host::engine::Compiled> {
+        self.get(name).map(|r| r.info().compiled)
     }
 
     /// Verifies `bytes` against `digest` and keeps them in the cache.

@@ -47,6 +47,10 @@ pub struct Config {
     pub reconnect_max: Duration,
     /// Deadline of one probe endpoint request (`BOSUN_PROBE_TIMEOUT_MS`, default 1000).
     pub probe_timeout: Duration,
+    /// Run the runtime's precompiled code when its engine matches this one's
+    /// (`BOSUN_PRECOMPILED`, `true` by default) instead of compiling each plugin here.
+    /// `false` compiles locally, and needs a sidecar built with its compiler.
+    pub precompiled: bool,
 }
 
 /// Where the token comes from.
@@ -168,6 +172,25 @@ impl Config {
             ),
             reconnect_max: millis("BOSUN_RECONNECT_MAX_MS", 5000)?,
             probe_timeout: millis("BOSUN_PROBE_TIMEOUT_MS", 1000)?,
+            precompiled: match get("BOSUN_PRECOMPILED").as_deref().map(str::trim) {
+                None | Some("" | "true") => true,
+                Some("false") if cfg!(feature = "compiler") => false,
+                Some("false") => {
+                    return Err(Error {
+                        var: "BOSUN_PRECOMPILED",
+                        problem: "this sidecar is built without a compiler, so it runs only the \
+                                  runtime's precompiled code: unset it, or use a sidecar built \
+                                  with the `compiler` feature"
+                            .to_owned(),
+                    });
+                }
+                Some(v) => {
+                    return Err(Error {
+                        var: "BOSUN_PRECOMPILED",
+                        problem: format!("{v:?}: use true or false"),
+                    });
+                }
+            },
         })
     }
 }
@@ -200,6 +223,19 @@ mod tests {
         assert_eq!((c.namespace.as_str(), c.pod.as_str()), ("demo", "web-0"));
         assert_eq!(c.probe_addr.port(), 9901);
         assert_eq!(c.probe_timeout, Duration::from_millis(1000));
+        assert!(c.precompiled, "precompiled code is taken by default");
+        let mut off = BASE.to_vec();
+        off.push(("BOSUN_PRECOMPILED", "false"));
+        assert_eq!(
+            Config::from_vars(vars(&off)).map(|c| c.precompiled).ok(),
+            cfg!(feature = "compiler").then_some(false)
+        );
+        off.pop();
+        off.push(("BOSUN_PRECOMPILED", "maybe"));
+        assert_eq!(
+            Config::from_vars(vars(&off)).expect_err("bad").var,
+            "BOSUN_PRECOMPILED"
+        );
     }
 
     #[test]

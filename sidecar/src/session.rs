@@ -37,6 +37,8 @@ pub(crate) struct Session {
     outbound: Mutex<Option<mpsc::Sender<SidecarMessage>>>,
     last_probe: Mutex<HashMap<(String, String), bool>>,
     pub(crate) executed: std::sync::atomic::AtomicU64,
+    /// The runtime's engine key, from its Welcome.
+    runtime_engine: Mutex<String>,
 }
 
 fn send_body(body: sidecar_message::Body) -> SidecarMessage {
@@ -54,6 +56,7 @@ impl Session {
             outbound: Mutex::default(),
             last_probe: Mutex::default(),
             executed: std::sync::atomic::AtomicU64::new(0),
+            runtime_engine: Mutex::default(),
         }
     }
 
@@ -206,7 +209,11 @@ impl Session {
         };
         match body {
             runtime_message::Body::Welcome(w) => {
-                tracing::info!(runtime = %w.runtime_id, "welcomed by the runtime");
+                tracing::info!(runtime = %w.runtime_id, engine = %w.engine, "welcomed by the runtime");
+                *self
+                    .runtime_engine
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = w.engine;
             }
             runtime_message::Body::Drain(d) => {
                 tracing::info!(reason = %d.reason, "the runtime drains this link");
@@ -306,26 +313,33 @@ impl Session {
                         "{size} bytes is over the sidecar's {MAX_PLUGIN_BYTES}-byte plugin limit"
                     );
                 }
-                // Authenticated like the session: plugin bytes are for this pod only.
-                let mut request = tonic::Request::new(FetchRequest {
-                    digest: digest.to_owned(),
-                    namespace: self.config.namespace.clone(),
-                    pod: self.config.pod.clone(),
-                    uid: self.config.uid.clone(),
-                });
-                self.authorize(&mut request)?;
-                let mut stream = client.fetch(request).await?.into_inner();
-                let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-                while let Some(chunk) = stream.message().await? {
-                    bytes.extend_from_slice(&chunk.data);
-                    if bytes.len() as u64 > MAX_PLUGIN_BYTES {
-                        anyhow::bail!("fetch of {digest} exceeds {MAX_PLUGIN_BYTES} bytes");
-                    }
-                }
+                let bytes = self.fetch(client, digest, false, size).await?;
                 self.agents.store(name, digest, &bytes)?;
                 bytes.into()
             }
         };
+        // The runtime compiled it once for every sidecar: take its code when the engines
+        // match, rather than compiling here.
+        let same_engine = *self
+            .runtime_engine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            == self.agents.engine_key();
+        if self.config.precompiled && same_engine && !self.agents.has_compiled(digest) {
+            let adopted = match self.fetch(client, digest, true, 0).await {
+                Ok(code) => {
+                    let (agents, name, digest) =
+                        (self.agents.clone(), name.to_owned(), digest.to_owned());
+                    tokio::task::spawn_blocking(move || agents.adopt(&name, &digest, &code))
+                        .await?
+                        .map_err(anyhow::Error::from)
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = adopted {
+                tracing::warn!(plugin = name, error = %format!("{e:#}"), "no precompiled code from the runtime; compiling the component here");
+            }
+        }
         let agents = self.agents.clone();
         let (name, digest, config) = (name.to_owned(), digest.to_owned(), config.to_owned());
         let micros =
@@ -333,6 +347,45 @@ impl Session {
                 .await??;
         self.save_assignment();
         Ok(micros)
+    }
+
+    /// Fetches a revision's component, or the runtime's compiled code of it
+    /// (`precompiled`), authenticated like the session: plugin bytes are for this pod only.
+    async fn fetch(
+        &self,
+        client: &mut LinkClient<Channel>,
+        digest: &str,
+        precompiled: bool,
+        size: u64,
+    ) -> anyhow::Result<Vec<u8>> {
+        let mut request = tonic::Request::new(FetchRequest {
+            digest: digest.to_owned(),
+            namespace: self.config.namespace.clone(),
+            pod: self.config.pod.clone(),
+            uid: self.config.uid.clone(),
+            precompiled,
+        });
+        self.authorize(&mut request)?;
+        let mut stream = client.fetch(request).await?.into_inner();
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        let mut expected = String::new();
+        while let Some(chunk) = stream.message().await? {
+            if expected.is_empty() {
+                expected = chunk.sha256;
+            }
+            bytes.extend_from_slice(&chunk.data);
+            if bytes.len() as u64 > MAX_PLUGIN_BYTES {
+                anyhow::bail!("fetch of {digest} exceeds {MAX_PLUGIN_BYTES} bytes");
+            }
+        }
+        if precompiled {
+            let actual = bosun_link::digest(&bytes);
+            anyhow::ensure!(
+                actual == expected,
+                "precompiled code of {digest} arrived damaged: sha256 {actual}, not {expected}"
+            );
+        }
+        Ok(bytes)
     }
 
     fn save_assignment(&self) {

@@ -7,7 +7,8 @@
 //! printed for the runtime are its own.
 //!
 //! Run: `cargo build --release -p bosun-sidecar && cargo bench -p bosun-runtime --bench sidecars`
-//! (env: SIDECARS (1000), ROUNDTRIPS (1000))
+//! (env: SIDECARS (1000), ROUNDTRIPS (1000), BOSUN_SIDECAR_BIN: another sidecar binary,
+//! such as one built with `--no-default-features`, without a compiler)
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -104,6 +105,9 @@ fn spawn_self(var: &str, value: &str) -> anyhow::Result<(Child, String)> {
 }
 
 fn sidecar_binary() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("BOSUN_SIDECAR_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     let exe = std::env::current_exe()?;
     let dir = exe
         .parent()
@@ -133,8 +137,32 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((code, out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()))
 }
 
+/// CPU time a process has used so far: the sum of its threads' /proc/PID/task/TID/schedstat
+/// (nanoseconds on CPU), or /proc/PID/stat's user + system ticks (100 per second on Linux,
+/// and counting exited threads) when that is more.
+fn cpu_of(pid: u32) -> Duration {
+    let threads: u64 = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(threads).max(Duration::from_millis(ticks * 10))
+}
+
 /// Starts the real sidecar for `pod` and returns it with the time until its readiness
-/// endpoint answers 200 with the agent plugin loaded.
+/// endpoint answers 200 with the agent plugin loaded, and the CPU it used until then.
+#[allow(clippy::too_many_arguments)]
 fn start_sidecar(
     bin: &Path,
     link: &str,
@@ -142,9 +170,11 @@ fn start_sidecar(
     token: &str,
     dir: &Path,
     probe_port: u16,
-) -> anyhow::Result<(Child, Duration)> {
+    precompiled: bool,
+) -> anyhow::Result<(Child, Duration, Duration)> {
     let started = Instant::now();
     let child = Command::new(bin)
+        .env("BOSUN_PRECOMPILED", precompiled.to_string())
         .env("POD_NAMESPACE", "default")
         .env("POD_NAME", pod.metadata.name.as_deref().unwrap_or(""))
         .env("POD_UID", pod.metadata.uid.as_deref().unwrap_or(""))
@@ -156,12 +186,18 @@ fn start_sidecar(
         .env("BOSUN_LOG", "warn")
         .stderr(Stdio::null())
         .spawn()?;
+    let mut child = child;
     let addr = format!("127.0.0.1:{probe_port}");
     loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("the sidecar exited ({status}) before it was ready");
+        }
         if let Some((200, body)) = http_get(&addr, "/readyz")
             && body.contains("ok agent")
         {
-            return Ok((child, started.elapsed()));
+            let took = started.elapsed();
+            let cpu = cpu_of(child.id());
+            return Ok((child, took, cpu));
         }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(30),
@@ -245,28 +281,87 @@ async fn bench() -> anyhow::Result<()> {
         bin.display(),
         std::fs::metadata(&bin)?.len() as f64 / 1e6
     );
+    // First starts in an empty data dir: compiling the plugin here, then taking the
+    // runtime's precompiled code (which needs a sidecar of the same wasmtime build).
+    let mut first = Vec::new();
+    for precompiled in [false, true] {
+        let (mut took, mut cpu, mut runtime_cpu) = (Vec::new(), Vec::new(), Vec::new());
+        let mut refused = None;
+        for run in 0..5 {
+            let fresh = dir.path().join(format!("first-{precompiled}-{run}"));
+            let port = free_port()?;
+            let cpu_before = cpu_of(std::process::id());
+            match start_sidecar(&bin, &link, p0, &token, &fresh, port, precompiled) {
+                Ok((mut child, t, c)) => {
+                    runtime_cpu.push(cpu_of(std::process::id()).saturating_sub(cpu_before));
+                    child.kill()?;
+                    child.wait()?;
+                    took.push(t);
+                    cpu.push(c);
+                }
+                // A sidecar without a compiler cannot take `false`: it says so and exits.
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = refused {
+            println!("first start with BOSUN_PRECOMPILED={precompiled}: {e}");
+            continue;
+        }
+        for v in [&mut took, &mut cpu, &mut runtime_cpu] {
+            v.sort();
+        }
+        println!(
+            "first start to ready (empty data dir; fetch + {}), p50 of 5: {:.1} ms, sidecar CPU {:.1} ms (this process: runtime + driver, {:.1} ms)",
+            if precompiled {
+                "the runtime's precompiled code"
+            } else {
+                "compile here"
+            },
+            ms(percentile(&took, 0.5)),
+            ms(percentile(&cpu, 0.5)),
+            ms(percentile(&runtime_cpu, 0.5))
+        );
+        first.push((precompiled, percentile(&cpu, 0.5)));
+    }
     let sdir = dir.path().join("sidecar");
-    let port = free_port()?;
-    let (mut child, first) = start_sidecar(&bin, &link, p0, &token, &sdir, port)?;
-    child.kill()?;
-    child.wait()?;
     let mut starts = Vec::new();
     for _ in 0..10 {
         let port = free_port()?;
-        let (mut c, took) = start_sidecar(&bin, &link, p0, &token, &sdir, port)?;
+        let (mut c, took, _) = start_sidecar(&bin, &link, p0, &token, &sdir, port, true)?;
         starts.push(took);
         c.kill()?;
         c.wait()?;
     }
     starts.sort();
     println!(
-        "cold start to ready (process spawn → /readyz 200 with the plugin): first start (fetch + compile) {:.1} ms; restart with cached plugin p50 {:.1} ms, max {:.1} ms (10 runs)",
-        ms(first),
+        "restart to ready with the plugin's compiled code cached: p50 {:.1} ms, max {:.1} ms (10 runs)",
         ms(percentile(&starts, 0.5)),
         ms(percentile(&starts, 1.0))
     );
+    let agent = std::fs::read(bosun_test_artifacts::TEST_AGENT)?;
+    let digest = bosun_link::digest(&agent);
+    let t = Instant::now();
+    let code = runtime
+        .registry()
+        .engine()
+        .precompiled(&agent, digest.trim_start_matches("sha256:"))?;
+    println!(
+        "the runtime's compiled code of the agent: {:.1} MB, read from its compiled-code cache in {:.1} ms (once per revision, shared by every sidecar; the runtime compiled it when it loaded the revision)",
+        code.len() as f64 / 1e6,
+        ms(t.elapsed())
+    );
+    if let [(false, own), (true, shipped)] = first[..] {
+        println!(
+            "a new revision on 1,000 sidecars, sidecar CPU: compiling in each {:.1} s; the runtime's code {:.1} s (1,000 × the first starts above)",
+            own.as_secs_f64() * 1000.0,
+            shipped.as_secs_f64() * 1000.0
+        );
+    }
     let port = free_port()?;
-    let (mut child, _) = start_sidecar(&bin, &link, p0, &token, &sdir, port)?;
+    let (mut child, _, _) = start_sidecar(&bin, &link, p0, &token, &sdir, port, true)?;
     let pid = child.id().to_string();
     while sidecars.connected() == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;

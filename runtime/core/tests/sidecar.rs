@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bosun_dev::launcher::Launcher;
+use bosun_host::engine::Compiled;
 use bosun_host::load::Source;
 use bosun_link::link_client::LinkClient;
 use bosun_link::{Hello, SidecarMessage, sidecar_message};
@@ -75,6 +76,7 @@ fn sidecar_config(env: &Env, pod: &Pod, runtime: &str, token: Token) -> SidecarC
         data_dir: base.join("data"),
         reconnect_max: Duration::from_millis(300),
         probe_timeout: Duration::from_millis(500),
+        precompiled: true,
     }
 }
 
@@ -336,6 +338,8 @@ async fn a_sidecar_serves_while_the_runtime_is_away_and_takes_a_new_revision() {
         sidecar.agents().held(),
         [("agent".to_owned(), v2_digest.clone())]
     );
+    // Same engine on both ends: the sidecar ran the runtime's compiled code, both times.
+    assert_eq!(sidecar.agents().compiled("agent"), Some(Compiled::Shipped));
 
     // The runtime goes away: probes keep answering with the plugin held. A sidecar
     // restarted meanwhile restores it from its cache.
@@ -352,11 +356,36 @@ async fn a_sidecar_serves_while_the_runtime_is_away_and_takes_a_new_revision() {
             .contains("agent: v2")
     );
     sidecar.stop().await;
-    let sidecar = Sidecar::start(sc).await.expect("restart");
-    assert_eq!(sidecar.agents().held(), [("agent".to_owned(), v2_digest)]);
+    let sidecar = Sidecar::start(sc.clone()).await.expect("restart");
+    assert_eq!(
+        sidecar.agents().held(),
+        [("agent".to_owned(), v2_digest.clone())]
+    );
+    // The shipped code was kept in the sidecar's compiled-code cache.
+    assert_eq!(sidecar.agents().compiled("agent"), Some(Compiled::Cached));
     let (code, body) = get(sidecar.probe_addr(), "/readyz").await;
     assert_eq!((code, body.contains("agent: v2")), (200, true), "{body}");
     sidecar.stop().await;
+
+    // A sidecar told not to take precompiled code compiles the component itself.
+    let rt = env.runtime(config(&env, port, false)).await;
+    rt.install(&agent_v2(), r#"{"tag":"v2"}"#)
+        .expect("agent v2");
+    let own = SidecarConfig {
+        data_dir: sc.data_dir.with_file_name("own-compile"),
+        precompiled: false,
+        ..sc
+    };
+    let sidecar = Sidecar::start(own).await.expect("start");
+    eventually(
+        "running v2, compiled here",
+        Duration::from_secs(15),
+        || async { sidecar.agents().held() == [("agent".to_owned(), v2_digest.clone())] },
+    )
+    .await;
+    assert_eq!(sidecar.agents().compiled("agent"), Some(Compiled::Fresh));
+    sidecar.stop().await;
+    rt.shutdown().await;
     env.cluster.shutdown().await;
 }
 
@@ -448,6 +477,7 @@ async fn bad_tokens_and_oversize_messages_are_refused() {
             namespace: "default".to_owned(),
             pod: pod.to_owned(),
             uid: uid.clone(),
+            precompiled: false,
         };
         async move {
             let mut request = tonic::Request::new(request);

@@ -1,11 +1,14 @@
 //! The wasm engine: Cranelift with epoch interruption and the pooling allocator, the
 //! epoch ticker that enforces call deadlines, one linker per world, and the on-disk
 //! cache of compiled code (a second load of the same bytes never recompiles).
+//!
+//! Without the `cranelift` feature the engine cannot compile: it runs code another
+//! engine compiled and shipped ([`Engine::precompiled`] there, [`Engine::adopt_precompiled`]
+//! here), which is how a sidecar built without a compiler runs its plugins.
 
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -13,6 +16,14 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use crate::bindings::{iface, pod_agent};
 use crate::load::World;
 use crate::store::StoreState;
+
+/// The wasmtime version this crate is built with (pinned in the workspace's Cargo.toml;
+/// a test keeps the two equal). Precompiled code loads only into the same version.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// At most this many adopted components are kept in memory (engines without a cache
+/// directory); the oldest goes first.
+const MAX_ADOPTED: usize = 32;
 
 /// How often the epoch advances: the resolution of call deadlines.
 pub const TICK: Duration = Duration::from_millis(5);
@@ -41,7 +52,7 @@ impl Default for Config {
     }
 }
 
-/// An engine could not be set up.
+/// An engine could not be set up, or precompiled code could not be made or adopted.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Wasmtime refused the configuration.
@@ -56,6 +67,23 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The component could not be compiled for shipping.
+    #[error("cannot precompile sha256:{digest}: {message}")]
+    Precompile {
+        /// The component's digest (hex).
+        digest: String,
+        /// Wasmtime's reason.
+        message: String,
+    },
+    /// Precompiled code was refused: not code, or made by another wasmtime build, with
+    /// other settings, or for CPU features this machine lacks.
+    #[error("precompiled code for sha256:{digest} refused: {message}")]
+    Refused {
+        /// The component's digest (hex).
+        digest: String,
+        /// Wasmtime's reason.
+        message: String,
+    },
 }
 
 /// Whether a load compiled the component or read it from the cache.
@@ -66,6 +94,8 @@ pub enum Compiled {
     Fresh,
     /// Read from the compiled-code cache.
     Cached,
+    /// Compiled by another engine and shipped here ([`Engine::adopt_precompiled`]).
+    Shipped,
 }
 
 struct Ticker(Arc<AtomicBool>);
@@ -80,6 +110,8 @@ struct Inner {
     engine: wasmtime::Engine,
     cache_dir: Option<PathBuf>,
     compat: String,
+    /// Components adopted from precompiled code, by digest, oldest first.
+    adopted: Mutex<Vec<(String, Component)>>,
     max_memory_bytes: usize,
     controller: Linker<StoreState>,
     admission: Linker<StoreState>,
@@ -103,6 +135,9 @@ fn wasmtime_config(config: &Config, pooling: bool) -> wasmtime::Config {
     let mut c = wasmtime::Config::new();
     c.epoch_interruption(true);
     c.wasm_component_model(true);
+    if std::env::var_os("BOSUN_PERFMAP").is_some() {
+        c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let n = config.max_instances.max(1);
         let mut p = wasmtime::PoolingAllocationConfig::default();
@@ -143,9 +178,7 @@ impl Engine {
                 source,
             })?;
         }
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let compat = format!("{:016x}", hasher.finish());
+        let compat = compat_of(&engine);
 
         let stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
@@ -168,6 +201,7 @@ impl Engine {
             engine,
             cache_dir: config.cache_dir.clone(),
             compat,
+            adopted: Mutex::default(),
             max_memory_bytes: config.max_memory_bytes,
             controller: linkers.0,
             admission: linkers.1,
@@ -199,13 +233,117 @@ impl Engine {
         Some(dir.join(format!("{digest_hex}-{}.cwasm", self.0.compat)))
     }
 
-    /// Compiles `bytes`, or reads the compiled form from the cache.
+    /// Whether this engine can compile (built with the `cranelift` feature). One that
+    /// cannot loads only code shipped to it ([`Engine::adopt_precompiled`]) or already in
+    /// its compiled-code cache.
+    pub fn can_compile(&self) -> bool {
+        cfg!(feature = "cranelift")
+    }
+
+    /// Names the engines that can load each other's precompiled code: the same wasmtime
+    /// version for the same architecture and OS. It is a first filter, not the proof:
+    /// wasmtime checks the code's settings and CPU features again when it is adopted.
+    pub fn artifact_key(&self) -> String {
+        format!(
+            "wasmtime-{WASMTIME_VERSION}/{}-{}",
+            std::env::consts::ARCH,
+            std::env::consts::OS
+        )
+    }
+
+    /// The compiled form of component `bytes` (digest `digest_hex`), serialized for an
+    /// engine with the same [`artifact_key`](Self::artifact_key): read from the
+    /// compiled-code cache when it is there, else compiled now.
+    pub fn precompiled(&self, bytes: &[u8], digest_hex: &str) -> Result<Vec<u8>, Error> {
+        let _span = tracing::debug_span!("bosun.host.precompiled", digest = digest_hex).entered();
+        if let Some(path) = self.cache_path(digest_hex)
+            && let Ok(code) = std::fs::read(&path)
+            && wasmtime::Engine::detect_precompiled(&code) == Some(wasmtime::Precompiled::Component)
+        {
+            return Ok(code);
+        }
+        self.compile(bytes, digest_hex)
+            .and_then(|(component, _)| component.serialize())
+            .map_err(|e| Error::Precompile {
+                digest: digest_hex.to_owned(),
+                message: format!("{e:#}"),
+            })
+    }
+
+    /// Adopts `code`, the precompiled form of the component of digest `digest_hex` that an
+    /// engine with the same [`artifact_key`](Self::artifact_key) made: wasmtime checks its
+    /// version, target, settings and the CPU features it needs before anything of it is
+    /// used, and refuses it otherwise. A later load of that component uses it instead of
+    /// compiling; it is also written to the compiled-code cache, so a restart finds it.
+    ///
+    /// The caller vouches for `code`: it is native code, not sandboxed wasm. The sidecar
+    /// takes it only from the runtime, over the link its CA authenticates.
+    pub fn adopt_precompiled(&self, digest_hex: &str, code: &[u8]) -> Result<(), Error> {
+        let _span = tracing::debug_span!("bosun.host.adopt", digest = digest_hex).entered();
+        let refused = |message: String| Error::Refused {
+            digest: digest_hex.to_owned(),
+            message,
+        };
+        if wasmtime::Engine::detect_precompiled(code) != Some(wasmtime::Precompiled::Component) {
+            return Err(refused("not a precompiled component".to_owned()));
+        }
+        // SAFETY: `code` comes from the caller's trusted source (the contract above), and
+        // wasmtime checks the header, version, target, settings and CPU features before
+        // any of it runs. It is read from memory we own, not mapped from a file.
+        #[expect(
+            unsafe_code,
+            reason = "loading precompiled code is unsafe by wasmtime's contract"
+        )]
+        let component = unsafe { Component::deserialize(&self.0.engine, code) }
+            .map_err(|e| refused(format!("{e:#}")))?;
+        if let Some(path) = self.cache_path(digest_hex)
+            && let Err(e) = store_atomically(&path, code)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the compiled-code cache");
+        }
+        let mut adopted = self
+            .0
+            .adopted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        adopted.retain(|(d, _)| d != digest_hex);
+        if adopted.len() == MAX_ADOPTED {
+            adopted.remove(0);
+        }
+        adopted.push((digest_hex.to_owned(), component));
+        Ok(())
+    }
+
+    /// Whether compiled code for the component of digest `digest_hex` is here: adopted, or
+    /// in the compiled-code cache.
+    pub fn has_compiled(&self, digest_hex: &str) -> bool {
+        self.0
+            .adopted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|(d, _)| d == digest_hex)
+            || self.cache_path(digest_hex).is_some_and(|p| p.exists())
+    }
+
+    /// Compiles `bytes`, or takes the compiled form shipped here or kept in the cache.
     pub(crate) fn compile(
         &self,
         bytes: &[u8],
         digest_hex: &str,
     ) -> wasmtime::Result<(Component, Compiled)> {
         let _span = tracing::debug_span!("bosun.host.compile", digest = digest_hex).entered();
+        let adopted = self
+            .0
+            .adopted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(d, _)| d == digest_hex)
+            .map(|(_, c)| c.clone());
+        if let Some(component) = adopted {
+            return Ok((component, Compiled::Shipped));
+        }
         let path = self.cache_path(digest_hex);
         if let Some(path) = path.as_deref().filter(|p| p.exists()) {
             match self.deserialize(path) {
@@ -215,7 +353,7 @@ impl Engine {
                 }
             }
         }
-        let component = Component::new(&self.0.engine, bytes)?;
+        let component = compile_now(&self.0.engine, bytes, digest_hex)?;
         if let Some(path) = path
             && let Err(e) = store_atomically(&path, &component.serialize()?)
         {
@@ -228,9 +366,10 @@ impl Engine {
         // Read into memory rather than map the file: a cache file truncated or rewritten
         // in place while the code runs must not fault the process.
         let bytes = std::fs::read(path)?;
-        // SAFETY: entries are written only by `compile` above, atomically (a temporary
-        // file, then a rename), under a name carrying the sha256 of the source bytes and
-        // the engine's compatibility hash; wasmtime checks the header and version again.
+        // SAFETY: entries are written only by `compile` and `adopt_precompiled` above,
+        // atomically (a temporary file, then a rename), under a name carrying the sha256
+        // of the source bytes and the engine's compatibility hash; wasmtime checks the
+        // header, version and settings again.
         // The cache directory must be writable only by the runtime's user.
         #[expect(
             unsafe_code,
@@ -240,6 +379,36 @@ impl Engine {
             Component::deserialize(&self.0.engine, &bytes)
         }
     }
+}
+
+/// The compiled-code cache's name for this engine's settings.
+#[cfg(feature = "cranelift")]
+fn compat_of(engine: &wasmtime::Engine) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// Without a compiler wasmtime has no settings hash: entries are named by version, and
+/// wasmtime's own check refuses an entry it cannot run when it is read.
+#[cfg(not(feature = "cranelift"))]
+fn compat_of(_: &wasmtime::Engine) -> String {
+    format!("shipped-{WASMTIME_VERSION}")
+}
+
+#[cfg(feature = "cranelift")]
+fn compile_now(engine: &wasmtime::Engine, bytes: &[u8], _: &str) -> wasmtime::Result<Component> {
+    Component::new(engine, bytes)
+}
+
+#[cfg(not(feature = "cranelift"))]
+fn compile_now(_: &wasmtime::Engine, _: &[u8], digest_hex: &str) -> wasmtime::Result<Component> {
+    wasmtime::bail!(
+        "this build cannot compile WebAssembly (it was built without the `cranelift` feature) \
+         and has no precompiled code for sha256:{digest_hex}: it runs only code its runtime \
+         compiled and shipped, which needs the same wasmtime {WASMTIME_VERSION} build"
+    )
 }
 
 fn store_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -281,3 +281,63 @@ fn a_second_engine_loads_from_the_compiled_cache() {
     assert_eq!(recovered.info().compiled, Compiled::Fresh);
     let _ = Strategy::Fresh;
 }
+
+#[test]
+fn precompiled_code_ships_to_another_engine_which_refuses_code_it_cannot_run() {
+    let bytes = bytes();
+    let digest = bosun_host::load::digest(&bytes);
+    let hex = digest.trim_start_matches("sha256:");
+    let maker = engine();
+    let code = maker.precompiled(&bytes, hex).expect("precompiled");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taker = Engine::new(&bosun_host::engine::Config {
+        cache_dir: Some(dir.path().to_owned()),
+        max_instances: 8,
+        ..Default::default()
+    })
+    .expect("engine");
+    assert_eq!(maker.artifact_key(), taker.artifact_key());
+    assert!(!taker.has_compiled(hex));
+    taker.adopt_precompiled(hex, &code).expect("adopted");
+    assert!(taker.has_compiled(hex));
+    let revision =
+        bosun_host::Revision::load(&taker, &source(ZONE_LABELER), labeler_spec()).expect("loads");
+    assert_eq!(revision.info().compiled, Compiled::Shipped);
+    revision
+        .reconcile(&request(pod_ref("web-0")))
+        .expect("the shipped code runs");
+
+    // Not code at all, or code from an engine with other settings: refused with the reason
+    // before anything of it runs.
+    let err = taker
+        .adopt_precompiled(hex, b"\x7fELF but not really")
+        .expect_err("garbage");
+    assert!(
+        err.to_string().contains("not a precompiled component"),
+        "{err:#}"
+    );
+    let mut other = wasmtime::Config::new();
+    other.wasm_component_model(true);
+    let foreign = wasmtime::Engine::new(&other)
+        .and_then(|e| e.precompile_component(&bytes))
+        .expect("precompiled elsewhere");
+    let err = taker
+        .adopt_precompiled(hex, &foreign)
+        .expect_err("other settings");
+    assert!(
+        format!("{err:#}").contains("without epoch interruption"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn the_wasmtime_version_constant_is_the_pinned_one() {
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
+            .expect("workspace manifest");
+    let pin = format!(
+        "wasmtime = {{ version = \"={}\"",
+        bosun_host::engine::WASMTIME_VERSION
+    );
+    assert!(manifest.contains(&pin), "Cargo.toml does not pin {pin}");
+}

@@ -86,10 +86,13 @@ fn runtime_message() -> impl Strategy<Value = RuntimeMessage> {
         })
     });
     let body = prop_oneof![
-        (text(), any::<u32>()).prop_map(|(runtime_id, heartbeat_ms)| Body::Welcome(Welcome {
-            runtime_id,
-            heartbeat_ms
-        })),
+        (text(), any::<u32>(), text()).prop_map(|(runtime_id, heartbeat_ms, engine)| {
+            Body::Welcome(Welcome {
+                runtime_id,
+                heartbeat_ms,
+                engine,
+            })
+        }),
         assignment,
         (any::<u64>(), text(), text()).prop_map(|(id, plugin, payload)| {
             Body::Command(Command {
@@ -151,12 +154,13 @@ proptest! {
     #[test]
     fn fetch_messages_round_trip(
         (digest, namespace, pod, uid) in (text(), text(), text(), text()),
+        precompiled in any::<bool>(),
         data in vec(any::<u8>(), 0..256),
-        size in any::<u64>(),
+        (size, sha256) in (any::<u64>(), text()),
     ) {
-        let request = FetchRequest { digest, namespace, pod, uid };
+        let request = FetchRequest { digest, namespace, pod, uid, precompiled };
         prop_assert_eq!(FetchRequest::decode(request.encode_to_vec().as_slice())?, request);
-        let chunk = FetchChunk { data, size };
+        let chunk = FetchChunk { data, size, sha256 };
         prop_assert_eq!(FetchChunk::decode(chunk.encode_to_vec().as_slice())?, chunk);
     }
 }

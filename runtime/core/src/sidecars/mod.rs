@@ -119,6 +119,9 @@ pub struct SidecarStatus {
     pub since_ms: u64,
 }
 
+/// A revision's compiled code, made by the first sidecar that asks for it.
+type CodeCell = Arc<tokio::sync::OnceCell<Arc<[u8]>>>;
+
 /// The registry of sidecars and the pod-command delivery.
 pub struct Sidecars {
     runtime_id: String,
@@ -137,6 +140,9 @@ pub struct Sidecars {
     ca_file: Option<PathBuf>,
     pump: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: std::sync::atomic::AtomicBool,
+    /// Pod-agent revisions' compiled code for sidecars, made once per digest however many
+    /// sidecars ask at once.
+    precompiled: Mutex<HashMap<String, CodeCell>>,
 }
 
 impl std::fmt::Debug for Sidecars {
@@ -184,6 +190,46 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()>
 }
 
 impl Sidecars {
+    /// The runtime's compiled code of a pod-agent revision, for sidecars whose engine has
+    /// the runtime's artifact key: made once per digest (from the compiled-code cache the
+    /// load filled), shared by every sidecar that asks.
+    pub(crate) async fn precompiled(
+        &self,
+        revision: Arc<bosun_host::Revision>,
+    ) -> Result<Arc<[u8]>, Status> {
+        let digest = revision.digest().to_owned();
+        let cell = {
+            let mut cells = self
+                .precompiled
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Only current revisions' code is kept.
+            let current: std::collections::HashSet<String> = self
+                .registry
+                .names()
+                .into_iter()
+                .filter_map(|n| self.registry.current(&n).map(|r| r.digest().to_owned()))
+                .collect();
+            cells.retain(|d, _| current.contains(d));
+            cells.entry(digest.clone()).or_default().clone()
+        };
+        cell.get_or_try_init(|| async {
+            let engine = self.registry.engine().clone();
+            tokio::task::spawn_blocking(move || {
+                let _span = tracing::info_span!("bosun.sidecars.precompile", digest = %bosun_host::host::log::short(revision.digest())).entered();
+                let hex = revision.digest().trim_start_matches("sha256:");
+                engine
+                    .precompiled(revision.bytes(), hex)
+                    .map(Arc::<[u8]>::from)
+                    .map_err(|e| Status::internal(e.to_string()))
+            })
+            .await
+            .map_err(|e| Status::internal(format!("precompiling {digest}: {e}")))?
+        })
+        .await
+        .cloned()
+    }
+
     /// Sets up the link's state in `data_dir` (secret, journal, TLS material).
     /// `shared`: the TLS material kept in a Secret (`tlsSecret`), loaded by the caller.
     pub fn new(
@@ -234,6 +280,7 @@ impl Sidecars {
             ca_file: tls.as_ref().map(|t| t.ca_file.clone()),
             pump: Mutex::default(),
             closed: std::sync::atomic::AtomicBool::new(false),
+            precompiled: Mutex::default(),
         });
         {
             let weak = Arc::downgrade(&sidecars);

@@ -144,6 +144,7 @@ impl Link for Service {
             body: Some(runtime_message::Body::Welcome(Welcome {
                 runtime_id: sidecars.runtime_id.clone(),
                 heartbeat_ms: 15_000,
+                engine: sidecars.registry.engine().artifact_key(),
             })),
         };
         let _ = tx.try_send(Ok(welcome));
@@ -218,6 +219,7 @@ impl Link for Service {
             namespace,
             pod,
             uid,
+            precompiled,
         } = request.into_inner();
         let claimed = bosun_link::Hello {
             namespace,
@@ -229,14 +231,20 @@ impl Link for Service {
             return Err(Status::unavailable("the runtime is shutting down"));
         }
         sidecars.authenticate(&token, &claimed).await?;
-        let bytes = sidecars
+        let revision = sidecars
             .registry
             .names()
             .into_iter()
             .filter_map(|n| sidecars.registry.current(&n))
             .find(|r| r.digest() == digest && r.info().world == World::PodAgent)
-            .map(|r| r.bytes().clone())
             .ok_or_else(|| Status::not_found(format!("no pod-agent revision {digest}")))?;
+        let (bytes, sha256) = if precompiled {
+            let code = sidecars.precompiled(revision).await?;
+            let sha = bosun_link::digest(&code);
+            (code, sha)
+        } else {
+            (revision.bytes().clone(), String::new())
+        };
         let size = bytes.len() as u64;
         let chunks: Vec<Result<FetchChunk, Status>> = bytes
             .chunks(bosun_link::CHUNK_BYTES)
@@ -245,6 +253,11 @@ impl Link for Service {
                 Ok(FetchChunk {
                     data: c.to_vec(),
                     size: if i == 0 { size } else { 0 },
+                    sha256: if i == 0 {
+                        sha256.clone()
+                    } else {
+                        String::new()
+                    },
                 })
             })
             .collect();
