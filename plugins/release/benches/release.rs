@@ -24,7 +24,7 @@
 //! (30), `BOSUN_BENCH_PODS` (100 per set), `BOSUN_BENCH_SPEED` (clock factor, 10),
 //! `BOSUN_BENCH_FAULT_SECONDS` (how long a failing pull fails, simulated, 30),
 //! `BOSUN_BENCH_POD_START_SECONDS` (a new pod's start delay, simulated, 10),
-//! `BOSUN_BENCH_WAYS` (`a,b,c`), `BOSUN_BENCH_TRACE` (a pod name or prefix: every change of those pods
+//! `BOSUN_BENCH_WAYS` (`a,b,c`), `BOSUN_BENCH_GATE` (`0`: no readiness gate), `BOSUN_BENCH_TRACE` (a pod name or prefix: every change of those pods
 //! printed with its time, the release plugin's metrics, and the runtime's data directory
 //! (audit log) kept, to see where the time goes).
 
@@ -362,7 +362,9 @@ async fn setup(shape: &Shape, way: Way) -> anyhow::Result<(bosun_cluster::Cluste
             Way::Workflow => json!({}),
         };
         let mut spec = json!({"containers": [{"name": "app", "image": OLD}]});
-        if way != Way::Workflow {
+        // BOSUN_BENCH_GATE=0: pods without the readiness gate (one write per pod, and no
+        // out-of-service window before the restart: the trade the README describes).
+        if way != Way::Workflow && std::env::var("BOSUN_BENCH_GATE").as_deref() != Ok("0") {
             spec["readinessGates"] = json!([{"conditionType": GATE}]);
         }
         let sts: StatefulSet = serde_json::from_value(json!({

@@ -37,14 +37,8 @@ fn env(name: &str, default: u64) -> u64 {
 
 /// The zone-labeler with a custom section naming `tag`: a new digest, the same code.
 fn variant(tag: &str) -> Vec<u8> {
-    let mut bytes = std::fs::read(bosun_test_artifacts::ZONE_LABELER).unwrap_or_default();
-    let name = b"bench";
-    bytes.push(0);
-    bytes.push(u8::try_from(1 + name.len() + tag.len()).unwrap_or(0));
-    bytes.push(u8::try_from(name.len()).unwrap_or(0));
-    bytes.extend_from_slice(name);
-    bytes.extend_from_slice(tag.as_bytes());
-    bytes
+    let bytes = std::fs::read(bosun_test_artifacts::ZONE_LABELER).unwrap_or_default();
+    bosun_test_support::with_custom_section(&bytes, tag)
 }
 
 /// Writes `bytes` as the plugin's file and waits until the registry serves them.
