@@ -26,9 +26,9 @@ func hostGetFields(target ObjectRef, fields []string) (string, bool, error) {
 	if !ok {
 		return "", false, nil
 	}
-	var v any
+	var v map[string]any
 	if err := jsonUnmarshal(s, &v); err != nil {
-		return "", false, err
+		return "", false, fmt.Errorf("the cached object is not a JSON object: %w", err)
 	}
 	cut, _ := t.cut(v)
 	b, err := json.Marshal(cut)
@@ -46,6 +46,9 @@ func parseFields(fields []string) (*fieldTree, error) {
 	}
 	root := &fieldTree{children: map[string]*fieldTree{}}
 	for _, f := range fields {
+		if len(f) > 256 || strings.Contains(f, ",") {
+			return nil, fmt.Errorf("invalid field %q: at most 256 bytes, no commas", f)
+		}
 		node := root
 		for _, name := range strings.Split(f, ".") {
 			if name == "" {

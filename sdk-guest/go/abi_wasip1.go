@@ -15,6 +15,7 @@
 package bosun
 
 import (
+	"strings"
 	"unsafe"
 )
 
@@ -183,7 +184,7 @@ func ret() uint32 { return uint32(uintptr(unsafe.Pointer(&retArea))) }
 func importGet(avP, avN, kP, kN, nsD, nsP, nsN, nP, nN, ret uint32)
 
 //go:wasmimport bosun:operator/cache@0.1.0 get-fields
-func importGetFields(avP, avN, kP, kN, nsD, nsP, nsN, nP, nN, fP, fN, ret uint32)
+func importGetFields(avP, avN, kP, kN, nsD, nsP, nsN, nP, nN, lP, lN, ret uint32)
 
 //go:wasmimport bosun:operator/cache@0.1.0 list-objects
 func importList(avP, avN, kP, kN, nsD, nsP, nsN, selD, selP, selN, ret uint32)
@@ -230,16 +231,11 @@ func hostGet(target ObjectRef) (string, bool) {
 
 func hostGetFields(target ObjectRef, fields []string) (string, bool, error) {
 	f := flattenRef(&target)
-	// list<string> is an array of (pointer, length) pairs; the strings stay where Go keeps
-	// them, alive until the call returns.
-	pairs := make([]uint32, 2*len(fields))
-	for i, field := range fields {
-		pairs[2*i], pairs[2*i+1] = strArg(field)
-	}
-	pP, _ := bytesArg(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(pairs))), 4*len(pairs)))
+	list := strings.Join(fields, ",")
+	lP, lN := strArg(list)
 	r := ret()
-	importGetFields(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], pP, uint32(len(fields)), r)
-	keepAlive(&target, &fields, &pairs)
+	importGetFields(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], lP, lN, r)
+	keepAlive(&target, &list)
 	if load8(r) != 0 {
 		return "", false, hostError(liftString(load32(r+4), load32(r+8)))
 	}

@@ -38,7 +38,7 @@ export class CacheContext extends BaseContext {
   getFields(target, fields) {
     let t;
     try {
-      t = cache.getFields(ref(target), fields);
+      t = cache.getFields(ref(target), fields.join(','));
     } catch (e) {
       throw new BosunError(`reading fields of ${ObjectRef.from(target)}: ${message(e)}`);
     }

@@ -48,8 +48,9 @@ pub struct Config {
     /// Deadline of one probe endpoint request (`BOSUN_PROBE_TIMEOUT_MS`, default 1000).
     pub probe_timeout: Duration,
     /// Run the runtime's precompiled code when its engine matches this one's
-    /// (`BOSUN_PRECOMPILED`, `true` by default) instead of compiling each plugin here.
-    /// `false` compiles locally, and needs a sidecar built with its compiler.
+    /// (`BOSUN_PRECOMPILED`) instead of compiling each plugin here: by default only over
+    /// `https://`, where the CA authenticates the runtime. `false` compiles locally, and
+    /// needs a sidecar built with its compiler.
     pub precompiled: bool,
 }
 
@@ -128,6 +129,7 @@ impl Config {
                     .to_owned(),
             });
         }
+        let https = runtime.starts_with("https://");
         let probe_addr = match get("BOSUN_PROBE_ADDR") {
             Some(v) => v.trim().parse().map_err(|e| Error {
                 var: "BOSUN_PROBE_ADDR",
@@ -173,7 +175,20 @@ impl Config {
             reconnect_max: millis("BOSUN_RECONNECT_MAX_MS", 5000)?,
             probe_timeout: millis("BOSUN_PROBE_TIMEOUT_MS", 1000)?,
             precompiled: match get("BOSUN_PRECOMPILED").as_deref().map(str::trim) {
-                None | Some("" | "true") => true,
+                // Native code only from a runtime the CA authenticates.
+                None | Some("") if https => true,
+                None | Some("") if cfg!(feature = "compiler") => false,
+                None | Some("") => {
+                    return Err(Error {
+                        var: "BOSUN_PRECOMPILED",
+                        problem: "this sidecar has no compiler, so it runs the runtime's \
+                                  compiled (native, not sandboxed) code, and over http:// \
+                                  nothing proves the runtime is the runtime: use https:// \
+                                  with BOSUN_RUNTIME_CA, or set it to true to accept that"
+                            .to_owned(),
+                    });
+                }
+                Some("true") => true,
                 Some("false") if cfg!(feature = "compiler") => false,
                 Some("false") => {
                     return Err(Error {
@@ -223,7 +238,19 @@ mod tests {
         assert_eq!((c.namespace.as_str(), c.pod.as_str()), ("demo", "web-0"));
         assert_eq!(c.probe_addr.port(), 9901);
         assert_eq!(c.probe_timeout, Duration::from_millis(1000));
-        assert!(c.precompiled, "precompiled code is taken by default");
+        // Over http:// nothing authenticates the runtime: its native code is not taken
+        // unless asked for (and a sidecar without a compiler must be told).
+        assert_eq!(
+            Config::from_vars(vars(BASE)).map(|c| c.precompiled).ok(),
+            cfg!(feature = "compiler").then_some(false)
+        );
+        let mut tls = BASE.to_vec();
+        tls[3] = ("BOSUN_RUNTIME", "https://runtime:9470");
+        tls.push(("BOSUN_RUNTIME_CA", "/ca.pem"));
+        assert!(Config::from_vars(vars(&tls)).expect("tls").precompiled);
+        let mut on = BASE.to_vec();
+        on.push(("BOSUN_PRECOMPILED", "true"));
+        assert!(Config::from_vars(vars(&on)).expect("asked").precompiled);
         let mut off = BASE.to_vec();
         off.push(("BOSUN_PRECOMPILED", "false"));
         assert_eq!(

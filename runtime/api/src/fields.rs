@@ -32,6 +32,13 @@ pub enum FieldsError {
     /// More than [`MAX_FIELDS`] fields.
     #[error("{0} fields named, over the limit of {MAX_FIELDS}")]
     TooMany(usize),
+    /// A list longer than [`Fields::MAX_LIST_BYTES`].
+    #[error(
+        "the field list is {0} bytes, over the limit of {max} ({MAX_FIELDS} paths of at most \
+         {MAX_FIELD_BYTES} bytes)",
+        max = Fields::MAX_LIST_BYTES
+    )]
+    TooLong(usize),
     /// A path that is empty, has an empty segment or is too long.
     #[error(
         "invalid field {0:?}: a field is a dotted path of names such as \"spec.nodeName\" \
@@ -52,6 +59,20 @@ pub struct Fields {
 }
 
 impl Fields {
+    /// The longest comma-separated list [`Fields::parse_list`] reads.
+    pub const MAX_LIST_BYTES: usize = MAX_FIELDS * (MAX_FIELD_BYTES + 1);
+
+    /// Parses dotted paths separated by commas, as `cache.get-fields` takes them.
+    pub fn parse_list(list: &str) -> Result<Self, FieldsError> {
+        if list.len() > Self::MAX_LIST_BYTES {
+            return Err(FieldsError::TooLong(list.len()));
+        }
+        if list.is_empty() {
+            return Err(FieldsError::Empty);
+        }
+        Self::parse(&list.split(',').collect::<Vec<_>>())
+    }
+
     /// Parses dotted paths. A path that is a prefix of another keeps the whole value.
     pub fn parse<S: AsRef<str>>(paths: &[S]) -> Result<Self, FieldsError> {
         if paths.is_empty() {
@@ -309,6 +330,27 @@ mod tests {
         assert_eq!(
             Fields::parse(&many).expect_err("too many"),
             FieldsError::TooMany(65)
+        );
+        assert_eq!(
+            Fields::parse_list("metadata.labels,spec.nodeName")
+                .expect("a list")
+                .cut(&pod().to_string())
+                .map(|t| serde_json::from_str::<Value>(&t).ok()),
+            Ok(Some(
+                json!({"metadata": {"labels": {"app": "web", "a.b/c": "d"}}, "spec": {"nodeName": "n1"}})
+            ))
+        );
+        assert_eq!(
+            Fields::parse_list("").expect_err("empty"),
+            FieldsError::Empty
+        );
+        assert!(matches!(
+            Fields::parse_list(&"a".repeat(Fields::MAX_LIST_BYTES + 1)),
+            Err(FieldsError::TooLong(_))
+        ));
+        assert!(
+            Fields::parse_list("a,,b").is_err(),
+            "an empty path is refused"
         );
         let fields = Fields::parse(&["a"]).expect("fields");
         assert!(matches!(

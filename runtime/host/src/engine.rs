@@ -21,8 +21,8 @@ use crate::store::StoreState;
 /// a test keeps the two equal). Precompiled code loads only into the same version.
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
-/// At most this many adopted components are kept in memory (engines without a cache
-/// directory); the oldest goes first.
+/// At most this many adopted components wait in memory for the load that takes them;
+/// the oldest goes first.
 const MAX_ADOPTED: usize = 32;
 
 /// How often the epoch advances: the resolution of call deadlines.
@@ -112,6 +112,10 @@ struct Inner {
     compat: String,
     /// Components adopted from precompiled code, by digest, oldest first.
     adopted: Mutex<Vec<(String, Component)>>,
+    /// The engine that makes code for other machines, and its cache name, made on first
+    /// use ([`Engine::precompiled`]).
+    shipping: std::sync::OnceLock<Result<(wasmtime::Engine, String), String>>,
+    config: Config,
     max_memory_bytes: usize,
     controller: Linker<StoreState>,
     admission: Linker<StoreState>,
@@ -202,6 +206,8 @@ impl Engine {
             cache_dir: config.cache_dir.clone(),
             compat,
             adopted: Mutex::default(),
+            shipping: std::sync::OnceLock::new(),
+            config: config.clone(),
             max_memory_bytes: config.max_memory_bytes,
             controller: linkers.0,
             admission: linkers.1,
@@ -252,22 +258,57 @@ impl Engine {
     }
 
     /// The compiled form of component `bytes` (digest `digest_hex`), serialized for an
-    /// engine with the same [`artifact_key`](Self::artifact_key): read from the
-    /// compiled-code cache when it is there, else compiled now.
+    /// engine with the same [`artifact_key`](Self::artifact_key) on another machine: made
+    /// with this engine's settings for the architecture's baseline CPU rather than this
+    /// machine's (whose features a sidecar's node may lack, and wasmtime would refuse the
+    /// code there), and kept in the compiled-code cache.
     pub fn precompiled(&self, bytes: &[u8], digest_hex: &str) -> Result<Vec<u8>, Error> {
         let _span = tracing::debug_span!("bosun.host.precompiled", digest = digest_hex).entered();
-        if let Some(path) = self.cache_path(digest_hex)
-            && let Ok(code) = std::fs::read(&path)
+        let failed = |message: String| Error::Precompile {
+            digest: digest_hex.to_owned(),
+            message,
+        };
+        let (engine, compat) = self.shipping().map_err(failed)?;
+        let path = self
+            .0
+            .cache_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{digest_hex}-{compat}-baseline.cwasm")));
+        if let Some(path) = &path
+            && let Ok(code) = std::fs::read(path)
             && wasmtime::Engine::detect_precompiled(&code) == Some(wasmtime::Precompiled::Component)
         {
             return Ok(code);
         }
-        self.compile(bytes, digest_hex)
-            .and_then(|(component, _)| component.serialize())
-            .map_err(|e| Error::Precompile {
-                digest: digest_hex.to_owned(),
-                message: format!("{e:#}"),
-            })
+        let code = precompile_now(engine, bytes).map_err(|e| failed(format!("{e:#}")))?;
+        if let Some(path) = &path
+            && let Err(e) = store_atomically(path, &code)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the compiled-code cache");
+        }
+        Ok(code)
+    }
+
+    /// The engine [`precompiled`](Self::precompiled) compiles with: this one's settings,
+    /// an explicit target (so no CPU features are taken from this machine), on-demand
+    /// allocation (it only compiles).
+    fn shipping(&self) -> Result<(&wasmtime::Engine, &str), String> {
+        let made = self.0.shipping.get_or_init(|| {
+            let triple = match std::env::consts::OS {
+                "linux" => format!("{}-unknown-linux-gnu", std::env::consts::ARCH),
+                "macos" => format!("{}-apple-darwin", std::env::consts::ARCH),
+                os => return Err(format!("no baseline target for {os}")),
+            };
+            let mut c = wasmtime_config(&self.0.config, false);
+            set_target(&mut c, &triple).map_err(|e| format!("{e:#}"))?;
+            let engine = wasmtime::Engine::new(&c).map_err(|e| format!("{e:#}"))?;
+            let compat = compat_of(&engine);
+            Ok((engine, compat))
+        });
+        match made {
+            Ok((engine, compat)) => Ok((engine, compat.as_str())),
+            Err(e) => Err(e.clone()),
+        }
     }
 
     /// Adopts `code`, the precompiled form of the component of digest `digest_hex` that an
@@ -333,14 +374,17 @@ impl Engine {
         digest_hex: &str,
     ) -> wasmtime::Result<(Component, Compiled)> {
         let _span = tracing::debug_span!("bosun.host.compile", digest = digest_hex).entered();
-        let adopted = self
-            .0
-            .adopted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .find(|(d, _)| d == digest_hex)
-            .map(|(_, c)| c.clone());
+        // Taken, not kept: the revision holds it from now on, and a later load reads the
+        // compiled-code cache `adopt_precompiled` wrote.
+        let adopted = {
+            let mut adopted = self
+                .0
+                .adopted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let at = adopted.iter().position(|(d, _)| d == digest_hex);
+            at.map(|i| adopted.remove(i).1)
+        };
         if let Some(component) = adopted {
             return Ok((component, Compiled::Shipped));
         }
@@ -349,7 +393,10 @@ impl Engine {
             match self.deserialize(path) {
                 Ok(c) => return Ok((c, Compiled::Cached)),
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "unusable compiled-code cache entry; recompiling")
+                    // Removed, so that `has_compiled` no longer counts it and shipped code
+                    // is asked for again.
+                    tracing::warn!(path = %path.display(), error = %e, "unusable compiled-code cache entry; removed, recompiling");
+                    let _ = std::fs::remove_file(path);
                 }
             }
         }
@@ -395,6 +442,28 @@ fn compat_of(engine: &wasmtime::Engine) -> String {
 #[cfg(not(feature = "cranelift"))]
 fn compat_of(_: &wasmtime::Engine) -> String {
     format!("shipped-{WASMTIME_VERSION}")
+}
+
+#[cfg(feature = "cranelift")]
+fn set_target(c: &mut wasmtime::Config, triple: &str) -> wasmtime::Result<()> {
+    c.target(triple).map(|_| ())
+}
+
+#[cfg(not(feature = "cranelift"))]
+fn set_target(_: &mut wasmtime::Config, _: &str) -> wasmtime::Result<()> {
+    Ok(())
+}
+
+#[cfg(feature = "cranelift")]
+fn precompile_now(engine: &wasmtime::Engine, bytes: &[u8]) -> wasmtime::Result<Vec<u8>> {
+    engine.precompile_component(bytes)
+}
+
+#[cfg(not(feature = "cranelift"))]
+fn precompile_now(_: &wasmtime::Engine, _: &[u8]) -> wasmtime::Result<Vec<u8>> {
+    wasmtime::bail!(
+        "this build cannot compile WebAssembly (it was built without the `cranelift` feature)"
+    )
 }
 
 #[cfg(feature = "cranelift")]

@@ -34,15 +34,13 @@ pub(crate) struct Shared {
 /// The last few field lists a revision's calls named, parsed. At most [`FieldLists::KEPT`];
 /// a new one replaces the oldest.
 #[derive(Default)]
-pub(crate) struct FieldLists(
-    std::sync::Mutex<std::collections::VecDeque<(Vec<String>, Arc<Fields>)>>,
-);
+pub(crate) struct FieldLists(std::sync::Mutex<std::collections::VecDeque<(String, Arc<Fields>)>>);
 
 impl FieldLists {
     const KEPT: usize = 8;
 
     /// The parsed form of `paths`, parsed now if it is not kept.
-    pub fn get(&self, paths: Vec<String>) -> Result<Arc<Fields>, FieldsError> {
+    pub fn get(&self, paths: String) -> Result<Arc<Fields>, FieldsError> {
         let mut kept = self
             .0
             .lock()
@@ -50,7 +48,7 @@ impl FieldLists {
         if let Some((_, fields)) = kept.iter().find(|(p, _)| *p == paths) {
             return Ok(fields.clone());
         }
-        let fields = Arc::new(Fields::parse(&paths)?);
+        let fields = Arc::new(Fields::parse_list(&paths)?);
         if kept.len() == Self::KEPT {
             kept.pop_front();
         }

@@ -61,6 +61,9 @@ pub struct Folder {
     spec: Box<dyn Fn(&str) -> Spec + Send>,
     settle: Duration,
     files: BTreeMap<PathBuf, Tracked>,
+    /// When the previous scan ran: a file changed since then cannot have been still for
+    /// longer, whatever its mtime says (coarse or skewed clocks on network filesystems).
+    last_scan: Option<Instant>,
 }
 
 impl std::fmt::Debug for Folder {
@@ -92,6 +95,7 @@ impl Folder {
             spec: Box::new(spec),
             settle,
             files: BTreeMap::new(),
+            last_scan: None,
         }
     }
 
@@ -147,7 +151,8 @@ impl Folder {
                     .modified
                     .and_then(|m| m.elapsed().ok())
                     .unwrap_or_default()
-                    .min(self.settle);
+                    .min(self.settle)
+                    .min(self.last_scan.map_or(Duration::ZERO, |at| now - at));
                 tracked.stamp = stamp;
                 tracked.changed_at = now.checked_sub(still_for).unwrap_or(now);
             }
@@ -189,14 +194,20 @@ impl Folder {
                 }),
             }
         }
+        self.last_scan = Some(now);
         events
     }
 
     /// How long to wait before the next scan: `interval`, or less when a file settles
     /// sooner.
     pub fn pause(&self, interval: Duration) -> Duration {
+        // A floor, so that a file the last scan could not load (the folder unreadable)
+        // does not make the watcher spin.
+        const MIN: Duration = Duration::from_millis(5);
         self.next_due().map_or(interval, |due| {
-            due.saturating_duration_since(Instant::now()).min(interval)
+            due.saturating_duration_since(Instant::now())
+                .max(MIN)
+                .min(interval)
         })
     }
 

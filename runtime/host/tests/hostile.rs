@@ -341,6 +341,28 @@ fn a_plugin_spinning_on_list_objects_is_stopped_by_its_read_cap() {
 }
 
 #[test]
+fn cutting_objects_is_bounded_by_the_field_list_limit_and_the_read_cap() {
+    let h = hostile("fields-spin", |s| {
+        s.limits.deadline = Duration::from_secs(60);
+        s.limits.max_read_bytes_per_call = 1 << 20;
+    });
+    let started = Instant::now();
+    let err = reconcile(&h).expect_err("stopped");
+    // Each cut spends the read cap by the size of the object it scans.
+    assert!(
+        matches!(&err, Error::Limit { what, .. } if what.contains("over the cap of 1048576 bytes per call")),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let logs = h.logs.take();
+    assert!(
+        logs.iter()
+            .any(|l| l.message.contains("refused:") && l.message.contains("over the limit")),
+        "{logs:?}"
+    );
+}
+
+#[test]
 fn out_of_memory_calls_are_counted() {
     let h = hostile("alloc", |s| s.limits.memory_bytes = 16 << 20);
     for _ in 0..3 {

@@ -25,8 +25,7 @@ mod wasm {
         target: &crate::ObjectRef,
         fields: &[&str],
     ) -> Result<Option<String>, String> {
-        let fields: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
-        cache::get_fields(&target.into(), &fields)
+        cache::get_fields(&target.into(), &fields.join(","))
     }
 
     #[cfg(any(feature = "controller", feature = "admission"))]

@@ -56,7 +56,8 @@ impl Context {
     /// element (`"spec.containers.image"`). Each value stays at its place; paths the object
     /// lacks are left out. The host skips the rest of the object natively, so this is the
     /// cheapest read of a few fields of a large object. `Ok(None)` when it is not in the
-    /// cache; `Err` for an empty list, more than 64 fields or an empty path segment.
+    /// cache; `Err` for an empty list, more than 64 fields, one over 256 bytes or an empty
+    /// path segment. Names cannot hold commas (the host takes the list comma-separated).
     ///
     /// ```ignore
     /// let pod = ctx.get_fields(req.target(), &["metadata.labels", "spec.nodeName"])?;

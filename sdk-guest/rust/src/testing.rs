@@ -216,7 +216,8 @@ pub(crate) mod backend {
         target: &crate::ObjectRef,
         fields: &[&str],
     ) -> Result<Option<String>, String> {
-        let fields = bosun_api::fields::Fields::parse(fields).map_err(|e| e.to_string())?;
+        let fields =
+            bosun_api::fields::Fields::parse_list(&fields.join(",")).map_err(|e| e.to_string())?;
         with(|host| {
             host.objects
                 .get(target)

@@ -206,7 +206,7 @@ impl Host for StoreState {
     fn get_fields(
         &mut self,
         target: ObjectRef,
-        fields: Vec<String>,
+        fields: String,
     ) -> wasmtime::Result<Result<Option<String>, String>> {
         let fields = match self.shared.fields.get(fields) {
             Ok(f) => f,
@@ -219,9 +219,13 @@ impl Host for StoreState {
             self.copied(1)?;
             return Ok(Ok(None));
         };
-        let cut = fields.cut(&object).map_err(|e| format!("{target}: {e}"));
-        self.copied(cut.as_ref().map_or(1, |c| c.len().max(1)))?;
-        Ok(cut.map(Some))
+        // Counted as what the host reads, not the few bytes it hands over: cutting costs
+        // a scan of the whole object, so it spends the read cap like `get`.
+        self.copied(object.len().max(1))?;
+        Ok(fields
+            .cut(&object)
+            .map(Some)
+            .map_err(|e| format!("{target}: {e}")))
     }
 
     fn list_objects(

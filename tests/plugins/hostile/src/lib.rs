@@ -57,6 +57,7 @@ enum Mode {
     PodCommand,
     StateFlood,
     ListSpin,
+    FieldsSpin,
     RequeueNow,
 }
 
@@ -249,6 +250,18 @@ impl Controller for Hostile {
                 let pods = ctx.list("v1", "Pod", None, None)?;
                 std::hint::black_box(pods);
             },
+            Mode::FieldsSpin => {
+                // A field list far over the host's limit is refused, not read.
+                let huge = vec!["metadata.name"; 200_000];
+                match ctx.get_fields(req.target(), &huge) {
+                    Ok(_) => ctx.warn("a 2.8 MB field list was accepted"),
+                    Err(e) => ctx.info(format!("refused: {e}")),
+                }
+                loop {
+                    let cut = ctx.get_fields(req.target(), &["metadata.name"])?;
+                    std::hint::black_box(cut);
+                }
+            }
             Mode::RequeueNow => Ok(Outcome::requeue_after(Duration::ZERO)),
             Mode::Error => Err(Error::msg("hostile: reconcile failed on purpose")),
             Mode::Requeue => Ok(Outcome::requeue_after(Duration::from_millis(1500))),
