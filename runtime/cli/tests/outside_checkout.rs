@@ -28,6 +28,21 @@ fn scaffold_target() -> PathBuf {
         .join("scaffold-test")
 }
 
+/// Runs `cmd` to completion. The other test copies `bosun` too: a child it forks while
+/// its copy is open for writing holds that descriptor, and exec of a file open for
+/// writing fails (ETXTBSY) until the child has exec'd itself, so that is retried.
+fn output(cmd: &mut Command) -> std::process::Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.expect("run bosun"),
+        }
+    }
+    panic!("the copied bosun stayed busy (ETXTBSY) for 2 s");
+}
+
 /// A copied `bosun`, an empty working folder and a fresh cache, in one temporary folder.
 struct Away {
     tmp: tempfile::TempDir,
@@ -60,19 +75,19 @@ impl Away {
 
     /// Runs the copied `bosun` in the working folder; its stdout, or a panic with stderr.
     fn bosun(&self, args: &[&str]) -> String {
-        let out = Command::new(self.tmp.path().join("bin/bosun"))
-            .args(args)
-            .current_dir(self.work())
-            .env_remove("BOSUN_SDK_DIR")
-            .env_remove("BOSUN_GO")
-            .env_remove("BOSUN_NODE")
-            .env("PATH", &self.path)
-            .env("BOSUN_CACHE_DIR", self.cache())
-            .env("BOSUN_COMPILED_CACHE", self.tmp.path().join("compiled"))
-            // A stable folder of the workspace's target: reruns compile wit-bindgen once.
-            .env("CARGO_TARGET_DIR", scaffold_target())
-            .output()
-            .expect("run bosun");
+        let out = output(
+            Command::new(self.tmp.path().join("bin/bosun"))
+                .args(args)
+                .current_dir(self.work())
+                .env_remove("BOSUN_SDK_DIR")
+                .env_remove("BOSUN_GO")
+                .env_remove("BOSUN_NODE")
+                .env("PATH", &self.path)
+                .env("BOSUN_CACHE_DIR", self.cache())
+                .env("BOSUN_COMPILED_CACHE", self.tmp.path().join("compiled"))
+                // A stable folder of the workspace's target: reruns compile wit-bindgen once.
+                .env("CARGO_TARGET_DIR", scaffold_target()),
+        );
         assert!(
             out.status.success(),
             "bosun {args:?} failed:\n{}",
@@ -175,13 +190,13 @@ fn bosun_sdk_dir_wins_and_the_checkout_serves_a_binary_run_from_it() {
     let away = Away::new();
     // BOSUN_SDK_DIR is taken as it is, before the cache.
     let own = away.tmp.path().join("my-sdk");
-    let out = Command::new(away.tmp.path().join("bin/bosun"))
-        .args(["plugin", "new", "hello", "--lang", "go"])
-        .current_dir(away.work())
-        .env("BOSUN_SDK_DIR", &own)
-        .env("BOSUN_CACHE_DIR", away.cache())
-        .output()
-        .expect("run bosun");
+    let out = output(
+        Command::new(away.tmp.path().join("bin/bosun"))
+            .args(["plugin", "new", "hello", "--lang", "go"])
+            .current_dir(away.work())
+            .env("BOSUN_SDK_DIR", &own)
+            .env("BOSUN_CACHE_DIR", away.cache()),
+    );
     assert!(
         out.status.success(),
         "{}",
