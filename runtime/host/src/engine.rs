@@ -234,9 +234,15 @@ impl Engine {
         }
     }
 
-    fn cache_path(&self, digest_hex: &str) -> Option<PathBuf> {
+    /// The compiled-code cache's file for a component compiled by an engine whose settings
+    /// `compat` names.
+    fn cache_path_for(&self, digest_hex: &str, compat: &str) -> Option<PathBuf> {
         let dir = self.0.cache_dir.as_ref()?;
-        Some(dir.join(format!("{digest_hex}-{}.cwasm", self.0.compat)))
+        Some(dir.join(format!("{digest_hex}-{compat}.cwasm")))
+    }
+
+    fn cache_path(&self, digest_hex: &str) -> Option<PathBuf> {
+        self.cache_path_for(digest_hex, &self.0.compat)
     }
 
     /// Whether this engine can compile (built with the `cranelift` feature). One that
@@ -269,11 +275,7 @@ impl Engine {
             message,
         };
         let (engine, compat) = self.shipping().map_err(failed)?;
-        let path = self
-            .0
-            .cache_dir
-            .as_ref()
-            .map(|dir| dir.join(format!("{digest_hex}-{compat}-baseline.cwasm")));
+        let path = self.cache_path_for(digest_hex, &format!("{compat}-baseline"));
         if let Some(path) = &path
             && let Ok(code) = std::fs::read(path)
             && wasmtime::Engine::detect_precompiled(&code) == Some(wasmtime::Precompiled::Component)
